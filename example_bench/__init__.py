@@ -1,0 +1,1 @@
+"""Example benchmarks shipped with pytest-benchflow; MMLU-Pro is the reference one."""

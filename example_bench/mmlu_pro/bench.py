@@ -1,0 +1,116 @@
+"""``MMLUProBench``: MMLU-Pro as BenchFlow tasks, one per category (or per question)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult
+from pytest_benchflow.bench import Entrance
+
+from .data import by_category, load_questions, task_slug
+from .evaluate import evaluate, settings
+
+__all__ = ["MMLUProBench", "DEFAULT_PASS_THRESHOLD"]
+
+#: A category passes when its accuracy reaches this; chosen well above chance (10%) and
+#: below current frontier models (~70–85%), so a failed category means a real problem.
+DEFAULT_PASS_THRESHOLD = 0.5
+
+
+class MMLUProBench(BaseBench):
+    """MMLU-Pro (TIGER-Lab), evaluated exactly as the authors' API evaluation does."""
+
+    description = "MMLU-Pro multiple-choice questions, 14 categories, 5-shot chain of thought"
+
+    def get_args(self, task_id: str | None) -> BenchArgs:
+        return BenchArgs(
+            {
+                "optional": {
+                    "DATA_FILE": "",
+                    "FEWSHOT_FILE": "",
+                    "NUM_SHOTS": 5,
+                    "SCORING": "official",
+                    "MAX_CONCURRENCY": 8,
+                    "TASK_UNIT": "category",
+                    "PASS_THRESHOLD": DEFAULT_PASS_THRESHOLD,
+                },
+                "choices": {"SCORING": ["official", "strict"], "TASK_UNIT": ["category", "question"]},
+            }
+        )
+
+    def get_image_name(self) -> str:
+        return "benchflow/mmlu-pro:0.2"
+
+    def get_results_dir_in_container(self) -> str:
+        return "/app/eval_results"
+
+    def get_log_files_dir_in_container(self) -> str:
+        return "/app/logs"
+
+    def get_entrypoint(self) -> Entrance:
+        return evaluate
+
+    def get_all_tasks(self, split: str) -> dict[str, Any]:
+        s = {**settings(self.args), "split": split}
+        try:
+            groups = by_category(load_questions(s["data_file"], split))
+        except ValueError as e:
+            return {"task_ids": [], "error_message": str(e)}
+        if s["task_unit"] == "question":
+            ids = [f"{task_slug(c)}/{q['question_id']}" for c in sorted(groups) for q in groups[c]]
+        else:
+            ids = [task_slug(c) for c in sorted(groups)]
+        return {"task_ids": ids, "error_message": None}
+
+    def get_result(self, task_id: str) -> BenchmarkResult:
+        summaries = list(Path(str(self.results_dir)).glob("*_summary.json"))
+        if len(summaries) != 1:
+            raise FileNotFoundError(f"expected one <category>_summary.json in {self.results_dir}, found {len(summaries)}")
+        summary = json.loads(summaries[0].read_text(encoding="utf-8"))
+        total = summary["total"]
+        n = int(total["corr"] + total["wrong"])
+        acc = total["acc"]
+        threshold = float(self.args.get("PASS_THRESHOLD", DEFAULT_PASS_THRESHOLD))
+        if "/" in task_id:
+            result_file = summaries[0].with_name(summaries[0].name.replace("_summary.json", "_result.json"))
+            (question,) = json.loads(result_file.read_text(encoding="utf-8"))
+            resolved = question["pred"] == question["answer"]
+            log = {"pred": question["pred"], "answer": question["answer"], "response": question["response"][-500:]}
+        else:
+            resolved = acc >= threshold
+            log = {"text": f"accuracy {acc:.4f} ({int(total['corr'])}/{n}); pass threshold {threshold}"}
+        return BenchmarkResult(
+            task_id=task_id,
+            is_resolved=resolved,
+            metrics={
+                "accuracy": acc,
+                "correct": int(total["corr"]),
+                "total": n,
+                "unparsed": int(summary.get("unparsed", 0)),
+                "stderr": math.sqrt(acc * (1 - acc) / n) if n else 0.0,
+            },
+            log=log,
+        )
+
+    def summarize(self, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Accuracy per category and overall (micro-averaged over questions, like MMLU-Pro's ``total``)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for task in tasks:
+            metrics = task["metrics"]
+            if "correct" not in metrics:
+                continue
+            row = rows.setdefault(task["task_id"].split("/")[0], {"correct": 0, "total": 0})
+            row["correct"] += metrics["correct"]
+            row["total"] += metrics["total"]
+        rows = dict(sorted(rows.items()))
+        if rows:
+            rows["overall"] = {
+                "correct": sum(r["correct"] for r in rows.values()),
+                "total": sum(r["total"] for r in rows.values()),
+            }
+        for row in rows.values():
+            row["accuracy"] = row["correct"] / row["total"] if row["total"] else 0.0
+        return rows

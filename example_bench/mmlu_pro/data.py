@@ -1,0 +1,99 @@
+"""Loading MMLU-Pro questions: the shipped demo set, local JSON / JSON lines / parquet, or Hugging Face."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEMO_TEST", "DEMO_FEWSHOT", "HF_PREFIX", "load_questions", "by_category", "task_slug", "DataError"]
+
+_HERE = Path(__file__).parent / "data"
+#: Demo questions written by us (not MMLU-Pro): used when DATA_FILE is not given.
+DEMO_TEST = _HERE / "demo_test.json"
+DEMO_FEWSHOT = _HERE / "demo_fewshot.json"
+#: ``DATA_FILE=hf:TIGER-Lab/MMLU-Pro`` loads through the ``datasets`` library (extra ``mmlu-pro``).
+HF_PREFIX = "hf:"
+FIELDS = ("question_id", "question", "options", "answer", "answer_index", "cot_content", "category", "src")
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or not in the MMLU-Pro record schema."""
+
+
+def task_slug(category: str) -> str:
+    """The task id of a category: its name with spaces as underscores (``computer science`` → ``computer_science``)."""
+    return category.replace(" ", "_")
+
+
+def _read_records(source: str, split: str) -> list[dict[str, Any]]:
+    if source.startswith(HF_PREFIX):
+        try:
+            from datasets import load_dataset
+        except ImportError:
+            raise DataError(f"DATA_FILE={source} needs the datasets library: pip install 'pytest-benchflow[mmlu-pro]'") from None
+        return [dict(r) for r in load_dataset(source[len(HF_PREFIX):], split=split)]
+    path = Path(source)
+    if not path.is_file():
+        raise DataError(f"MMLU-Pro data file not found: {source}")
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(f"{source}: reading parquet needs pyarrow: pip install 'pytest-benchflow[parquet]'") from None
+        return list(pq.read_table(path).to_pylist())
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".jsonl", ".ndjson"):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except ValueError as e:
+        raise DataError(f"{source}: not valid JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(f"{source}: expected a list of question records")
+    return data
+
+
+def _clean(record: Any, source: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise DataError(f"{source}: a record is {type(record).__name__}, expected an object")
+    missing = [f for f in ("question_id", "question", "options", "answer", "answer_index", "category") if f not in record]
+    if missing:
+        raise DataError(f"{source}: question {record.get('question_id', '?')} lacks {', '.join(missing)}")
+    clean = {f: record.get(f, "") for f in FIELDS}
+    # As the official scripts do: the dataset pads options with "N/A".
+    clean["options"] = [o for o in record["options"] if o != "N/A"]
+    clean["cot_content"] = clean["cot_content"] or ""
+    return clean
+
+
+@lru_cache(maxsize=8)
+def _load_cached(source: str, split: str, mtime: float) -> tuple[dict[str, Any], ...]:
+    return tuple(_clean(r, source) for r in _read_records(source, split))
+
+
+def load_questions(sources: str, split: str = "test") -> tuple[dict[str, Any], ...]:
+    """The question records of ``sources`` (paths or ``hf:NAME``, ``os.pathsep``-separated), cleaned.
+
+    Each file is cached while it is unchanged.
+    """
+    records: list[dict[str, Any]] = []
+    for source in filter(None, sources.split(os.pathsep)):
+        mtime = os.stat(source).st_mtime if not source.startswith(HF_PREFIX) and os.path.exists(source) else 0.0
+        records.extend(_load_cached(source, split, mtime))
+    if not records:
+        raise DataError(f"no MMLU-Pro questions in {sources!r}")
+    return tuple(records)
+
+
+def by_category(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by category, in order of first appearance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(r["category"], []).append(r)
+    return groups

@@ -1,0 +1,112 @@
+"""The MMLU-Pro evaluation entrance: the same function runs in-process and as the image's entrypoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_benchflow import BenchClient, report_progress
+
+from .data import DEMO_FEWSHOT, DEMO_TEST, by_category, load_questions, task_slug
+from .scoring import build_prompt, format_example, public_question, score
+
+__all__ = ["MMLUProClient", "evaluate", "main", "select_questions", "settings"]
+
+
+class MMLUProClient(BenchClient):
+    """Sends ``prompt``, ``input_text`` and the label-free ``question``; expects the answer text."""
+
+    def prepare_input(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "prompt": raw_step_inputs["prompt"],
+            "input_text": raw_step_inputs["input_text"],
+            "question": public_question(raw_step_inputs["record"]),
+        }
+
+    def parse_response(self, raw_response: str) -> dict[str, Any]:
+        return {"response": raw_response}
+
+
+def settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The bench's arguments as typed values (defaults as declared in ``bench.py``)."""
+    data_file = env.get("DATA_FILE") or str(DEMO_TEST)
+    fewshot = env.get("FEWSHOT_FILE") or (str(DEMO_FEWSHOT) if data_file == str(DEMO_TEST) else "")
+    return {
+        "data_file": data_file,
+        "fewshot_file": fewshot,
+        "num_shots": int(env.get("NUM_SHOTS") or 5),
+        "scoring": env.get("SCORING") or "official",
+        "max_concurrency": int(env.get("MAX_CONCURRENCY") or 8),
+        "task_unit": env.get("TASK_UNIT") or "category",
+        "split": env.get("BENCHFLOW_SPLIT") or "test",
+    }
+
+
+def select_questions(s: Mapping[str, Any], task_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """(category, questions) of a task id: ``law`` (a category) or ``law/866`` (one question)."""
+    groups = {task_slug(c): (c, qs) for c, qs in by_category(load_questions(s["data_file"], s["split"])).items()}
+    slug, _, question_id = task_id.partition("/")
+    if slug not in groups:
+        raise ValueError(f"no MMLU-Pro category {slug!r} in {s['data_file']}")
+    category, questions = groups[slug]
+    if question_id:
+        questions = [q for q in questions if str(q["question_id"]) == question_id]
+        if not questions:
+            raise ValueError(f"no question {question_id} in category {category!r}")
+    return category, questions
+
+
+def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
+    """Evaluate task ``TEST_START_ID`` against ``INTELLIGENCE_URL``; write the official result files.
+
+    Writes ``<category>_result.json`` (each question with ``pred`` and ``response``) and
+    ``<category>_summary.json`` (``corr``, ``wrong``, ``acc``, plus ``unparsed``) into
+    ``BENCHFLOW_RESULTS_DIR`` and returns the summary.
+    """
+    s = settings(env)
+    category, questions = select_questions(s, env["TEST_START_ID"])
+    shots: list[dict[str, Any]] = []
+    if s["num_shots"] > 0:
+        if not s["fewshot_file"]:
+            raise ValueError("FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)")
+        shots = by_category(load_questions(s["fewshot_file"], "validation")).get(category, [])[: s["num_shots"]]
+    prompt = build_prompt(category, shots)
+    client = MMLUProClient(env["INTELLIGENCE_URL"])
+    answers = client.get_responses(
+        [{"prompt": prompt, "input_text": format_example(q["question"], q["options"]), "record": q} for q in questions],
+        max_concurrency=s["max_concurrency"],
+        on_done=lambda done, total: report_progress(env, done, total),
+    )
+    results, corr, unparsed = [], 0, 0
+    for q, answer in zip(questions, answers):
+        pred, correct = score(q, answer["response"], s["scoring"])
+        corr += correct
+        unparsed += pred is None
+        results.append({**q, "pred": pred, "response": answer["response"], "correct": correct})
+    total = len(questions)
+    figures = {"corr": float(corr), "wrong": float(total - corr), "acc": corr / total if total else 0.0}
+    summary = {category: figures, "total": figures, "unparsed": unparsed, "scoring": s["scoring"]}
+    out = Path(env["BENCHFLOW_RESULTS_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{category}_result.json").write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / f"{category}_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    return summary
+
+
+def main() -> int:
+    """Container entrypoint: evaluate the task named by the environment."""
+    try:
+        summary = evaluate(os.environ)
+    except Exception as e:
+        print(f"mmlu-pro: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

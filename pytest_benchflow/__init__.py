@@ -1,0 +1,54 @@
+"""pytest-benchflow: run AI benchmarks as pytest test suites, with a BenchFlow-compatible SDK."""
+
+from __future__ import annotations
+
+from .agent import AgentServer, BaseAgent
+from .bench import BaseBench
+from .client import BenchClient
+from .environment import TaskEnvironment, report_progress
+from .errors import (
+    AgentBadResponse,
+    AgentError,
+    AgentHTTPError,
+    AgentTimeout,
+    AgentUnreachable,
+    ArgumentError,
+    BenchflowError,
+    ResultError,
+    TaskError,
+    TaskListError,
+    TaskTimeout,
+)
+from .runner import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
+from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "AgentBadResponse",
+    "AgentError",
+    "AgentHTTPError",
+    "AgentServer",
+    "AgentTimeout",
+    "AgentUnreachable",
+    "ArgumentError",
+    "BaseAgent",
+    "BaseBench",
+    "BenchArgs",
+    "BenchClient",
+    "BenchflowError",
+    "BenchmarkResult",
+    "LocalRunner",
+    "ResolvedArgs",
+    "ResultError",
+    "TaskEnvironment",
+    "TaskError",
+    "TaskListError",
+    "TaskSpec",
+    "TaskTimeout",
+    "collect_result",
+    "prepare_task",
+    "report_progress",
+    "run_task",
+]
+

@@ -1,0 +1,76 @@
+"""The environment a task receives, in-process or in a container, and how it reports progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+
+from .schemas import ResolvedArgs
+
+__all__ = ["TaskEnvironment", "task_environment", "report_progress", "PROGRESS_PREFIX"]
+
+#: Prefix of the structured progress line a containerised benchmark prints on stdout.
+PROGRESS_PREFIX = "BENCHFLOW_PROGRESS "
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class TaskEnvironment(dict[str, str]):
+    """The environment mapping of one task; in-process it also carries a progress callback."""
+
+    progress_callback: ProgressCallback | None = None
+
+    def __repr__(self) -> str:
+        return f"TaskEnvironment({sorted(self)})"
+
+
+def task_environment(
+    *,
+    agent_url: str,
+    task_id: str,
+    split: str,
+    args: ResolvedArgs,
+    results_dir: str,
+    log_dir: str,
+) -> TaskEnvironment:
+    """Build the documented environment of a task (see ``docs/protocol.md``)."""
+    env = TaskEnvironment(args)
+    env.update(
+        {
+            "INTELLIGENCE_URL": agent_url,
+            "TEST_START_ID": task_id,
+            # BenchFlow 0.1.x images read this name.
+            "TEST_START_IDX": task_id,
+            "BENCHFLOW_SPLIT": split,
+            "BENCHFLOW_RESULTS_DIR": results_dir,
+            "BENCHFLOW_LOG_DIR": log_dir,
+        }
+    )
+    return env
+
+
+def report_progress(env: Mapping[str, str], done: int, total: int) -> None:
+    """Tell the runner how far the task is: ``done`` of ``total`` units.
+
+    In-process this calls the runner's callback; in a container (``env`` is
+    ``os.environ``) it prints one ``BENCHFLOW_PROGRESS {"done": d, "total": t}`` line
+    to stdout, which the Docker runner reads.
+    """
+    callback = getattr(env, "progress_callback", None)
+    if callback is not None:
+        callback(done, total)
+    else:
+        sys.stdout.write(PROGRESS_PREFIX + json.dumps({"done": done, "total": total}) + "\n")
+        sys.stdout.flush()
+
+
+def parse_progress(line: str) -> tuple[int, int] | None:
+    """The (done, total) of a structured progress line, or None for any other line."""
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    try:
+        data = json.loads(line[len(PROGRESS_PREFIX):])
+        return int(data["done"]), int(data["total"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,123 @@
+"""Test items: one ``BenchItem`` per task id, under one ``BenchCollector`` per benchmark."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import BenchflowError
+from .schemas import BenchmarkResult
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+__all__ = ["BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name"]
+
+_PLAIN = re.compile(r"[\w.\-/@+=,]+(:[\w.\-/@+=,]+)*")
+_MAX_PLAIN = 80
+
+
+def item_name(task_id: str) -> str:
+    """A node-id-safe name for ``task_id``: the id itself when plain, else a cleaned prefix and a hash.
+
+    Deterministic, so node ids are the same in every run and on every xdist worker.
+    """
+    if len(task_id) <= _MAX_PLAIN and _PLAIN.fullmatch(task_id):
+        return task_id
+    cleaned = re.sub(r"[^\w.\-/@+=,]+", "_", task_id)[:48].strip("_")
+    digest = hashlib.sha1(task_id.encode()).hexdigest()[:10]
+    return f"{cleaned}~{digest}" if cleaned else digest
+
+
+class TaskUnresolved(Exception):
+    """The task ran and the agent did not resolve it: a test failure, not an error."""
+
+    def __init__(self, result: BenchmarkResult) -> None:
+        super().__init__(f"task {result.task_id!r} unresolved")
+        self.result = result
+
+
+def _log_excerpt(log: dict[str, Any], limit: int = 600) -> str:
+    text = log.get("text") if isinstance(log.get("text"), str) else json.dumps(log, ensure_ascii=False, default=str)
+    text = str(text)
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def failure_report(result: BenchmarkResult) -> str:
+    """The short report of an unresolved task: its metrics and the end of its log."""
+    metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.metrics.items())
+    lines = [f"task {result.task_id!r} unresolved", f"metrics: {metrics or '(none)'}"]
+    if result.log:
+        lines.append(f"log: {_log_excerpt(result.log)}")
+    return "\n".join(lines)
+
+
+class TaskBroken(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """Raised from an item's setup when its task could not be evaluated: reported as an error."""
+
+    def __init__(self, error: BenchflowError) -> None:
+        message = str(error)
+        cause = error.__cause__
+        if cause is not None and not isinstance(cause, BenchflowError):
+            trace = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)[-12:])
+            message += "\n\n" + trace.rstrip()
+        super().__init__(message, pytrace=False)
+        self.error = error
+
+
+class BenchCollector(pytest.Collector):
+    """The tasks of one benchmark; node id ``benchflow:<bench>``."""
+
+    def __init__(self, *, bench_name: str, task_ids: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_name = bench_name
+        self.task_ids = task_ids
+
+    def collect(self) -> Iterator[BenchItem]:
+        for task_id in self.task_ids:
+            yield BenchItem.from_parent(self, name=item_name(task_id), bench_name=self.bench_name, task_id=task_id)
+
+
+class BenchItem(pytest.Item):
+    """One task. Its setup runs the task (a broken run is an error); the test checks ``is_resolved``."""
+
+    def __init__(self, *, bench_name: str, task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_name = bench_name
+        self.task_id = task_id
+        self.result: BenchmarkResult | None = None
+        self.duration: float | None = None
+        self.add_marker(pytest.mark.benchflow)
+        self.keywords[bench_name] = True
+        self.user_properties.append(("bench", bench_name))
+        self.user_properties.append(("task_id", task_id))
+
+    def setup(self) -> None:
+        from .session import RUN_KEY
+
+        try:
+            self.config.stash[RUN_KEY].run_item(self)
+        except BenchflowError as e:
+            # A broken run is reported as its one-line reason (plus the bench's own traceback, if any).
+            raise TaskBroken(e) from e
+
+    def runtest(self) -> None:
+        assert self.result is not None
+        if not self.result.is_resolved:
+            raise TaskUnresolved(self.result)
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
+        if isinstance(excinfo.value, TaskUnresolved):
+            return failure_report(excinfo.value.result)
+        if isinstance(excinfo.value, BenchflowError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"{self.bench_name}: {self.task_id}"

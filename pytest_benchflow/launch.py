@@ -1,0 +1,122 @@
+"""Providing the agent for a session: a given URL, a BaseAgent served in-process, or a command."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from .agent import AgentServer, BaseAgent
+from .loader import _import_file
+from .secrets import public_url
+
+__all__ = ["AgentLaunchError", "check_url", "check_agent", "serve_agent_class", "AgentProcess"]
+
+
+class AgentLaunchError(Exception):
+    """The session's agent is misnamed, does not start, or does not answer."""
+
+
+def check_url(url: str) -> str:
+    """``url`` with any trailing slash removed, or an error naming what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AgentLaunchError(f"agent URL {public_url(url)!r} is not an http:// or https:// URL with a host")
+    try:
+        parts.port
+    except ValueError:
+        raise AgentLaunchError(f"agent URL {public_url(url)!r} has an invalid port") from None
+    return url.rstrip("/")
+
+
+def check_agent(url: str, timeout: float = 5.0) -> str | None:
+    """None when the agent answers ``GET /health`` (or ``GET /``, for 0.1.x agents), else why not."""
+    last = ""
+    for path in ("/health", "/"):
+        try:
+            response = requests.get(url + path, timeout=timeout)
+        except requests.RequestException as e:
+            return f"agent at {public_url(url)} does not answer: {type(e).__name__}"
+        if response.status_code == 200:
+            return None
+        last = f"agent at {public_url(url)} answered GET {path} with HTTP {response.status_code}"
+    return last
+
+
+def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:
+    """Instantiate the BaseAgent named ``module:Class`` (or ``file.py:Class``) and serve it."""
+    module_ref, sep, attr = ref.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise AgentLaunchError(f"--agent {ref!r}: expected module:Class or path/file.py:Class")
+    try:
+        module = _import_file(Path(module_ref)) if module_ref.endswith(".py") else importlib.import_module(module_ref)
+    except Exception as e:
+        raise AgentLaunchError(f"--agent {ref!r}: cannot import {module_ref}: {type(e).__name__}: {e}") from e
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseAgent)):
+        raise AgentLaunchError(f"--agent {ref!r}: {attr} is not a subclass of pytest_benchflow.BaseAgent")
+    try:
+        agent = cls()
+    except Exception as e:
+        raise AgentLaunchError(f"--agent {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from e
+    return agent.serve(host=host)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class AgentProcess:
+    """An agent started from a command line with ``{port}`` in it, stopped with its process group."""
+
+    def __init__(self, command: str, host: str = "127.0.0.1", start_timeout: float = 60.0) -> None:
+        if "{port}" not in command:
+            raise AgentLaunchError(f"--agent-cmd {command!r} must contain {{port}}, where the agent should listen")
+        self.port = _free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        argv = shlex.split(command.replace("{port}", str(self.port)))
+        self._output = tempfile.TemporaryFile()
+        try:
+            self._proc = subprocess.Popen(
+                argv, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        except OSError as e:
+            raise AgentLaunchError(f"--agent-cmd: cannot start {argv[0]!r}: {e.strerror}") from e
+        deadline = time.monotonic() + start_timeout
+        while check_agent(self.url, timeout=1.0) is not None:
+            if self._proc.poll() is not None:
+                raise AgentLaunchError(
+                    f"--agent-cmd exited with status {self._proc.returncode} before answering: {self.output_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AgentLaunchError(f"--agent-cmd did not answer GET /health on {self.url} within {start_timeout:g} s")
+            time.sleep(0.1)
+
+    def output_tail(self, limit: int = 400) -> str:
+        self._output.seek(0)
+        text = self._output.read().decode(errors="replace")
+        return " ".join(text[-limit:].split()) or "(no output)"
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                os.killpg(self._proc.pid, signal.SIGTERM)
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()
+            except ProcessLookupError:
+                pass
+        self._output.close()

@@ -1,0 +1,79 @@
+"""Finding benchmark classes: by registered name, ``package.module:Class`` or ``path/file.py:Class``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from .bench import BaseBench
+
+__all__ = ["ENTRY_POINT_GROUP", "installed_benchmarks", "load_bench_class", "BenchLoadError"]
+
+#: Installed benchmark packages register their BaseBench classes under this group.
+ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"
+
+
+class BenchLoadError(Exception):
+    """The named benchmark cannot be found or does not implement the interface."""
+
+
+def installed_benchmarks() -> dict[str, str]:
+    """Registered benchmark names and the object references they point to."""
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _import_file(path: Path) -> object:
+    name = f"benchflow_bench_{abs(hash(path.resolve()))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise BenchLoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_bench_class(ref: str, rootdir: Path | None = None) -> type[BaseBench]:
+    """The BaseBench subclass that ``ref`` names.
+
+    Raises:
+        BenchLoadError: unknown name (listing the installed ones), import failure, or a
+        class that does not implement BaseBench.
+    """
+    installed = installed_benchmarks()
+    target = installed.get(ref, ref)
+    if ":" not in target:
+        names = ", ".join(sorted(installed)) or "none"
+        raise BenchLoadError(
+            f"unknown benchmark {ref!r}; installed: {names} (or give package.module:Class or path/file.py:Class)"
+        )
+    module_ref, _, attr = target.rpartition(":")
+    try:
+        if module_ref.endswith(".py"):
+            path = Path(module_ref)
+            if not path.is_absolute() and rootdir is not None and not path.exists():
+                path = rootdir / path
+            if not path.exists():
+                raise BenchLoadError(f"benchmark file not found: {module_ref}")
+            module = _import_file(path)
+        else:
+            module = importlib.import_module(module_ref)
+    except BenchLoadError:
+        raise
+    except Exception as e:
+        raise BenchLoadError(f"cannot import benchmark {ref!r} from {module_ref}: {type(e).__name__}: {e}") from e
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise BenchLoadError(f"benchmark {ref!r}: {module_ref} has no attribute {attr!r}")
+    if not (inspect.isclass(cls) and issubclass(cls, BaseBench)):
+        raise BenchLoadError(f"benchmark {ref!r}: {target} is not a subclass of pytest_benchflow.BaseBench")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise BenchLoadError(f"benchmark {ref!r}: {cls.__name__} does not implement {missing}")
+    return cls

@@ -1,0 +1,263 @@
+"""The pytest plugin: options, collection of benchmark tasks, reporting and results files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import hookspec
+from .bench import list_task_ids
+from .errors import BenchflowError
+from .items import BenchCollector, BenchItem, TaskBroken, TaskUnresolved
+from .launch import AgentLaunchError, AgentProcess, check_agent, check_url, serve_agent_class
+from .loader import BenchLoadError, load_bench_class
+from .progress import ProgressDisplay
+from .reporting import ResultsReporter
+from .results import ResultsWriter
+from .session import RUN_KEY, BenchContext, BenchflowRun, first_line, new_run_id
+
+AGENT_KEY = pytest.StashKey[Any]()
+
+# (option, ini type, default, help); every option is also an ini setting of the same name.
+_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("benchflow", "linelist", [], "benchmark to run: registered name, package.module:Class or path/file.py:Class (repeatable)"),
+    ("agent_url", "string", None, "URL of the agent to evaluate (default: $INTELLIGENCE_URL)"),
+    ("agent", "string", None, "serve this BaseAgent (module:Class) on a free loopback port for the session"),
+    ("agent_cmd", "string", None, "start the agent with this command, '{port}' replaced by a free port"),
+    ("benchflow_split", "string", "test", "split of the benchmark (default: test)"),
+    ("benchflow_arg", "linelist", [], "benchmark argument NAME=VALUE (repeatable; overrides $NAME)"),
+    ("benchflow_runner", "string", None, "local or docker (default: local when the bench has an in-process entrance)"),
+    ("benchflow_timeout", "string", None, "seconds a task may run before it errors"),
+    ("benchflow_limit", "string", None, "run only the first N task ids of each benchmark"),
+    ("benchflow_output", "string", ".benchflow", "directory for results and task outputs (default: .benchflow)"),
+    ("benchflow_progress", "string", "auto", "live task progress: auto (on a terminal, not in CI), always, never"),
+    ("benchflow_pull", "string", "missing", "docker runner: pull images never, missing or always"),
+]
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("benchflow", "benchmarks as test suites (pytest-benchflow)")
+    for name, kind, default, help_text in _OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        if kind == "linelist":
+            group.addoption(flag, action="append", dest=name, default=None, metavar="VALUE", help=help_text)
+        else:
+            group.addoption(flag, dest=name, default=None, metavar="VALUE", help=help_text)
+        parser.addini(name, help_text, type=kind, default=default)  # type: ignore[arg-type]
+    for name, help_text in [
+        ("benchflow_memory", "docker runner: memory limit per container, e.g. 2g (default: 4g)"),
+        ("benchflow_cpus", "docker runner: CPUs per container, e.g. 1.5 (default: 2)"),
+        ("benchflow_pids", "docker runner: process limit per container (default: 512)"),
+    ]:
+        parser.addini(name, help_text, type="string", default="")
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """The command-line value of ``name``, else its ini value."""
+    value = config.getoption(name)
+    return value if value is not None else config.getini(name)
+
+
+def _number(config: pytest.Config, name: str, kind: type) -> Any:
+    raw = option(config, name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise pytest.UsageError(f"--{name.replace('_', '-')} {raw!r} is not a number") from None
+    if value <= 0:
+        raise pytest.UsageError(f"--{name.replace('_', '-')} must be positive, got {raw}")
+    return value
+
+
+def _arg_values(config: pytest.Config) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in option(config, "benchflow_arg") or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise pytest.UsageError(f"--benchflow-arg {item!r} must be NAME=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
+    names = option(config, "benchflow")
+    if not names:
+        return
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    run_id = workerinput.get("benchflow_run_id") or new_run_id()
+    output = Path(option(config, "benchflow_output"))
+    if not output.is_absolute():
+        output = config.invocation_params.dir / output
+    run = BenchflowRun(
+        config=config,
+        run_id=run_id,
+        run_dir=output / run_id,
+        split=option(config, "benchflow_split"),
+        timeout=_number(config, "benchflow_timeout", float),
+        limit=_number(config, "benchflow_limit", int),
+    )
+    runner = option(config, "benchflow_runner")
+    if runner not in (None, "", "local", "docker"):
+        raise pytest.UsageError(f"--benchflow-runner {runner!r}: choose local or docker")
+    cli_values = _arg_values(config)
+    declared: set[str] = set()
+    for ref in dict.fromkeys(names):
+        try:
+            cls = load_bench_class(ref, config.rootpath)
+            name = ref if ":" not in ref else cls.__name__
+            bench = cls()
+        except BenchLoadError as e:
+            raise pytest.UsageError(str(e)) from None
+        except Exception as e:
+            raise pytest.UsageError(f"benchmark {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from None
+        arg_names = bench.get_args(None).names
+        declared.update(arg_names)
+        values = {n: os.environ[n] for n in arg_names if n in os.environ}
+        values.update({k: v for k, v in cli_values.items() if k in arg_names})
+        ctx = BenchContext(
+            name=name,
+            bench=bench,
+            values=values,
+            runner_name=runner or ("local" if bench.get_entrypoint() is not None else "docker"),
+        )
+        try:
+            bench.args = ctx.resolve(None)
+        except BenchflowError as e:
+            raise pytest.UsageError(str(e)) from None
+        run.benches[name] = ctx
+    unknown = sorted(set(cli_values) - declared)
+    if unknown:
+        raise pytest.UsageError(
+            f"--benchflow-arg: no selected benchmark takes {', '.join(unknown)} (known: {', '.join(sorted(declared)) or 'none'})"
+        )
+    if is_worker(config):
+        run.agent_url = workerinput["benchflow_agent_url"]
+    config.stash[RUN_KEY] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
+
+
+class _XdistHooks:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        run = node.config.stash[RUN_KEY]
+        node.workerinput["benchflow_run_id"] = run.run_id
+        node.workerinput["benchflow_agent_url"] = run.agent_url
+
+
+def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
+    url = option(config, "agent_url")
+    agent_ref = option(config, "agent")
+    command = option(config, "agent_cmd")
+    given = [flag for flag, value in (("--agent-url", url), ("--agent", agent_ref), ("--agent-cmd", command)) if value]
+    if len(given) > 1:
+        raise pytest.UsageError(f"name the agent one way only, not with {' and '.join(given)}")
+    if not given:
+        url = os.environ.get("INTELLIGENCE_URL")
+        if not url:
+            raise pytest.UsageError("no agent: give --agent-url URL (or $INTELLIGENCE_URL), --agent module:Class or --agent-cmd 'COMMAND {port}'")
+    try:
+        if url:
+            run.agent_url = check_url(url)
+        elif agent_ref:
+            server = serve_agent_class(agent_ref)
+            config.stash[AGENT_KEY] = server
+            run.agent_url = server.url
+        else:
+            process = AgentProcess(command)
+            config.stash[AGENT_KEY] = process
+            run.agent_url = process.url
+    except AgentLaunchError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or is_worker(config):
+        return
+    _start_agent(config, run)
+    if not config.option.collectonly:
+        problem = check_agent(run.agent_url)
+        if problem:
+            raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    display = ProgressDisplay.create(config, option(config, "benchflow_progress"))
+    if display is not None:
+        run.progress = display.callback
+    writer = ResultsWriter(
+        run.run_dir,
+        {
+            "run_id": run.run_id,
+            "split": run.split,
+            "agent_url": run.public_agent_url(),
+            "argv": [run.redact(a) for a in config.invocation_params.args],
+        },
+    )
+    config.pluginmanager.register(ResultsReporter(run, writer, config.stash.get(AGENT_KEY, None)), "benchflow-results")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `pytest --benchflow X` from a project root runs the benchmark, not the project's tests.
+    if RUN_KEY in config.stash and config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    bench_items: list[pytest.Item] = []
+    for name, ctx in run.benches.items():
+        try:
+            task_ids = list_task_ids(ctx.bench, run.split)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+        if run.limit:
+            task_ids = task_ids[: run.limit]
+        collector = BenchCollector.from_parent(
+            session, name=f"benchflow:{name}", nodeid=f"benchflow:{name}", bench_name=name, task_ids=task_ids)
+        bench_items.extend(collector.collect())
+    items[:0] = bench_items
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not isinstance(item, BenchItem):
+        return report
+    run = item.config.stash[RUN_KEY]
+    secrets = run.secret_values()
+    if secrets:
+        report.sections = [(title, run.redact(text)) for title, text in report.sections]
+        if report.longrepr is not None and any(s in str(report.longrepr) for s in secrets):
+            report.longrepr = run.redact(str(report.longrepr))
+    final = (call.when == "setup" and report.failed) or call.when == "call"
+    if final:
+        if report.passed:
+            outcome, reason = "passed", None
+        elif call.excinfo is not None and isinstance(call.excinfo.value, TaskUnresolved):
+            outcome, reason = "failed", "unresolved"
+        else:
+            outcome = "error" if call.when == "setup" else "failed"
+            error = call.excinfo.value if call.excinfo else None
+            reason = first_line(error.error if isinstance(error, TaskBroken) else error) if error else None
+        report.benchflow = run.record(item, outcome, reason)  # type: ignore[attr-defined]
+    return report

@@ -1,0 +1,65 @@
+"""Live progress of running tasks on the terminal: done/total, rate and time left."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from .environment import ProgressCallback
+
+__all__ = ["ProgressDisplay"]
+
+
+class ProgressDisplay:
+    """Rewrites one terminal line with each running task's progress (at most 4 times a second)."""
+
+    def __init__(self, config: pytest.Config, line_mode: bool) -> None:
+        self.config = config
+        self.line_mode = line_mode
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    @classmethod
+    def create(cls, config: pytest.Config, mode: str) -> ProgressDisplay | None:
+        """A display for ``mode`` (auto / always / never), or None where it would only clutter."""
+        if mode not in ("auto", "always", "never"):
+            raise pytest.UsageError(f"--benchflow-progress {mode!r}: choose auto, always or never")
+        if mode == "never" or getattr(config.option, "numprocesses", None):
+            return None
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return None
+        tty = bool(getattr(reporter, "isatty", False))
+        if mode == "auto" and (not tty or os.environ.get("CI")):
+            return None
+        return cls(config, line_mode=not tty)
+
+    def callback(self, bench: str, task_id: str) -> ProgressCallback:
+        started = time.monotonic()
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            with self._lock:
+                if done < total and now - self._last < (2.0 if self.line_mode else 0.25):
+                    return
+                self._last = now
+                elapsed = max(now - started, 1e-9)
+                rate = done / elapsed
+                left = (total - done) / rate if rate > 0 else float("inf")
+                text = f"{bench} {task_id}: {done}/{total}, {rate:.1f}/s, ~{left:.0f}s left"
+                self._write(text)
+
+        return report
+
+    def _write(self, text: str) -> None:
+        reporter: Any = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture: Any = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            if self.line_mode:
+                reporter.write_line(text)
+            else:
+                reporter.write("\r\x1b[K" + text + "\r", flush=True)

@@ -1,0 +1,85 @@
+"""The controller's side of reporting: results files as tasks finish, summary and terminal table at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .results import ResultsWriter
+from .session import BenchflowRun
+
+__all__ = ["ResultsReporter"]
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+class ResultsReporter:
+    """Registered only where reports arrive and are written: the xdist controller or the only process."""
+
+    def __init__(self, run: BenchflowRun, writer: ResultsWriter, agent: Any) -> None:
+        self.run = run
+        self.writer = writer
+        self.agent = agent
+        self.summary: dict[str, Any] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "benchflow", None)
+        if record is not None:
+            self.writer.add(record)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        try:
+            run = self.run
+            bench_info = {
+                name: {
+                    "bench_class": f"{type(ctx.bench).__module__}:{type(ctx.bench).__qualname__}",
+                    "runner": ctx.runner_name,
+                    "args": ctx.bench.args.public(),
+                }
+                for name, ctx in run.benches.items()
+            }
+            self.summary = self.writer.finish(
+                exit_status=int(exitstatus),
+                interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
+                bench_info=bench_info,
+                breakdown=lambda name, records: run.benches[name].bench.summarize(records),
+            )
+        finally:
+            if self.agent is not None:
+                self.agent.stop()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.summary is None:
+            return
+        tr = terminalreporter
+        tr.section("benchflow summary")
+        if self.summary["interrupted"]:
+            tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
+        for name, b in self.summary["benches"].items():
+            low, high = b["resolution_rate_ci95"]
+            tr.line(
+                f"{name} ({self.run.split}): {b['tasks']} tasks, {b['resolved']} resolved, {b['failed']} failed, "
+                f"{b['errors']} errors; resolution rate {_pct(b['resolution_rate'])} "
+                f"(95% CI {_pct(low)}–{_pct(high)})"
+            )
+            for metric, stats in b["metrics"].items():
+                tr.line(f"  {metric}: mean {stats['mean']:.4g} ± {stats['stderr']:.2g} (n={stats['count']})")
+            breakdown = b.get("breakdown")
+            if breakdown:
+                _table(tr, breakdown)
+        tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
+
+
+def _table(tr: Any, rows: dict[str, dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+    width = max(len(str(k)) for k in rows)
+    tr.line("  " + " " * width + "".join(f"{c:>12}" for c in columns))
+    for key, row in rows.items():
+        cells = "".join(
+            f"{row.get(c, ''):>12.4f}" if isinstance(row.get(c), float) else f"{row.get(c, ''):>12}" for c in columns
+        )
+        tr.line(f"  {key:<{width}}{cells}")

@@ -1,0 +1,130 @@
+"""The results files of a run: ``results.jsonl`` written as tasks finish, ``summary.json`` at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+from .stats import mean_and_stderr, wilson_interval
+
+__all__ = ["SCHEMA_VERSION", "ResultsWriter", "BenchTally", "now_iso"]
+
+#: Bumped whenever a field changes meaning or disappears (adding fields does not bump it).
+SCHEMA_VERSION = 1
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("pytest-benchflow", "pytest", "pytest-xdist", "pydantic", "requests", "docker"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+@dataclass
+class BenchTally:
+    """Running totals of one bench's task outcomes."""
+
+    tasks: int = 0
+    resolved: int = 0
+    failed: int = 0
+    errors: int = 0
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.tasks += 1
+        outcome = record["outcome"]
+        if outcome == "passed":
+            self.resolved += 1
+        elif outcome == "failed":
+            self.failed += 1
+        else:
+            self.errors += 1
+        for name, value in (record.get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.metrics.setdefault(name, []).append(float(value))
+        self.records.append(
+            {"task_id": record["task_id"], "outcome": outcome, "metrics": record.get("metrics") or {}}
+        )
+
+    def summary(self) -> dict[str, Any]:
+        # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
+        low, high = wilson_interval(self.resolved, self.tasks)
+        return {
+            "tasks": self.tasks,
+            "resolved": self.resolved,
+            "failed": self.failed,
+            "errors": self.errors,
+            "resolution_rate": self.resolved / self.tasks if self.tasks else None,
+            "resolution_rate_ci95": [low, high],
+            "metrics": {
+                name: dict(zip(("mean", "stderr"), mean_and_stderr(values)), count=len(values))
+                for name, values in self.metrics.items()
+            },
+        }
+
+
+class ResultsWriter:
+    """Appends one JSON line per finished task and writes the summary at the end.
+
+    Only one process writes (the xdist controller, or the only process): workers'
+    records reach it inside their test reports.
+    """
+
+    def __init__(self, run_dir: Path, metadata: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
+        self.tallies: dict[str, BenchTally] = {}
+        self.durations: list[dict[str, Any]] = []
+        self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._jsonl.write(json.dumps({"schema_version": SCHEMA_VERSION, **record}, ensure_ascii=False) + "\n")
+        self._jsonl.flush()
+        self.tallies.setdefault(record["bench"], BenchTally()).add(record)
+        self.durations.append(
+            {"bench": record["bench"], "task_id": record["task_id"], "outcome": record["outcome"], "duration": record["duration"]}
+        )
+
+    def finish(
+        self,
+        *,
+        exit_status: int,
+        interrupted: bool,
+        bench_info: Mapping[str, dict[str, Any]],
+        breakdown: Callable[[str, list[dict[str, Any]]], Any],
+    ) -> dict[str, Any]:
+        """Write ``summary.json`` (atomically) and return it."""
+        self._jsonl.close()
+        benches: dict[str, Any] = {}
+        for name, info in bench_info.items():
+            tally = self.tallies.get(name, BenchTally())
+            benches[name] = {**info, **tally.summary(), "breakdown": breakdown(name, tally.records)}
+        summary = {
+            **self.metadata,
+            "finished_at": now_iso(),
+            "exit_status": exit_status,
+            "interrupted": interrupted,
+            "versions": package_versions(),
+            "benches": benches,
+            "tasks": self.durations,
+        }
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.run_dir / "summary.json")
+        return summary

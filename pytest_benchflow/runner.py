@@ -1,0 +1,120 @@
+"""Running one task: directories, environment, the evaluation, then ``get_result``."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from .bench import BaseBench
+from .environment import ProgressCallback, TaskEnvironment, task_environment
+from .errors import BenchflowError, ResultError, TaskError, TaskTimeout
+from .schemas import BenchmarkResult, ResolvedArgs, to_result
+
+__all__ = ["TaskSpec", "Runner", "LocalRunner", "prepare_task", "collect_result", "run_task"]
+
+
+@dataclass
+class TaskSpec:
+    """Everything needed to run one task of one bench."""
+
+    bench_name: str
+    task_id: str
+    agent_url: str
+    args: ResolvedArgs
+    task_dir: Path
+    split: str = "test"
+    timeout: float | None = None
+    progress: ProgressCallback | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.task_dir / "results"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.task_dir / "logs"
+
+
+class Runner(Protocol):
+    """Runs a task's evaluation so that its results land in ``spec.results_dir``."""
+
+    def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None: ...
+
+
+def _ignore_progress(done: int, total: int) -> None:
+    pass
+
+
+def prepare_task(spec: TaskSpec) -> TaskEnvironment:
+    """Create the task's directories and build its environment."""
+    spec.results_dir.mkdir(parents=True, exist_ok=True)
+    spec.log_dir.mkdir(parents=True, exist_ok=True)
+    env = task_environment(
+        agent_url=spec.agent_url,
+        task_id=spec.task_id,
+        split=spec.split,
+        args=spec.args,
+        results_dir=str(spec.results_dir),
+        log_dir=str(spec.log_dir),
+    )
+    # In-process, progress goes to the runner's callback, never to stdout.
+    env.progress_callback = spec.progress or _ignore_progress
+    return env
+
+
+def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:
+    """Point the bench at the task's directories (for this thread) and validate ``get_result``."""
+    bench.results_dir = str(spec.results_dir)
+    bench.log_files_dir = str(spec.log_dir)
+    try:
+        raw = bench.get_result(spec.task_id)
+    except BenchflowError:
+        raise
+    except Exception as e:
+        raise ResultError(f"task {spec.task_id!r}: get_result raised {type(e).__name__}: {e}") from e
+    return to_result(raw, spec.task_id)
+
+
+class LocalRunner:
+    """Runs the bench's in-process entrance in a thread of this process.
+
+    ``os.environ`` is never touched: the entrance gets the task's environment as a
+    mapping. On timeout the task errors at once; the entrance's thread cannot be
+    killed and is left to finish in the background (a daemon thread).
+    """
+
+    def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
+        entrance = bench.get_entrypoint()
+        if entrance is None:
+            raise TaskError(
+                f"{spec.bench_name} has no in-process entrance (get_entrypoint returns None); "
+                "run it with --benchflow-runner docker"
+            )
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                entrance(env)
+            except BaseException as e:  # noqa: BLE001 - reported to the caller's thread
+                failure.append(e)
+
+        thread = threading.Thread(target=target, name=f"benchflow-task-{spec.task_id}", daemon=True)
+        thread.start()
+        thread.join(spec.timeout)
+        if thread.is_alive():
+            raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s")
+        if failure:
+            e = failure[0]
+            if isinstance(e, BenchflowError):
+                raise TaskError(f"task {spec.task_id!r}: {e}") from e
+            raise TaskError(f"task {spec.task_id!r}: the evaluation raised {type(e).__name__}: {e}") from e
+
+
+def run_task(bench: BaseBench, spec: TaskSpec, runner: Runner | None = None) -> BenchmarkResult:
+    """Run one task without pytest: prepare, execute (in-process by default), collect the result."""
+    env = prepare_task(spec)
+    (runner or LocalRunner()).execute(bench, spec, env)
+    return collect_result(bench, spec)

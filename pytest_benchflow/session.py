@@ -1,0 +1,145 @@
+"""The state of one benchflow session: benches, agent, run directory, results; shared by the hooks."""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .bench import BaseBench
+from .environment import ProgressCallback
+from .errors import ArgumentError, BenchflowError, TaskError
+from .items import BenchItem, item_name
+from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
+from .schemas import ResolvedArgs
+from .secrets import public_url, redact
+
+__all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "new_run_id"]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + _random.token_hex(3)
+
+
+@dataclass
+class BenchContext:
+    """One benchmark of the session: its instance and the user's argument values for it."""
+
+    name: str
+    bench: BaseBench
+    values: dict[str, str]
+    runner_name: str
+    runner: Runner | None = None
+
+    def resolve(self, task_id: str | None) -> ResolvedArgs:
+        try:
+            return self.bench.get_args(task_id).resolve(self.values, allow_unknown=True)
+        except ArgumentError as e:
+            where = f"task {task_id!r}" if task_id is not None else "session"
+            raise ArgumentError(
+                f"{self.name} ({where}): {e}; pass --benchflow-arg NAME=VALUE or set the environment variable"
+            ) from None
+
+
+@dataclass
+class BenchflowRun:
+    """Everything the hooks share, kept in ``config.stash[RUN_KEY]``."""
+
+    config: pytest.Config
+    run_id: str
+    run_dir: Path
+    split: str
+    timeout: float | None
+    limit: int | None
+    benches: dict[str, BenchContext] = field(default_factory=dict)
+    agent_url: str = ""
+    progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
+    _runner_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def secret_values(self) -> list[str]:
+        return [v for ctx in self.benches.values() for v in ctx.bench.args.secret_values()]
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secret_values())
+
+    def public_agent_url(self) -> str:
+        return public_url(self.agent_url)
+
+    def runner_for(self, ctx: BenchContext) -> Runner:
+        with self._runner_lock:
+            if ctx.runner is None:
+                if ctx.runner_name == "docker":
+                    from .docker_runner import DockerRunner
+
+                    ctx.runner = DockerRunner.from_config(self.config, self.run_id)
+                else:
+                    ctx.runner = LocalRunner()
+            return ctx.runner
+
+    def run_item(self, item: BenchItem) -> None:
+        """Run ``item``'s task; set its result, duration and JUnit properties."""
+        ctx = self.benches[item.bench_name]
+        started = time.perf_counter()
+        try:
+            args = ctx.resolve(item.task_id)
+            spec = TaskSpec(
+                bench_name=ctx.name,
+                task_id=item.task_id,
+                agent_url=self.agent_url,
+                args=args,
+                task_dir=self.run_dir / ctx.name / item_name(item.task_id),
+                split=self.split,
+                timeout=self.timeout,
+                progress=self.progress(ctx.name, item.task_id),
+                labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
+            )
+            env = prepare_task(spec)
+            self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)
+            self.runner_for(ctx).execute(ctx.bench, spec, env)
+            result = collect_result(ctx.bench, spec)
+            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
+        except ArgumentError as e:
+            raise TaskError(str(e)) from None
+        finally:
+            item.duration = time.perf_counter() - started
+            item.user_properties.append(("duration", f"{item.duration:.3f}"))
+        item.result = result
+        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
+        for name, value in result.metrics.items():
+            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+
+    def record(self, item: BenchItem, outcome: str, reason: str | None) -> dict[str, Any]:
+        """The JSON-lines record of a finished task (secrets redacted)."""
+        result = item.result
+        record: dict[str, Any] = {
+            "bench": item.bench_name,
+            "task_id": item.task_id,
+            "nodeid": item.nodeid,
+            "outcome": outcome,
+            "is_resolved": result.is_resolved if result else None,
+            "metrics": result.metrics if result else {},
+            "duration": round(item.duration or 0.0, 6),
+            "reason": self.redact(reason) if reason else None,
+            "task_dir": os.path.relpath(self.run_dir / item.bench_name / item_name(item.task_id), self.run_dir),
+            "finished_at": time.time(),
+        }
+        if result and result.other:
+            record["other"] = result.other
+        return record
+
+
+RUN_KEY = pytest.StashKey[BenchflowRun]()
+
+
+def first_line(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error) if isinstance(error, BenchflowError) else f"{type(error).__name__}: {error}"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
