@@ -1,7 +1,5 @@
 """pytest-benchflow: run AI benchmarks as pytest test suites, with a BenchFlow-compatible SDK."""
 
-from __future__ import annotations
-
 from .agent import AgentServer, BaseAgent
 from .bench import BaseBench
 from .client import BenchClient

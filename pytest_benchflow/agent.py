@@ -16,6 +16,8 @@ logger = logging.getLogger("pytest_benchflow.agent")
 
 #: Largest request body the agent server accepts (413 above it); ``BENCHFLOW_AGENT_MAX_BODY`` overrides.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# How often the serving loop checks for shutdown: stop() returns within this.
+_POLL = 0.05
 
 
 class _Server(ThreadingHTTPServer):
@@ -118,13 +120,15 @@ class AgentServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> AgentServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="benchflow-agent", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": _POLL}, name="benchflow-agent", daemon=True
+        )
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         try:
-            self._server.serve_forever()
+            self._server.serve_forever(poll_interval=_POLL)
         finally:
             self._server.server_close()
 

@@ -1,0 +1,3 @@
+"""Root conftest: pytester for the plugin's end-to-end tests."""
+
+pytest_plugins = ["pytester"]

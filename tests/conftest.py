@@ -1,0 +1,108 @@
+"""Shared fixtures: real HTTP servers on loopback that answer as told."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from pytest_benchflow import BaseAgent
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b'"ok"'
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class ScriptedServer:
+    """An HTTP server whose POST replies come from a script (the last reply repeats)."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = [Reply()]
+        self.requests: list[tuple[str, bytes, float]] = []
+        self.client_ports: list[int] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer.lock:
+                    outer.requests.append((self.path, body, time.monotonic()))
+                    outer.client_ports.append(self.client_address[1])
+                    reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
+                time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for k, v in reply.headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            do_GET = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def script(self, *replies: Reply) -> None:
+        self.replies = list(replies)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedServer]:
+    server = ScriptedServer()
+    yield server
+    server.stop()
+
+
+def json_reply(value: Any, status: int = 200, **kw: Any) -> Reply:
+    return Reply(status=status, body=json.dumps(value).encode(), **kw)
+
+
+class EchoAgent(BaseAgent):
+    """Answers with the request's ``question`` upper-cased; ``fail`` makes call_api raise."""
+
+    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
+        if task_step_inputs.get("fail"):
+            raise RuntimeError("agent exploded")
+        if "sleep" in task_step_inputs:
+            time.sleep(float(task_step_inputs["sleep"]))
+        return str(task_step_inputs.get("question", "")).upper()
+
+
+@pytest.fixture
+def echo_agent() -> Iterator[str]:
+    server = EchoAgent().serve()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def free_url() -> str:
+    """A loopback URL where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
