@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import traceback
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name"]
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _PLAIN = re.compile(r"[\w.\-/@+=,]+(:[\w.\-/@+=,]+)*")
 _MAX_PLAIN = 80
 
@@ -65,8 +67,11 @@ class TaskBroken(pytest.fail.Exception):  # type: ignore[name-defined,misc]
         message = str(error)
         cause = error.__cause__
         if cause is not None and not isinstance(cause, BenchflowError):
-            trace = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)[-12:])
-            message += "\n\n" + trace.rstrip()
+            # Only the benchmark's own frames: ours say nothing to the bench's author.
+            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_PACKAGE_DIR)]
+            trace = "".join(traceback.format_list(frames[-10:]))
+            exc = "".join(traceback.format_exception_only(type(cause), cause))
+            message += "\n\nTraceback (most recent call last):\n" + trace + exc.rstrip()
         super().__init__(message, pytrace=False)
         self.error = error
 
@@ -105,7 +110,7 @@ class BenchItem(pytest.Item):
             self.config.stash[RUN_KEY].run_item(self)
         except BenchflowError as e:
             # A broken run is reported as its one-line reason (plus the bench's own traceback, if any).
-            raise TaskBroken(e) from e
+            raise TaskBroken(e) from None
 
     def runtest(self) -> None:
         assert self.result is not None

@@ -234,7 +234,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             task_ids = task_ids[: run.limit]
         collector = BenchCollector.from_parent(
             session, name=f"benchflow:{name}", nodeid=f"benchflow:{name}", bench_name=name, task_ids=task_ids)
-        bench_items.extend(collector.collect())
+        # genitems reports the collector like any other, so "collected N items" counts the tasks.
+        bench_items.extend(session.genitems(collector))
     items[:0] = bench_items
 
 

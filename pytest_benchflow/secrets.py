@@ -31,8 +31,5 @@ def redact(text: str, secret_values: Iterable[str]) -> str:
 def public_url(url: str) -> str:
     """``url`` without user name, password or query string (which often carries tokens)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
+    netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

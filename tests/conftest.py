@@ -106,3 +106,81 @@ def free_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+TOY_BENCH = '''
+import json, os, time
+from pathlib import Path
+from pytest_benchflow import BaseAgent, BaseBench, BenchArgs, BenchClient, report_progress
+
+
+class ToyClient(BenchClient):
+    def prepare_input(self, raw):
+        return {"question": raw["task"]}
+
+    def parse_response(self, raw):
+        return {"answer": raw}
+
+
+def evaluate(env):
+    task = env["TEST_START_ID"]
+    if "boom" in task:
+        raise RuntimeError("evaluation crashed on " + task)
+    if "sleep" in task:
+        time.sleep(float(task.split("sleep")[-1]))
+    answer = ToyClient(env["INTELLIGENCE_URL"], retries=0).get_response({"task": task})["answer"]
+    report_progress(env, 1, 1)
+    print("evaluating with key", env.get("TOY_API_KEY"))
+    Path(env["BENCHFLOW_RESULTS_DIR"], "answer.json").write_text(json.dumps({"answer": answer, "mode": env.get("MODE")}))
+
+
+class ToyBench(BaseBench):
+    description = "a toy benchmark for tests"
+
+    def get_args(self, task_id):
+        return BenchArgs({
+            "required": json.loads(os.environ.get("TOY_REQUIRED", "[]")),
+            "optional": [{"MODE": "normal"}, {"TOY_API_KEY": None}],
+            "choices": {"MODE": ["normal", "loud"]},
+        })
+
+    def get_image_name(self):
+        return "toy"
+
+    def get_results_dir_in_container(self):
+        return "/results"
+
+    def get_log_files_dir_in_container(self):
+        return "/logs"
+
+    def get_all_tasks(self, split):
+        tasks = json.loads(os.environ.get("TOY_TASKS", '["good", "bad", "boom"]'))
+        return {"task_ids": tasks, "error_message": os.environ.get("TOY_LIST_ERROR")}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        data = json.loads(Path(self.results_dir, "answer.json").read_text())
+        ok = data["answer"] == task_id.upper() and "bad" not in task_id
+        return {"is_resolved": ok, "metrics": {"score": 1.0 if ok else 0.0, "mode": data["mode"]},
+                "log": "agent answered " + data["answer"]}
+
+
+class UpperAgent(BaseAgent):
+    def call_api(self, inputs):
+        return inputs["question"].upper()
+'''
+
+
+@pytest.fixture
+def toy(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester directory holding ``toy_bench.py`` (ToyBench, UpperAgent)."""
+    pytester.makepyfile(toy_bench=TOY_BENCH)
+    monkeypatch.syspath_prepend(pytester.path)
+    for name in ("TOY_TASKS", "TOY_REQUIRED", "TOY_LIST_ERROR", "MODE", "TOY_API_KEY", "INTELLIGENCE_URL", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+TOY = ["--benchflow=toy_bench.py:ToyBench", "--agent=toy_bench:UpperAgent", "-p", "no:randomly"]

@@ -1,0 +1,84 @@
+"""Items: one per task id, stable node ids, standard selection options, collection errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TOY
+
+
+def test_one_item_per_task_in_order(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["zeta", "alpha", "mid"]))
+    result = toy.runpytest(*TOY, "--collect-only", "-q")
+    assert result.ret == 0
+    lines = [line for line in result.outlines if line.startswith("benchflow:")]
+    assert lines == ["benchflow:ToyBench::zeta", "benchflow:ToyBench::alpha", "benchflow:ToyBench::mid"]
+
+
+def test_awkward_task_ids_give_working_stable_node_ids(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    awkward = ["with space", "a/b/c", "x::y", "br[a]ckets", "ünïcødé", "L" * 300, "plain-id_1.2"]
+    monkeypatch.setenv("TOY_TASKS", json.dumps(awkward))
+    first = toy.runpytest(*TOY, "--collect-only", "-q").outlines
+    second = toy.runpytest(*TOY, "--collect-only", "-q").outlines
+    ids = [line for line in first if line.startswith("benchflow:")]
+    assert ids == [line for line in second if line.startswith("benchflow:")]
+    assert len(set(ids)) == len(awkward)
+    for node_id in ids:
+        name = node_id.split("::", 1)[1]
+        assert "::" not in name and "[" not in name and " " not in name and len(name) <= 80
+    assert "benchflow:ToyBench::a/b/c" in ids and "benchflow:ToyBench::plain-id_1.2" in ids
+    result = toy.runpytest(*TOY, "--junitxml=j.xml", "-q")
+    xml = (toy.path / "j.xml").read_text()
+    for task_id in awkward:
+        assert f'name="task_id" value="{task_id}"' in xml
+    result.assert_outcomes(passed=len(awkward))
+
+
+def test_without_paths_only_benchmark_items_run(toy: pytest.Pytester) -> None:
+    toy.makepyfile(test_project="def test_project_unit():\n    pass\n")
+    result = toy.runpytest(*TOY, "--collect-only", "-q")
+    assert "test_project.py::test_project_unit" not in result.stdout.str()
+    explicit = toy.runpytest(*TOY, "test_project.py", "--collect-only", "-q")
+    assert "test_project.py::test_project_unit" in explicit.stdout.str()
+    assert "benchflow:ToyBench::good" in explicit.stdout.str()
+
+
+def test_keyword_marker_and_limit_selection(toy: pytest.Pytester) -> None:
+    toy.runpytest(*TOY, "-k", "good").assert_outcomes(passed=1)
+    toy.runpytest(*TOY, "-k", "not boom", "-m", "benchflow").assert_outcomes(passed=1, failed=1)
+    toy.runpytest(*TOY, "--benchflow-limit", "2").assert_outcomes(passed=1, failed=1)
+
+
+def test_maxfail_stops_early(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["bad1", "bad2", "good"]))
+    toy.runpytest(*TOY, "-x").assert_outcomes(failed=1)
+
+
+def test_unknown_benchmark_lists_installed(toy: pytest.Pytester) -> None:
+    result = toy.runpytest("--benchflow=nope", "--agent-url=http://127.0.0.1:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: unknown benchmark 'nope'; installed: *mmlu_pro*"])
+
+
+def test_class_not_implementing_the_interface(toy: pytest.Pytester) -> None:
+    toy.makepyfile(half="from pytest_benchflow import BaseBench\nclass Half(BaseBench):\n    def get_args(self, t):\n        return None\n")
+    result = toy.runpytest("--benchflow=half.py:Half", "--agent-url=http://127.0.0.1:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: benchmark 'half.py:Half': Half does not implement get_all_tasks, get_image_name, *"])
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TOY_LIST_ERROR": "dataset missing"}, "*get_all_tasks('test') reported: dataset missing"),
+        ({"TOY_TASKS": "[]"}, "*get_all_tasks('test') returned no tasks"),
+        ({"TOY_TASKS": '["a", "a"]'}, "*get_all_tasks('test'): duplicate task ids: a"),
+    ],
+)
+def test_bad_task_listings(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = toy.runpytest(*TOY)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: ToyBench: {message}"])
