@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from .secrets import public_url
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable
 
 __all__ = ["BenchClient", "ClientSettings"]
@@ -140,6 +141,10 @@ class BenchClient(ABC):
     def response_url(self) -> str:
         return self.intelligence_url + "/response"
 
+    @property
+    def _shown_url(self) -> str:
+        return public_url(self.response_url)
+
     def _ensure_state(self) -> None:
         # Subclasses written for 0.1.x sometimes set attributes without calling super().__init__.
         if "settings" not in self.__dict__:
@@ -185,22 +190,22 @@ class BenchClient(ABC):
         raw = self._post(json.dumps(body).encode())
         if self.expects_text and not isinstance(raw, str):
             raise AgentBadResponse(
-                f"agent at {self.response_url} answered with a JSON {type(raw).__name__} where a string "
+                f"agent at {self._shown_url} answered with a JSON {type(raw).__name__} where a string "
                 f"was expected: {excerpt(json.dumps(raw))}",
-                url=self.response_url,
+                url=self._shown_url,
             )
         try:
             parsed = self.parse_response(raw)
         except Exception as e:
             raise AgentBadResponse(
-                f"{type(self).__name__}.parse_response failed on the answer of {self.response_url} "
+                f"{type(self).__name__}.parse_response failed on the answer of {self._shown_url} "
                 f"({type(e).__name__}: {e}): {excerpt(str(raw))}",
-                url=self.response_url,
+                url=self._shown_url,
             ) from e
         if not isinstance(parsed, dict):
             raise AgentBadResponse(
                 f"{type(self).__name__}.parse_response returned {type(parsed).__name__}, expected a dict",
-                url=self.response_url,
+                url=self._shown_url,
             )
         parsed["raw_response"] = raw
         return parsed
@@ -256,7 +261,8 @@ class BenchClient(ABC):
         return results
 
     def _post(self, body: bytes) -> Any:
-        url = self.response_url
+        target = self.response_url
+        url = self._shown_url
         settings = self.settings
         attempts = settings.retries + 1
         for attempt in range(attempts):
@@ -264,7 +270,7 @@ class BenchClient(ABC):
             retry_after: float | None = None
             try:
                 response = self._session().post(
-                    url,
+                    target,
                     data=body,
                     headers={"Content-Type": "application/json"},
                     timeout=(settings.connect_timeout, settings.read_timeout),
@@ -312,7 +318,7 @@ class BenchClient(ABC):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _decode(self, response: requests.Response) -> Any:
-        url = self.response_url
+        url = self._shown_url
         if not response.content:
             raise AgentBadResponse(f"agent at {url} answered HTTP {response.status_code} with an empty body", url=url)
         try:

@@ -245,11 +245,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if not isinstance(item, BenchItem):
         return report
     run = item.config.stash[RUN_KEY]
-    secrets = run.secret_values()
-    if secrets:
-        report.sections = [(title, run.redact(text)) for title, text in report.sections]
-        if report.longrepr is not None and any(s in str(report.longrepr) for s in secrets):
-            report.longrepr = run.redact(str(report.longrepr))
+    # Secrets reach the bench; whatever it printed or raised is redacted before anyone reports it.
+    report.sections = [(title, run.redact(text)) for title, text in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        redacted = run.redact(text)
+        if redacted != text:
+            report.longrepr = redacted
     final = (call.when == "setup" and report.failed) or call.when == "call"
     if final:
         if report.passed:

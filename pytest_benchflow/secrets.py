@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,8 +21,12 @@ def is_secret_name(name: str, declared: Iterable[str] = ()) -> bool:
     return any(word in upper for word in SECRET_WORDS) or name in set(declared)
 
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
+
+
 def redact(text: str, secret_values: Iterable[str]) -> str:
-    """``text`` with every occurrence of every secret value replaced by ``***``."""
+    """``text`` with every secret value, and the credentials of any URL, replaced by ``***``."""
+    text = _URL_CREDENTIALS.sub(r"\1***@", text)
     for value in sorted(set(secret_values), key=len, reverse=True):
         if len(value) >= _MIN_REDACTED_LENGTH and value in text:
             text = text.replace(value, MASK)

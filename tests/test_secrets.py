@@ -15,3 +15,7 @@ def test_redact_replaces_every_occurrence_longest_first() -> None:
 
 def test_public_url_drops_credentials_and_query() -> None:
     assert public_url("https://user:pw@host:8443/v1?token=abc") == "https://host:8443/v1"
+
+
+def test_redact_hides_url_credentials() -> None:
+    assert redact("--agent-url=https://bob:s3cret@host/v1 ok", []) == "--agent-url=https://***@host/v1 ok"
