@@ -193,10 +193,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if run is None or is_worker(config):
         return
     _start_agent(config, run)
-    if not config.option.collectonly:
-        problem = check_agent(run.agent_url)
-        if problem:
-            raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    if config.option.collectonly:
+        return
+    problem = check_agent(run.agent_url)
+    if problem:
+        raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
     display = ProgressDisplay.create(config, option(config, "benchflow_progress"))
     if display is not None:
         run.progress = display.callback

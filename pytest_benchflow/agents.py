@@ -1,0 +1,71 @@
+"""Ready-made agents: ``OpenAIChatAgent`` evaluates any OpenAI-compatible chat-completions endpoint."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import requests
+
+from .agent import BaseAgent
+from .client import excerpt
+
+__all__ = ["OpenAIChatAgent"]
+
+
+class OpenAIChatAgent(BaseAgent):
+    """Sends ``prompt`` as the system message and ``input_text`` as the user message.
+
+    Configured from the environment (or keyword arguments): ``OPENAI_BASE_URL``
+    (default ``https://api.openai.com/v1``; any compatible server such as vLLM or
+    Ollama works), ``OPENAI_MODEL`` (default ``gpt-4o-mini``), ``OPENAI_API_KEY``,
+    ``OPENAI_TEMPERATURE`` (default 0), ``OPENAI_MAX_TOKENS`` (default 4000),
+    ``OPENAI_TIMEOUT`` seconds (default 300). The key is sent only in the
+    ``Authorization`` header and never appears in errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        env = os.environ
+        self.base_url = (base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.model = model or env.get("OPENAI_MODEL") or "gpt-4o-mini"
+        self._api_key = api_key if api_key is not None else env.get("OPENAI_API_KEY", "")
+        self.temperature = temperature if temperature is not None else float(env.get("OPENAI_TEMPERATURE", 0))
+        self.max_tokens = max_tokens if max_tokens is not None else int(env.get("OPENAI_MAX_TOKENS", 4000))
+        self.timeout = timeout if timeout is not None else float(env.get("OPENAI_TIMEOUT", 300))
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
+
+    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
+        messages = []
+        if task_step_inputs.get("prompt"):
+            messages.append({"role": "system", "content": task_step_inputs["prompt"]})
+        messages.append({"role": "user", "content": task_step_inputs.get("input_text", "")})
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        url = self.base_url + "/chat/completions"
+        session = getattr(self._local, "session", None) or requests.Session()
+        self._local.session = session
+        response = session.post(
+            url,
+            json={"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens},
+            headers=headers,
+            timeout=self.timeout,
+        )
+        if response.status_code != 200:
+            body = excerpt(response.text).replace(self._api_key, "***") if self._api_key else excerpt(response.text)
+            raise RuntimeError(f"{url} answered HTTP {response.status_code}: {body}")
+        try:
+            return str(response.json()["choices"][0]["message"]["content"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise RuntimeError(f"{url} answered without choices[0].message.content: {excerpt(response.text)}") from None

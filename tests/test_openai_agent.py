@@ -1,0 +1,83 @@
+"""OpenAIChatAgent against an OpenAI-compatible chat-completions server on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from pytest_benchflow.agents import OpenAIChatAgent
+
+
+class CompatServer:
+    """Answers like /v1/chat/completions; ``status`` 200 echoes the user message back."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self.status = 200
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.seen.append((self.path, dict(self.headers), body))
+                if outer.status == 200:
+                    payload = {"choices": [{"message": {"role": "assistant", "content": "Echo: " + body["messages"][-1]["content"]}}]}
+                else:
+                    payload = {"error": {"message": "Incorrect API key provided: sk-test-abcdef123"}}
+                data = json.dumps(payload).encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def compat() -> Iterator[CompatServer]:
+    server = CompatServer()
+    yield server
+    server.server.shutdown()
+
+
+def test_system_and_user_messages(compat: CompatServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", compat.url)
+    monkeypatch.setenv("OPENAI_MODEL", "local-model")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-abcdef123")
+    monkeypatch.setenv("OPENAI_TEMPERATURE", "0.3")
+    agent = OpenAIChatAgent()
+    assert agent.call_api({"prompt": "You are careful.", "input_text": "Question: 1+1?"}) == "Echo: Question: 1+1?"
+    path, headers, body = compat.seen[0]
+    assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test-abcdef123"
+    assert body == {
+        "model": "local-model",
+        "messages": [{"role": "system", "content": "You are careful."}, {"role": "user", "content": "Question: 1+1?"}],
+        "temperature": 0.3,
+        "max_tokens": 4000,
+    }
+    assert "sk-test" not in repr(agent)
+
+
+def test_error_names_status_without_key(compat: CompatServer) -> None:
+    compat.status = 401
+    agent = OpenAIChatAgent(base_url=compat.url, api_key="sk-test-abcdef123")
+    with pytest.raises(RuntimeError, match=r"chat/completions answered HTTP 401: .*Incorrect API key provided: \*\*\*") as info:
+        agent.call_api({"input_text": "x"})
+    assert "sk-test-abcdef123" not in str(info.value)
+
+
+def test_evaluates_mmlu_pro_through_the_plugin(compat: CompatServer, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", compat.url)
+    result = pytester.runpytest("--benchflow=mmlu_pro", "--agent=pytest_benchflow.agents:OpenAIChatAgent", "-k", "law")
+    result.assert_outcomes(failed=1)  # the echo never says "The answer is (X)"
+    assert len(compat.seen) == 3 and compat.seen[0][2]["messages"][0]["role"] == "system"
