@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("benchflow_memory", "docker runner: memory limit per container, e.g. 2g (default: 4g)"),
         ("benchflow_cpus", "docker runner: CPUs per container, e.g. 1.5 (default: 2)"),
         ("benchflow_pids", "docker runner: process limit per container (default: 512)"),
+        ("benchflow_network", "docker runner: network of task containers: auto (host for a loopback agent, else the default bridge) or a network name"),
     ]:
         parser.addini(name, help_text, type="string", default="")
 
@@ -149,8 +152,32 @@ def pytest_configure(config: pytest.Config) -> None:
     if is_worker(config):
         run.agent_url = workerinput["benchflow_agent_url"]
     config.stash[RUN_KEY] = run
+    if any(ctx.runner_name == "docker" for ctx in run.benches.values()):
+        _interrupt_on_sigterm()
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
+
+
+def _interrupt_on_sigterm() -> None:
+    # SIGTERM (CI cancelling a job, xdist stopping a worker) then unwinds like Ctrl-C, so every
+    # task's `finally` removes its container.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    # Only the controller sweeps: a worker that finishes early must not remove its siblings' containers.
+    if run is not None and not is_worker(session.config) and any(ctx.runner_name == "docker" for ctx in run.benches.values()):
+        from .docker_runner import sweep_run
+
+        # Containers left by a crashed worker or an interrupted task: remove what carries this run's label.
+        sweep_run(run.run_id)
 
 
 class _XdistHooks:

@@ -107,6 +107,3 @@ def main() -> int:
     print(json.dumps(summary))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,316 @@
+"""The Docker runner on a real engine: outcomes, faults, cleanup, security defaults, 0.1.x images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from images import build, engine
+from legacy import legacy_wheel
+
+pytestmark = pytest.mark.docker
+
+TOY_IMAGE = "benchflow-test/toy:1"
+TOY_DOCKERFILE = """
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+COPY wheels /tmp/wheels
+RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels requests pydantic PyYAML \\
+ && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/pytest_benchflow-*.whl && rm -rf /tmp/wheels
+COPY entry.py /app/entry.py
+ENTRYPOINT ["/opt/venv/bin/python", "-u", "/app/entry.py"]
+"""
+TOY_ENTRY = """
+import json, os, sys, time
+from pytest_benchflow import BenchClient, report_progress
+
+task = os.environ["TEST_START_ID"]
+results = os.environ["BENCHFLOW_RESULTS_DIR"]
+os.makedirs(results, exist_ok=True)
+print("env keys:", ",".join(sorted(os.environ)))
+if task == "exit1":
+    print("fatal: something broke", file=sys.stderr)
+    sys.exit(1)
+if task == "sleep":
+    time.sleep(120)
+if task == "noresults":
+    sys.exit(0)
+if task == "invalid":
+    open(os.path.join(results, "result.json"), "w").write("{not json")
+    sys.exit(0)
+if task == "symlink":
+    os.symlink("/etc", os.path.join(results, "etc"))
+if task == "manyfiles":
+    for i in range(10000):
+        open(os.path.join(results, f"f{i}.txt"), "w").write(str(i))
+
+class Client(BenchClient):
+    def prepare_input(self, raw):
+        return {"question": raw}
+    def parse_response(self, raw):
+        return {"answer": raw}
+
+answer = Client(os.environ["INTELLIGENCE_URL"], retries=0, connect_timeout=3).get_response(task)["answer"]
+report_progress(os.environ, 1, 1)
+print("secret in container:", os.environ.get("TOY_TOKEN"))
+json.dump({"answer": answer, "token_seen": bool(os.environ.get("TOY_TOKEN"))}, open(os.path.join(results, "result.json"), "w"))
+os.makedirs("/app/logs", exist_ok=True)
+open("/app/logs/trace.txt", "w").write("trace of " + task)
+"""
+TOY_BENCH = """
+import json
+from pathlib import Path
+from pytest_benchflow import BaseAgent, BaseBench, BenchArgs
+
+class DockerToy(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs({"optional": {"TOY_TOKEN": None}})
+    def get_image_name(self):
+        return "%s"
+    def get_results_dir_in_container(self):
+        return "/app/results"
+    def get_log_files_dir_in_container(self):
+        return "/app/logs"
+    def get_all_tasks(self, split):
+        import os
+        return {"task_ids": json.loads(os.environ["TOY_TASKS"]), "error_message": None}
+    def get_result(self, task_id):
+        data = json.loads(Path(self.results_dir, "result.json").read_text())
+        trace = Path(self.log_files_dir, "trace.txt").read_text()
+        return {"is_resolved": data["answer"] == task_id.upper(), "metrics": {"token_seen": data["token_seen"]}, "log": trace}
+
+class Upper(BaseAgent):
+    def call_api(self, inputs):
+        return inputs["question"].upper()
+""" % TOY_IMAGE
+
+
+@pytest.fixture(scope="session")
+def toy_image() -> str:
+    return build(engine(), TOY_IMAGE, {"Dockerfile": TOY_DOCKERFILE, "entry.py": TOY_ENTRY}, wheel_requirements=[])
+
+
+@pytest.fixture
+def docker_toy(pytester: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    pytester.makepyfile(docker_toy=TOY_BENCH)
+    monkeypatch.syspath_prepend(pytester.path)
+    monkeypatch.setenv("BENCHFLOW_REQUIRE_DOCKER", os.environ.get("BENCHFLOW_REQUIRE_DOCKER", ""))
+    return pytester
+
+
+ARGS = ["--benchflow=docker_toy.py:DockerToy", "--agent=docker_toy:Upper", "-p", "no:randomly", "-p", "no:cacheprovider"]
+
+
+def leftover(run_dir: Path) -> list[Any]:
+    return engine().containers.list(all=True, filters={"label": f"benchflow.run={run_dir.name}"})
+
+
+def run_dir_of(pytester: pytest.Pytester) -> Path:
+    (found,) = [p for p in (pytester.path / ".benchflow").iterdir() if p.is_dir()]
+    return found
+
+
+def test_task_in_container_with_results_logs_and_secret(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["alpha", "beta"]')
+    secret = "tok-0123456789-secret"
+    result = docker_toy.runpytest(*ARGS, f"--benchflow-arg=TOY_TOKEN={secret}", "--junitxml=j.xml", "-rA")
+    result.assert_outcomes(passed=2)
+    run_dir = run_dir_of(docker_toy)
+    task = run_dir / "DockerToy" / "alpha"
+    assert json.loads((task / "results" / "result.json").read_text())["token_seen"] is True
+    assert (task / "logs" / "trace.txt").read_text() == "trace of alpha"
+    stdout = (task / "logs" / "container.stdout.log").read_text()
+    for name in ("INTELLIGENCE_URL", "TEST_START_ID", "TEST_START_IDX", "BENCHFLOW_RESULTS_DIR", "BENCHFLOW_LOG_DIR", "BENCHFLOW_SPLIT"):
+        assert name in stdout
+    for text in (result.stdout.str(), (docker_toy.path / "j.xml").read_text(), (run_dir / "summary.json").read_text()):
+        assert secret not in text
+    assert leftover(run_dir) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("exit1", "*container of 'benchflow-test/toy:1' exited with status 1*"),
+        ("noresults", "*get_result raised FileNotFoundError*result.json*"),
+        ("invalid", "*get_result raised JSONDecodeError*"),
+        ("symlink", "*symlink 'results/etc' -> '/etc' points outside the task directory*"),
+    ],
+)
+def test_faults_are_errors_with_reasons(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, task: str, message: str) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps([task]))
+    result = docker_toy.runpytest(*ARGS)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message])
+    if task == "exit1":
+        result.stdout.fnmatch_lines(["last lines of the container's output:", "fatal: something broke"])
+    run_dir = run_dir_of(docker_toy)
+    assert not (run_dir / "DockerToy" / task / "results" / "etc").exists()
+    assert leftover(run_dir) == []
+
+
+def test_timeout_kills_and_removes(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["sleep"]')
+    started = time.monotonic()
+    result = docker_toy.runpytest(*ARGS, "--benchflow-timeout=2")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*task 'sleep' timed out after 2 s (container killed)*"])
+    assert time.monotonic() - started < 30
+    assert leftover(run_dir_of(docker_toy)) == []
+
+
+def test_ten_thousand_small_files(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["manyfiles"]')
+    docker_toy.runpytest(*ARGS).assert_outcomes(passed=1)
+    assert len(list((run_dir_of(docker_toy) / "DockerToy" / "manyfiles" / "results").iterdir())) == 10001
+
+
+def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    docker_toy.makepyfile(gone="from docker_toy import DockerToy\nclass Gone(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/does-not-exist:0'\n")
+    monkeypatch.setenv("TOY_TASKS", '["a"]')
+    result = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*cannot pull image 'benchflow-test/does-not-exist:0'*"])
+    never = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper", "--benchflow-pull=never")
+    never.stdout.fnmatch_lines(["*image 'benchflow-test/does-not-exist:0' is not present and --benchflow-pull=never*"])
+
+
+def test_agent_unreachable_from_inside_the_container(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["alpha"]')
+    docker_toy.makeini("[pytest]\nbenchflow_network = none\n")
+    result = docker_toy.runpytest(*ARGS)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*exited with status 1*", "*AgentUnreachable*cannot connect to the agent*"])
+
+
+def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["sleep"]')
+    docker_toy.makeini("[pytest]\nbenchflow_memory = 512m\nbenchflow_cpus = 1.5\nbenchflow_pids = 128\n")
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], stdout=sys.stdout, stderr=sys.stderr)
+    client = engine()
+    try:
+        container = None
+        deadline = time.monotonic() + 60
+        while container is None and time.monotonic() < deadline:
+            found = client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE})
+            container = found[0] if found else None
+            time.sleep(0.2)
+        assert container is not None
+        host = container.attrs["HostConfig"]
+        assert host["Privileged"] is False and "no-new-privileges" in host["SecurityOpt"]
+        assert host["Memory"] == 512 * 1024**2 and host["NanoCpus"] == 1_500_000_000 and host["PidsLimit"] == 128
+        assert not host.get("Binds") and not container.attrs["Mounts"]
+        assert container.labels["benchflow.bench"] == "DockerToy" and container.labels["benchflow.run"]
+        run_label = container.labels["benchflow.run"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert client.containers.list(all=True, filters={"label": f"benchflow.run={run_label}"}) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_no_container(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sig: int) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["alpha", "sleep", "beta"]')
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS, "-n", "2"], stdout=sys.stdout, stderr=sys.stderr)
+    client = engine()
+    deadline = time.monotonic() + 60
+    while not client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE}):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    run_dir = run_dir_of(docker_toy)
+    assert leftover(run_dir) == []
+    assert json.loads((run_dir / "summary.json").read_text())["interrupted"] is True
+
+
+# --- MMLU-Pro in its container -------------------------------------------------------------
+
+def junit(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    cases = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property") if p.get("name") != "duration"}
+        cases[case.get("name", "")] = ([c.tag for c in case if c.tag in ("failure", "error")], props)
+    return cases
+
+
+@pytest.fixture(scope="session")
+def mmlu_image() -> str:
+    client = engine()
+    dockerfile = Path(__file__).resolve().parents[1] / "example_bench" / "mmlu_pro" / "Dockerfile"
+    return build(client, "benchflow/mmlu-pro:0.2", {"Dockerfile": dockerfile.read_text()}, wheel_requirements=[])
+
+
+def test_mmlu_pro_docker_matches_in_process(pytester: pytest.Pytester, mmlu_image: str) -> None:
+    common = ["--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "-p", "no:randomly"]
+    pytester.runpytest_subprocess(*common, "--benchflow-runner=local", "--junitxml=local.xml")
+    docker_run = pytester.runpytest_subprocess(*common, "--benchflow-runner=docker", "-n", "2", "--junitxml=docker.xml")
+    assert docker_run.parseoutcomes().get("errors") is None
+    local, in_docker = junit(pytester.path / "local.xml"), junit(pytester.path / "docker.xml")
+    assert len(local) == 14 and local == in_docker
+
+
+def test_mmlu_pro_replay_in_container_reproduces_published_scores(pytester: pytest.Pytester, mmlu_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_mmlu_pro import CS, HISTORY
+
+    client = engine()
+    build(client, "benchflow-test/mmlu-pro-replay:1",
+          {"Dockerfile": f"FROM {mmlu_image}\nCOPY history_result.json computer_science_result.json /data/\n"},
+          extra={"history_result.json": HISTORY, "computer_science_result.json": CS})
+    pytester.makepyfile(replay_bench="from example_bench.mmlu_pro import MMLUProBench\nclass Replay(MMLUProBench):\n    def get_image_name(self):\n        return 'benchflow-test/mmlu-pro-replay:1'\n")
+    monkeypatch.setenv("REPLAY_FILE", f"{HISTORY}{os.pathsep}{CS}")
+    monkeypatch.setenv("DATA_FILE", "/data/history_result.json:/data/computer_science_result.json")
+    # get_all_tasks runs on the host: it reads the same files there
+    pytester.makeconftest(f"""
+import os
+def pytest_benchflow_task_environment(bench, task_id, env):
+    env["DATA_FILE"] = "/data/history_result.json:/data/computer_science_result.json"
+""")
+    monkeypatch.setenv("DATA_FILE", f"{HISTORY}{os.pathsep}{CS}")
+    result = pytester.runpytest_subprocess("--benchflow=replay_bench.py:Replay", "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
+                                           "--benchflow-runner=docker", "--benchflow-arg=NUM_SHOTS=0", "-n", "2")
+    result.assert_outcomes(passed=2)
+    (summary,) = pytester.path.glob(".benchflow/*/summary.json")
+    breakdown = json.loads(summary.read_text())["benches"]["Replay"]["breakdown"]
+    assert (breakdown["history"]["correct"], breakdown["computer_science"]["correct"]) == (267, 321)
+
+
+LEGACY_ENTRY = """
+import json, os
+from benchflow import BenchClient
+
+class Client(BenchClient):
+    def prepare_input(self, raw):
+        return {"question": raw["q"]}
+    def parse_response(self, raw):
+        return {"answer": raw}
+
+task = os.environ["TEST_START_IDX"]
+out = Client(os.environ["INTELLIGENCE_URL"]).get_response({"q": task})
+os.makedirs("/app/results", exist_ok=True)
+json.dump({"answer": out["answer"], "token_seen": False}, open("/app/results/result.json", "w"))
+os.makedirs("/app/logs", exist_ok=True)
+open("/app/logs/trace.txt", "w").write("legacy " + task)
+"""
+
+
+def test_image_using_published_benchflow_client_runs_unchanged(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = engine()
+    wheel = legacy_wheel(tmp_path)
+    dockerfile = (
+        "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nCOPY wheels /tmp/wheels\n"
+        "RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels "
+        "requests pydantic PyYAML fastapi uvicorn docker && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/" + wheel.name + "\n"
+        "COPY entry.py /app/entry.py\nENTRYPOINT [\"/opt/venv/bin/python\", \"/app/entry.py\"]\n"
+    )
+    build(client, "benchflow-test/legacy:0.1.13", {"Dockerfile": dockerfile, "entry.py": LEGACY_ENTRY},
+          wheel_requirements=["fastapi", "uvicorn", "docker"], extra={f"wheels/{wheel.name}": wheel})
+    docker_toy.makepyfile(legacy="from docker_toy import DockerToy\nclass Legacy(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/legacy:0.1.13'\n")
+    monkeypatch.setenv("TOY_TASKS", '["one", "two"]')
+    docker_toy.runpytest("--benchflow=legacy.py:Legacy", "--agent=docker_toy:Upper").assert_outcomes(passed=2)

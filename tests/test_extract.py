@@ -1,0 +1,81 @@
+"""Extracting container archives: what is refused, and that nothing lands outside the task directory."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pytest_benchflow.extract import UnsafeArchive, extract_archive, spool
+
+
+def archive(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
+    """A tar like Docker's get_archive of /app/results: members under ``results/``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                data = payload if isinstance(payload, bytes) else payload.encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "link": tarfile.LNKTYPE,
+                         "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            info.linkname = str(payload)
+            tar.addfile(info)
+    buffer.seek(0)
+    return buffer
+
+
+def test_regular_tree_and_inner_symlink(tmp_path: Path) -> None:
+    dest = tmp_path / "task" / "results"
+    count = extract_archive(archive(("dir", "results", ""), ("file", "results/a.json", "{}"),
+                                    ("dir", "results/sub", ""), ("file", "results/sub/b.txt", "b"),
+                                    ("sym", "results/link", "sub/b.txt")), dest, "results")
+    assert count == 2 and (dest / "sub" / "b.txt").read_text() == "b" and (dest / "link").read_text() == "b"
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (("file", "results/../../escape.txt", "x"), "points outside the task directory"),
+        (("file", "/etc/evil", "x"), "points outside the task directory"),
+        (("sym", "results/etc", "/etc"), "symlink 'results/etc' -> '/etc' points outside"),
+        (("sym", "results/up", "../../.."), "points outside the task directory"),
+        (("link", "results/hard", "/etc/passwd"), "is a hard link"),
+        (("chr", "results/null", ""), "is a device or FIFO"),
+        (("fifo", "results/pipe", ""), "is a device or FIFO"),
+    ],
+)
+def test_refused_members(tmp_path: Path, member: tuple[str, str, str], message: str) -> None:
+    dest = tmp_path / "task" / "results"
+    with pytest.raises(UnsafeArchive, match=message):
+        extract_archive(archive(member), dest, "results")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(p.name for p in (tmp_path / "task").rglob("*")) + ["task"]
+
+
+def test_write_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "task"
+    (dest).mkdir()
+    (dest / "sneaky").symlink_to(outside)
+    with pytest.raises(UnsafeArchive, match="written through a link outside"):
+        extract_archive(archive(("file", "results/sneaky/x.txt", "x")), dest, "results")
+    assert list(outside.iterdir()) == []
+
+
+def test_member_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHFLOW_MAX_ARCHIVE_MEMBERS", "5")
+    members = [("file", f"results/f{i}", "x") for i in range(6)]
+    with pytest.raises(UnsafeArchive, match="more than 5 entries"):
+        extract_archive(archive(*members), tmp_path / "d", "results")
+
+
+def test_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHFLOW_MAX_ARCHIVE_BYTES", "1000")
+    with pytest.raises(UnsafeArchive, match="larger than the 1000 byte cap"):
+        spool(iter([b"x" * 600, b"y" * 600]), io.BytesIO(), "results archive")
