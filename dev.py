@@ -42,7 +42,7 @@ def demo(extra: list[str]) -> int:
         "--benchflow-runner=local",
         "--junitxml=.benchflow/demo-junit.xml",
         "-p", "no:cacheprovider",
-        "-q", *extra,
+        "-q", "--tb=no", "-rN", *extra,
     ]
     print("$ " + " ".join(command[2:]), flush=True)
     code = subprocess.run(command, cwd=ROOT).returncode
