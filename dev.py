@@ -18,7 +18,7 @@ PYTHON = BIN / "python"
 
 def setup() -> None:
     """Create the virtual environment and install the project with its test extras (skipped when current)."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script may meet an older interpreter
         sys.exit(f"pytest-benchflow needs Python 3.10 or newer, this is {sys.version.split()[0]}")
     stamp = VENV / ".installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
@@ -36,13 +36,19 @@ def setup() -> None:
 def demo(extra: list[str]) -> int:
     """MMLU-Pro on the shipped demo set, against the deterministic baseline agent, no network, no Docker."""
     command = [
-        str(PYTHON), "-m", "pytest",
+        str(PYTHON),
+        "-m",
+        "pytest",
         "--benchflow=mmlu_pro",
         "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent",
         "--benchflow-runner=local",
         "--junitxml=.benchflow/demo-junit.xml",
-        "-p", "no:cacheprovider",
-        "-q", "--tb=no", "-rN", *extra,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--tb=no",
+        "-rN",
+        *extra,
     ]
     print("$ " + " ".join(command[2:]), flush=True)
     code = subprocess.run(command, cwd=ROOT).returncode

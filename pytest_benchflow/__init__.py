@@ -22,6 +22,9 @@ from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
 
 __version__ = "0.2.0"
 
+# `pytest -p pytest_benchflow` (plugin autoload off) loads the plugin through this.
+pytest_plugins = ["pytest_benchflow.plugin"]
+
 __all__ = [
     "AgentBadResponse",
     "AgentError",
@@ -49,4 +52,3 @@ __all__ = [
     "report_progress",
     "run_task",
 ]
-

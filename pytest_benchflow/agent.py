@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["BaseAgent", "AgentServer", "MAX_BODY_BYTES"]
+__all__ = ["MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
 
 logger = logging.getLogger("pytest_benchflow.agent")
 
@@ -114,8 +114,9 @@ class AgentServer:
 
     def __init__(self, agent: BaseAgent, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = _Server((host, port), agent)
-        self.host, self.port = self._server.server_address[:2]  # type: ignore[misc]
-        shown = f"[{self.host}]" if ":" in str(self.host) else self.host
+        address = self._server.server_address
+        self.host, self.port = str(address[0]), int(address[1])
+        shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{self.port}"
         self._thread: threading.Thread | None = None
 

@@ -58,7 +58,12 @@ class OpenAIChatAgent(BaseAgent):
         self._local.session = session
         response = session.post(
             url,
-            json={"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens},
+            json={
+                "model": self.model,
+                "messages": messages,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+            },
             headers=headers,
             timeout=self.timeout,
         )

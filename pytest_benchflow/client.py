@@ -16,8 +16,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from .secrets import public_url
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable
+from .secrets import public_url
 
 __all__ = ["BenchClient", "ClientSettings"]
 
@@ -61,11 +61,15 @@ class ClientSettings:
         backoff: float | None = None,
         max_concurrency: int | None = None,
     ) -> None:
-        self.connect_timeout = connect_timeout if connect_timeout is not None else _env_float("BENCHFLOW_CONNECT_TIMEOUT", 10.0)
+        self.connect_timeout = (
+            connect_timeout if connect_timeout is not None else _env_float("BENCHFLOW_CONNECT_TIMEOUT", 10.0)
+        )
         self.read_timeout = read_timeout if read_timeout is not None else _env_float("BENCHFLOW_READ_TIMEOUT", 300.0)
         self.retries = int(retries if retries is not None else _env_float("BENCHFLOW_RETRIES", 3))
         self.backoff = backoff if backoff is not None else _env_float("BENCHFLOW_BACKOFF", 0.5)
-        self.max_concurrency = int(max_concurrency if max_concurrency is not None else _env_float("BENCHFLOW_MAX_CONCURRENCY", 8))
+        self.max_concurrency = int(
+            max_concurrency if max_concurrency is not None else _env_float("BENCHFLOW_MAX_CONCURRENCY", 8)
+        )
         if self.retries < 0 or self.max_concurrency < 1 or min(self.connect_timeout, self.read_timeout) <= 0:
             raise ValueError("BenchClient: retries must be >= 0, max_concurrency >= 1 and timeouts > 0")
 
@@ -184,9 +188,7 @@ class BenchClient(ABC):
         self._ensure_state()
         body = self.prepare_input(raw_step_inputs)
         if not isinstance(body, dict):
-            raise TypeError(
-                f"{type(self).__name__}.prepare_input returned {type(body).__name__}, expected a dict"
-            )
+            raise TypeError(f"{type(self).__name__}.prepare_input returned {type(body).__name__}, expected a dict")
         raw = self._post(json.dumps(body).encode())
         if self.expects_text and not isinstance(raw, str):
             raise AgentBadResponse(

@@ -21,7 +21,7 @@ from .errors import TaskError, TaskTimeout
 from .extract import extract_archive, spool
 from .runner import TaskSpec
 
-__all__ = ["DockerRunner", "DockerLimits", "sweep_run", "RUN_LABEL"]
+__all__ = ["RUN_LABEL", "DockerLimits", "DockerRunner", "sweep_run"]
 
 RUN_LABEL = "benchflow.run"
 _TAIL_LINES = 20
@@ -163,7 +163,9 @@ class DockerRunner:
                 status = container.wait(timeout=spec.timeout)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 container.kill()
-                raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)") from None
+                raise TaskTimeout(
+                    f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)"
+                ) from None
             for reader in readers:
                 reader.join(timeout=10)
             if status != 0:

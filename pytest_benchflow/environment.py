@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 from .schemas import ResolvedArgs
 
-__all__ = ["TaskEnvironment", "task_environment", "report_progress", "PROGRESS_PREFIX"]
+__all__ = ["PROGRESS_PREFIX", "TaskEnvironment", "report_progress", "task_environment"]
 
 #: Prefix of the structured progress line a containerised benchmark prints on stdout.
 PROGRESS_PREFIX = "BENCHFLOW_PROGRESS "
@@ -70,7 +70,7 @@ def parse_progress(line: str) -> tuple[int, int] | None:
     if not line.startswith(PROGRESS_PREFIX):
         return None
     try:
-        data = json.loads(line[len(PROGRESS_PREFIX):])
+        data = json.loads(line[len(PROGRESS_PREFIX) :])
         return int(data["done"]), int(data["total"])
     except (ValueError, KeyError, TypeError):
         return None

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 __all__ = [
-    "BenchflowError",
-    "AgentError",
-    "AgentUnreachable",
-    "AgentTimeout",
-    "AgentHTTPError",
     "AgentBadResponse",
+    "AgentError",
+    "AgentHTTPError",
+    "AgentTimeout",
+    "AgentUnreachable",
     "ArgumentError",
+    "BenchflowError",
     "ResultError",
-    "TaskListError",
     "TaskError",
+    "TaskListError",
     "TaskTimeout",
 ]
 

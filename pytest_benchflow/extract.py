@@ -11,7 +11,7 @@ from typing import IO
 
 from .errors import TaskError
 
-__all__ = ["MAX_ARCHIVE_BYTES", "MAX_ARCHIVE_MEMBERS", "UnsafeArchive", "spool", "extract_archive"]
+__all__ = ["MAX_ARCHIVE_BYTES", "MAX_ARCHIVE_MEMBERS", "UnsafeArchive", "extract_archive", "spool"]
 
 #: Largest results/logs archive accepted from one container (``BENCHFLOW_MAX_ARCHIVE_BYTES``).
 MAX_ARCHIVE_BYTES = 1024**3
@@ -68,7 +68,9 @@ def extract_archive(archive: IO[bytes], dest: Path, what: str) -> int:
                 continue
             target = root / rel
             if not target.parent.resolve().is_relative_to(root):
-                raise UnsafeArchive(f"{what}: member {member.name!r} is written through a link outside the task directory")
+                raise UnsafeArchive(
+                    f"{what}: member {member.name!r} is written through a link outside the task directory"
+                )
             if member.isdir():
                 target.mkdir(parents=True, exist_ok=True)
             elif member.isfile():
@@ -82,7 +84,9 @@ def extract_archive(archive: IO[bytes], dest: Path, what: str) -> int:
                 link = PurePosixPath(member.linkname)
                 resolved = os.path.normpath(target.parent / link) if not link.is_absolute() else str(link)
                 if link.is_absolute() or not Path(resolved).is_relative_to(root):
-                    raise UnsafeArchive(f"{what}: symlink {member.name!r} -> {member.linkname!r} points outside the task directory")
+                    raise UnsafeArchive(
+                        f"{what}: symlink {member.name!r} -> {member.linkname!r} points outside the task directory"
+                    )
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.symlink(member.linkname, target)
             else:

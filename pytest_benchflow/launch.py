@@ -19,7 +19,7 @@ from .agent import AgentServer, BaseAgent
 from .loader import _import_file
 from .secrets import public_url
 
-__all__ = ["AgentLaunchError", "check_url", "check_agent", "serve_agent_class", "AgentProcess"]
+__all__ = ["AgentLaunchError", "AgentProcess", "check_agent", "check_url", "serve_agent_class"]
 
 
 class AgentLaunchError(Exception):
@@ -32,7 +32,7 @@ def check_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AgentLaunchError(f"agent URL {public_url(url)!r} is not an http:// or https:// URL with a host")
     try:
-        parts.port
+        _ = parts.port  # raises ValueError for a non-numeric port
     except ValueError:
         raise AgentLaunchError(f"agent URL {public_url(url)!r} has an invalid port") from None
     return url.rstrip("/")
@@ -88,9 +88,7 @@ class AgentProcess:
         argv = shlex.split(command.replace("{port}", str(self.port)))
         self._output = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(
-                argv, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self._proc = subprocess.Popen(argv, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
             raise AgentLaunchError(f"--agent-cmd: cannot start {argv[0]!r}: {e.strerror}") from e
         deadline = time.monotonic() + start_timeout
@@ -101,7 +99,9 @@ class AgentProcess:
                 )
             if time.monotonic() > deadline:
                 self.stop()
-                raise AgentLaunchError(f"--agent-cmd did not answer GET /health on {self.url} within {start_timeout:g} s")
+                raise AgentLaunchError(
+                    f"--agent-cmd did not answer GET /health on {self.url} within {start_timeout:g} s"
+                )
             time.sleep(0.1)
 
     def output_tail(self, limit: int = 400) -> str:

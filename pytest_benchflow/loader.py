@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .bench import BaseBench
 
-__all__ = ["ENTRY_POINT_GROUP", "installed_benchmarks", "load_bench_class", "BenchLoadError"]
+__all__ = ["ENTRY_POINT_GROUP", "BenchLoadError", "installed_benchmarks", "load_bench_class"]
 
 #: Installed benchmark packages register their BaseBench classes under this group.
 ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"

@@ -26,7 +26,12 @@ AGENT_KEY = pytest.StashKey[Any]()
 
 # (option, ini type, default, help); every option is also an ini setting of the same name.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
-    ("benchflow", "linelist", [], "benchmark to run: registered name, package.module:Class or path/file.py:Class (repeatable)"),
+    (
+        "benchflow",
+        "linelist",
+        [],
+        "benchmark to run: registered name, package.module:Class or path/file.py:Class (repeatable)",
+    ),
     ("agent_url", "string", None, "URL of the agent to evaluate (default: $INTELLIGENCE_URL)"),
     ("agent", "string", None, "serve this BaseAgent (module:Class) on a free loopback port for the session"),
     ("agent_cmd", "string", None, "start the agent with this command, '{port}' replaced by a free port"),
@@ -58,7 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("benchflow_memory", "docker runner: memory limit per container, e.g. 2g (default: 4g)"),
         ("benchflow_cpus", "docker runner: CPUs per container, e.g. 1.5 (default: 2)"),
         ("benchflow_pids", "docker runner: process limit per container (default: 512)"),
-        ("benchflow_network", "docker runner: network of task containers: auto (host for a loopback agent, else the default bridge) or a network name"),
+        (
+            "benchflow_network",
+            "docker runner: network of task containers: auto (host for a loopback agent, else bridge) or a name",
+        ),
     ]:
         parser.addini(name, help_text, type="string", default="")
 
@@ -147,7 +155,8 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = sorted(set(cli_values) - declared)
     if unknown:
         raise pytest.UsageError(
-            f"--benchflow-arg: no selected benchmark takes {', '.join(unknown)} (known: {', '.join(sorted(declared)) or 'none'})"
+            f"--benchflow-arg: no selected benchmark takes {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(declared)) or 'none'})"
         )
     if is_worker(config):
         run.agent_url = workerinput["benchflow_agent_url"]
@@ -173,7 +182,11 @@ def _interrupt_on_sigterm() -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     # Only the controller sweeps: a worker that finishes early must not remove its siblings' containers.
-    if run is not None and not is_worker(session.config) and any(ctx.runner_name == "docker" for ctx in run.benches.values()):
+    if (
+        run is not None
+        and not is_worker(session.config)
+        and any(ctx.runner_name == "docker" for ctx in run.benches.values())
+    ):
         from .docker_runner import sweep_run
 
         # Containers left by a crashed worker or an interrupted task: remove what carries this run's label.
@@ -198,7 +211,10 @@ def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
     if not given:
         url = os.environ.get("INTELLIGENCE_URL")
         if not url:
-            raise pytest.UsageError("no agent: give --agent-url URL (or $INTELLIGENCE_URL), --agent module:Class or --agent-cmd 'COMMAND {port}'")
+            raise pytest.UsageError(
+                "no agent: give --agent-url URL (or $INTELLIGENCE_URL), --agent module:Class "
+                "or --agent-cmd 'COMMAND {port}'"
+            )
     try:
         if url:
             run.agent_url = check_url(url)
@@ -261,14 +277,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if run.limit:
             task_ids = task_ids[: run.limit]
         collector = BenchCollector.from_parent(
-            session, name=f"benchflow:{name}", nodeid=f"benchflow:{name}", bench_name=name, task_ids=task_ids)
+            session, name=f"benchflow:{name}", nodeid=f"benchflow:{name}", bench_name=name, task_ids=task_ids
+        )
         # genitems reports the collector like any other, so "collected N items" counts the tasks.
         bench_items.extend(session.genitems(collector))
     items[:0] = bench_items
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if not isinstance(item, BenchItem):
         return report

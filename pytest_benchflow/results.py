@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from .stats import mean_and_stderr, wilson_interval
 
-__all__ = ["SCHEMA_VERSION", "ResultsWriter", "BenchTally", "now_iso"]
+__all__ = ["SCHEMA_VERSION", "BenchTally", "ResultsWriter", "now_iso"]
 
 #: Bumped whenever a field changes meaning or disappears (adding fields does not bump it).
 SCHEMA_VERSION = 1
@@ -57,9 +57,7 @@ class BenchTally:
         for name, value in (record.get("metrics") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.metrics.setdefault(name, []).append(float(value))
-        self.records.append(
-            {"task_id": record["task_id"], "outcome": outcome, "metrics": record.get("metrics") or {}}
-        )
+        self.records.append({"task_id": record["task_id"], "outcome": outcome, "metrics": record.get("metrics") or {}})
 
     def summary(self) -> dict[str, Any]:
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
@@ -72,7 +70,7 @@ class BenchTally:
             "resolution_rate": self.resolved / self.tasks if self.tasks else None,
             "resolution_rate_ci95": [low, high],
             "metrics": {
-                name: dict(zip(("mean", "stderr"), mean_and_stderr(values)), count=len(values))
+                name: dict(zip(("mean", "stderr"), mean_and_stderr(values), strict=True), count=len(values))
                 for name, values in self.metrics.items()
             },
         }
@@ -98,7 +96,12 @@ class ResultsWriter:
         self._jsonl.flush()
         self.tallies.setdefault(record["bench"], BenchTally()).add(record)
         self.durations.append(
-            {"bench": record["bench"], "task_id": record["task_id"], "outcome": record["outcome"], "duration": record["duration"]}
+            {
+                "bench": record["bench"],
+                "task_id": record["task_id"],
+                "outcome": record["outcome"],
+                "duration": record["duration"],
+            }
         )
 
     def finish(

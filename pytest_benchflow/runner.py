@@ -12,7 +12,7 @@ from .environment import ProgressCallback, TaskEnvironment, task_environment
 from .errors import BenchflowError, ResultError, TaskError, TaskTimeout
 from .schemas import BenchmarkResult, ResolvedArgs, to_result
 
-__all__ = ["TaskSpec", "Runner", "LocalRunner", "prepare_task", "collect_result", "run_task"]
+__all__ = ["LocalRunner", "Runner", "TaskSpec", "collect_result", "prepare_task", "run_task"]
 
 
 @dataclass
@@ -98,7 +98,7 @@ class LocalRunner:
         def target() -> None:
             try:
                 entrance(env)
-            except BaseException as e:  # noqa: BLE001 - reported to the caller's thread
+            except BaseException as e:
                 failure.append(e)
 
         thread = threading.Thread(target=target, name=f"benchflow-task-{spec.task_id}", daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -14,7 +14,7 @@ from .secrets import MASK, is_secret_name
 
 __all__ = ["BenchArgs", "BenchmarkResult", "MetricValue", "ResolvedArgs", "to_result"]
 
-MetricValue = Union[bool, int, float, str]
+MetricValue = bool | int | float | str
 
 
 class ResolvedArgs(dict[str, str]):
@@ -74,9 +74,7 @@ class BenchArgs(BaseModel):
         elif config_source is None:
             data = {}
         else:
-            raise ArgumentError(
-                f"BenchArgs takes a dict, a YAML file path or None, not {type(config_source).__name__}"
-            )
+            raise ArgumentError(f"BenchArgs takes a dict, a YAML file path or None, not {type(config_source).__name__}")
         super().__init__(**{**data, **fields})
 
     @field_validator("optional", mode="before")
@@ -186,7 +184,5 @@ def to_result(value: Any, task_id: str) -> BenchmarkResult:
     try:
         return BenchmarkResult.model_validate({"task_id": task_id, **value} if not value.get("task_id") else value)
     except ValidationError as e:
-        fields = "; ".join(
-            f"field {'.'.join(map(str, err['loc'])) or '?'}: {err['msg']}" for err in e.errors()
-        )
+        fields = "; ".join(f"field {'.'.join(map(str, err['loc'])) or '?'}: {err['msg']}" for err in e.errors())
         raise ResultError(f"task {task_id!r}: invalid result: {fields}") from None

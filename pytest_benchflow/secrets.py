@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["SECRET_WORDS", "MASK", "is_secret_name", "redact", "public_url"]
+__all__ = ["MASK", "SECRET_WORDS", "is_secret_name", "public_url", "redact"]
 
 #: An argument whose name contains one of these words (any case) is secret.
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-__all__ = ["wilson_interval", "mean_and_stderr"]
+__all__ = ["mean_and_stderr", "wilson_interval"]
 
 _Z95 = 1.959963984540054
 

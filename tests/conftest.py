@@ -108,7 +108,7 @@ def free_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-TOY_BENCH = '''
+TOY_BENCH = """
 import json, os, time
 from pathlib import Path
 from pytest_benchflow import BaseAgent, BaseBench, BenchArgs, BenchClient, report_progress
@@ -170,7 +170,7 @@ class ToyBench(BaseBench):
 class UpperAgent(BaseAgent):
     def call_api(self, inputs):
         return inputs["question"].upper()
-'''
+"""
 
 
 @pytest.fixture

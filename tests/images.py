@@ -48,8 +48,13 @@ def wheels(directory: Path, *requirements: str) -> None:
     subprocess.run([*pip, "download", "-q", "-d", str(directory), *RUNTIME_DEPS, *requirements], check=True)
 
 
-def build(client: docker.DockerClient, tag: str, files: dict[str, str], wheel_requirements: list[str] | None = None,
-          extra: dict[str, Path] | None = None) -> str:
+def build(
+    client: docker.DockerClient,
+    tag: str,
+    files: dict[str, str],
+    wheel_requirements: list[str] | None = None,
+    extra: dict[str, Path] | None = None,
+) -> str:
     """Build ``tag`` from a Dockerfile and files (once per session, safe under xdist)."""
     lock_path = Path(tempfile.gettempdir()) / f"benchflow-image-{tag.replace('/', '_').replace(':', '_')}.lock"
     with open(lock_path, "w") as lock:

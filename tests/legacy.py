@@ -33,6 +33,7 @@ def legacy_python() -> Path:
 def legacy_wheel(directory: Path) -> Path:
     """The published 0.1.13 wheel itself, downloaded into ``directory`` (for container images)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(directory), "benchflow==0.1.13"], check=True
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(directory), "benchflow==0.1.13"],
+        check=True,
     )
     return next(directory.glob("benchflow-0.1.13-*.whl"))

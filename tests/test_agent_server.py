@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import EchoAgent
 
+from conftest import EchoAgent
 from pytest_benchflow import BaseAgent
 from pytest_benchflow.agent import MAX_BODY_BYTES
 
@@ -72,7 +72,9 @@ def test_requests_are_served_concurrently() -> None:
     with Gate().serve() as server:
         results: list[int] = []
         threads = [
-            threading.Thread(target=lambda: results.append(requests.post(server.url + "/response", json={}).status_code))
+            threading.Thread(
+                target=lambda: results.append(requests.post(server.url + "/response", json={}).status_code)
+            )
             for _ in range(8)
         ]
         for t in threads:

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from conftest import EchoAgent, Reply, ScriptedServer, json_reply
 
+from conftest import EchoAgent, Reply, ScriptedServer, json_reply
 from pytest_benchflow import (
     AgentBadResponse,
     AgentHTTPError,
@@ -47,7 +47,9 @@ def test_body_is_prepare_input_as_json(scripted: ScriptedServer) -> None:
 
 
 def test_refused_connection(free_url: str) -> None:
-    with pytest.raises(AgentUnreachable, match=rf"cannot connect to the agent at {free_url}/response \(3 attempts\).*is it running\?"):
+    with pytest.raises(
+        AgentUnreachable, match=rf"cannot connect to the agent at {free_url}/response \(3 attempts\).*is it running\?"
+    ):
         fast(free_url).get_response({"q": "x"})
 
 
@@ -125,7 +127,9 @@ def test_parse_response_raising_is_named(echo_agent: str) -> None:
         def parse_response(self, raw_response: str) -> dict[str, Any]:
             raise ValueError("no action found")
 
-    with pytest.raises(AgentBadResponse, match=r"Broken.parse_response failed on the answer of .* \(ValueError: no action found\): HI"):
+    with pytest.raises(
+        AgentBadResponse, match=r"Broken.parse_response failed on the answer of .* \(ValueError: no action found\): HI"
+    ):
         Broken(echo_agent).get_response({"q": "hi"})
 
 
@@ -195,8 +199,10 @@ class TestBatch:
         assert sorted(done) == list(range(1, 41))
 
     def test_first_failure_raised_and_rest_not_started(self, echo_agent: str) -> None:
-        inputs = [{"q": "a"}, {"q": "b", "extra": {"fail": True}}] + [{"q": str(i), "extra": {"sleep": 0.05}} for i in range(50)]
-        with pytest.raises(AgentHTTPError, match="HTTP 500.*agent exploded"):
+        inputs = [{"q": "a"}, {"q": "b", "extra": {"fail": True}}] + [
+            {"q": str(i), "extra": {"sleep": 0.05}} for i in range(50)
+        ]
+        with pytest.raises(AgentHTTPError, match=r"HTTP 500.*agent exploded"):
             fast(echo_agent, retries=0).get_responses(inputs, max_concurrency=2)
 
     def test_return_exceptions_keeps_going(self, echo_agent: str) -> None:

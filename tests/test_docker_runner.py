@@ -73,7 +73,7 @@ class DockerToy(BaseBench):
     def get_args(self, task_id):
         return BenchArgs({"optional": {"TOY_TOKEN": None}})
     def get_image_name(self):
-        return "%s"
+        return "IMAGE"
     def get_results_dir_in_container(self):
         return "/app/results"
     def get_log_files_dir_in_container(self):
@@ -89,7 +89,7 @@ class DockerToy(BaseBench):
 class Upper(BaseAgent):
     def call_api(self, inputs):
         return inputs["question"].upper()
-""" % TOY_IMAGE
+""".replace("IMAGE", TOY_IMAGE)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +105,14 @@ def docker_toy(pytester: pytest.Pytester, toy_image: str, monkeypatch: pytest.Mo
     return pytester
 
 
-ARGS = ["--benchflow=docker_toy.py:DockerToy", "--agent=docker_toy:Upper", "-p", "no:randomly", "-p", "no:cacheprovider"]
+ARGS = [
+    "--benchflow=docker_toy.py:DockerToy",
+    "--agent=docker_toy:Upper",
+    "-p",
+    "no:randomly",
+    "-p",
+    "no:cacheprovider",
+]
 
 
 def leftover(run_dir: Path) -> list[Any]:
@@ -117,7 +124,9 @@ def run_dir_of(pytester: pytest.Pytester) -> Path:
     return found
 
 
-def test_task_in_container_with_results_logs_and_secret(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_in_container_with_results_logs_and_secret(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha", "beta"]')
     secret = "tok-0123456789-secret"
     result = docker_toy.runpytest(*ARGS, f"--benchflow-arg=TOY_TOKEN={secret}", "--junitxml=j.xml", "-rA")
@@ -127,7 +136,14 @@ def test_task_in_container_with_results_logs_and_secret(docker_toy: pytest.Pytes
     assert json.loads((task / "results" / "result.json").read_text())["token_seen"] is True
     assert (task / "logs" / "trace.txt").read_text() == "trace of alpha"
     stdout = (task / "logs" / "container.stdout.log").read_text()
-    for name in ("INTELLIGENCE_URL", "TEST_START_ID", "TEST_START_IDX", "BENCHFLOW_RESULTS_DIR", "BENCHFLOW_LOG_DIR", "BENCHFLOW_SPLIT"):
+    for name in (
+        "INTELLIGENCE_URL",
+        "TEST_START_ID",
+        "TEST_START_IDX",
+        "BENCHFLOW_RESULTS_DIR",
+        "BENCHFLOW_LOG_DIR",
+        "BENCHFLOW_SPLIT",
+    ):
         assert name in stdout
     for text in (result.stdout.str(), (docker_toy.path / "j.xml").read_text(), (run_dir / "summary.json").read_text()):
         assert secret not in text
@@ -143,7 +159,9 @@ def test_task_in_container_with_results_logs_and_secret(docker_toy: pytest.Pytes
         ("symlink", "*symlink 'results/etc' -> '/etc' points outside the task directory*"),
     ],
 )
-def test_faults_are_errors_with_reasons(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, task: str, message: str) -> None:
+def test_faults_are_errors_with_reasons(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, task: str, message: str
+) -> None:
     monkeypatch.setenv("TOY_TASKS", json.dumps([task]))
     result = docker_toy.runpytest(*ARGS)
     result.assert_outcomes(errors=1)
@@ -172,7 +190,9 @@ def test_ten_thousand_small_files(docker_toy: pytest.Pytester, monkeypatch: pyte
 
 
 def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    docker_toy.makepyfile(gone="from docker_toy import DockerToy\nclass Gone(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/does-not-exist:0'\n")
+    docker_toy.makepyfile(
+        gone="from docker_toy import DockerToy\nclass Gone(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/does-not-exist:0'\n"
+    )
     monkeypatch.setenv("TOY_TASKS", '["a"]')
     result = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper")
     result.assert_outcomes(errors=1)
@@ -181,7 +201,9 @@ def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch:
     never.stdout.fnmatch_lines(["*image 'benchflow-test/does-not-exist:0' is not present and --benchflow-pull=never*"])
 
 
-def test_agent_unreachable_from_inside_the_container(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_unreachable_from_inside_the_container(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha"]')
     docker_toy.makeini("[pytest]\nbenchflow_network = none\n")
     result = docker_toy.runpytest(*ARGS)
@@ -215,7 +237,9 @@ def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_leaves_no_container(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sig: int) -> None:
+def test_interrupted_run_leaves_no_container(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sig: int
+) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha", "sleep", "beta"]')
     proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS, "-n", "2"], stdout=sys.stdout, stderr=sys.stderr)
     client = engine()
@@ -231,6 +255,7 @@ def test_interrupted_run_leaves_no_container(docker_toy: pytest.Pytester, monkey
 
 
 # --- MMLU-Pro in its container -------------------------------------------------------------
+
 
 def junit(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     cases = {}
@@ -256,25 +281,38 @@ def test_mmlu_pro_docker_matches_in_process(pytester: pytest.Pytester, mmlu_imag
     assert len(local) == 14 and local == in_docker
 
 
-def test_mmlu_pro_replay_in_container_reproduces_published_scores(pytester: pytest.Pytester, mmlu_image: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mmlu_pro_replay_in_container_reproduces_published_scores(
+    pytester: pytest.Pytester, mmlu_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_mmlu_pro import CS, HISTORY
 
     client = engine()
-    build(client, "benchflow-test/mmlu-pro-replay:1",
-          {"Dockerfile": f"FROM {mmlu_image}\nCOPY history_result.json computer_science_result.json /data/\n"},
-          extra={"history_result.json": HISTORY, "computer_science_result.json": CS})
-    pytester.makepyfile(replay_bench="from example_bench.mmlu_pro import MMLUProBench\nclass Replay(MMLUProBench):\n    def get_image_name(self):\n        return 'benchflow-test/mmlu-pro-replay:1'\n")
+    build(
+        client,
+        "benchflow-test/mmlu-pro-replay:1",
+        {"Dockerfile": f"FROM {mmlu_image}\nCOPY history_result.json computer_science_result.json /data/\n"},
+        extra={"history_result.json": HISTORY, "computer_science_result.json": CS},
+    )
+    pytester.makepyfile(
+        replay_bench="from example_bench.mmlu_pro import MMLUProBench\nclass Replay(MMLUProBench):\n    def get_image_name(self):\n        return 'benchflow-test/mmlu-pro-replay:1'\n"
+    )
     monkeypatch.setenv("REPLAY_FILE", f"{HISTORY}{os.pathsep}{CS}")
     monkeypatch.setenv("DATA_FILE", "/data/history_result.json:/data/computer_science_result.json")
     # get_all_tasks runs on the host: it reads the same files there
-    pytester.makeconftest(f"""
+    pytester.makeconftest("""
 import os
 def pytest_benchflow_task_environment(bench, task_id, env):
     env["DATA_FILE"] = "/data/history_result.json:/data/computer_science_result.json"
 """)
     monkeypatch.setenv("DATA_FILE", f"{HISTORY}{os.pathsep}{CS}")
-    result = pytester.runpytest_subprocess("--benchflow=replay_bench.py:Replay", "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
-                                           "--benchflow-runner=docker", "--benchflow-arg=NUM_SHOTS=0", "-n", "2")
+    result = pytester.runpytest_subprocess(
+        "--benchflow=replay_bench.py:Replay",
+        "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
+        "--benchflow-runner=docker",
+        "--benchflow-arg=NUM_SHOTS=0",
+        "-n",
+        "2",
+    )
     result.assert_outcomes(passed=2)
     (summary,) = pytester.path.glob(".benchflow/*/summary.json")
     breakdown = json.loads(summary.read_text())["benches"]["Replay"]["breakdown"]
@@ -300,17 +338,28 @@ open("/app/logs/trace.txt", "w").write("legacy " + task)
 """
 
 
-def test_image_using_published_benchflow_client_runs_unchanged(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_image_using_published_benchflow_client_runs_unchanged(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     client = engine()
     wheel = legacy_wheel(tmp_path)
     dockerfile = (
         "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}\nCOPY wheels /tmp/wheels\n"
         "RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels "
-        "requests pydantic PyYAML fastapi uvicorn docker && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/" + wheel.name + "\n"
-        "COPY entry.py /app/entry.py\nENTRYPOINT [\"/opt/venv/bin/python\", \"/app/entry.py\"]\n"
+        "requests pydantic PyYAML fastapi uvicorn docker && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/"
+        + wheel.name
+        + "\n"
+        'COPY entry.py /app/entry.py\nENTRYPOINT ["/opt/venv/bin/python", "/app/entry.py"]\n'
     )
-    build(client, "benchflow-test/legacy:0.1.13", {"Dockerfile": dockerfile, "entry.py": LEGACY_ENTRY},
-          wheel_requirements=["fastapi", "uvicorn", "docker"], extra={f"wheels/{wheel.name}": wheel})
-    docker_toy.makepyfile(legacy="from docker_toy import DockerToy\nclass Legacy(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/legacy:0.1.13'\n")
+    build(
+        client,
+        "benchflow-test/legacy:0.1.13",
+        {"Dockerfile": dockerfile, "entry.py": LEGACY_ENTRY},
+        wheel_requirements=["fastapi", "uvicorn", "docker"],
+        extra={f"wheels/{wheel.name}": wheel},
+    )
+    docker_toy.makepyfile(
+        legacy="from docker_toy import DockerToy\nclass Legacy(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/legacy:0.1.13'\n"
+    )
     monkeypatch.setenv("TOY_TASKS", '["one", "two"]')
     docker_toy.runpytest("--benchflow=legacy.py:Legacy", "--agent=docker_toy:Upper").assert_outcomes(passed=2)

@@ -22,8 +22,13 @@ def archive(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
                 continue
-            info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "link": tarfile.LNKTYPE,
-                         "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}[kind]
+            info.type = {
+                "dir": tarfile.DIRTYPE,
+                "sym": tarfile.SYMTYPE,
+                "link": tarfile.LNKTYPE,
+                "chr": tarfile.CHRTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
             info.linkname = str(payload)
             tar.addfile(info)
     buffer.seek(0)
@@ -32,9 +37,17 @@ def archive(*members: tuple[str, str, bytes | str]) -> io.BytesIO:
 
 def test_regular_tree_and_inner_symlink(tmp_path: Path) -> None:
     dest = tmp_path / "task" / "results"
-    count = extract_archive(archive(("dir", "results", ""), ("file", "results/a.json", "{}"),
-                                    ("dir", "results/sub", ""), ("file", "results/sub/b.txt", "b"),
-                                    ("sym", "results/link", "sub/b.txt")), dest, "results")
+    count = extract_archive(
+        archive(
+            ("dir", "results", ""),
+            ("file", "results/a.json", "{}"),
+            ("dir", "results/sub", ""),
+            ("file", "results/sub/b.txt", "b"),
+            ("sym", "results/link", "sub/b.txt"),
+        ),
+        dest,
+        "results",
+    )
     assert count == 2 and (dest / "sub" / "b.txt").read_text() == "b" and (dest / "link").read_text() == "b"
 
 
@@ -54,7 +67,8 @@ def test_refused_members(tmp_path: Path, member: tuple[str, str, str], message: 
     dest = tmp_path / "task" / "results"
     with pytest.raises(UnsafeArchive, match=message):
         extract_archive(archive(member), dest, "results")
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(p.name for p in (tmp_path / "task").rglob("*")) + ["task"]
+    task = tmp_path / "task"
+    assert all(p == task or task in p.parents for p in tmp_path.rglob("*"))
 
 
 def test_write_through_a_symlink_is_refused(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import EchoAgent
 from legacy import legacy_python
 
+from conftest import EchoAgent
 from pytest_benchflow import AgentHTTPError, BenchClient
 
 

@@ -73,7 +73,8 @@ def replay_args(*extra: str) -> list[str]:
         "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
         f"--benchflow-arg=DATA_FILE={HISTORY}{os.pathsep}{CS}",
         "--benchflow-arg=NUM_SHOTS=0",
-        "-p", "no:randomly",
+        "-p",
+        "no:randomly",
         *extra,
     ]
 
@@ -151,9 +152,13 @@ class Recorder(BaseAgent):
 def test_agent_sees_prompt_and_question_but_never_the_label(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(recorder=RECORDER)
     result = pytester.runpytest(
-        "--benchflow=mmlu_pro", "--agent=recorder.py:Recorder",
-        f"--benchflow-arg=DATA_FILE={CS}", "--benchflow-arg=FEWSHOT_FILE=" + str(DEMO_TEST.with_name("demo_fewshot.json")),
-        "--benchflow-arg=MAX_CONCURRENCY=3", "-p", "no:randomly",
+        "--benchflow=mmlu_pro",
+        "--agent=recorder.py:Recorder",
+        f"--benchflow-arg=DATA_FILE={CS}",
+        "--benchflow-arg=FEWSHOT_FILE=" + str(DEMO_TEST.with_name("demo_fewshot.json")),
+        "--benchflow-arg=MAX_CONCURRENCY=3",
+        "-p",
+        "no:randomly",
     )
     result.assert_outcomes(failed=1)
     requests = [json.loads(line) for line in (pytester.path / "requests.jsonl").read_text().splitlines()]
@@ -169,8 +174,16 @@ def test_agent_sees_prompt_and_question_but_never_the_label(pytester: pytest.Pyt
 
 def test_data_formats_and_na_options(tmp_path: Path) -> None:
     records = [
-        {"question_id": 1, "question": "q", "options": ["a", "b", "N/A", "N/A"], "answer": "B", "answer_index": 1,
-         "cot_content": "", "category": "math", "src": "s"}
+        {
+            "question_id": 1,
+            "question": "q",
+            "options": ["a", "b", "N/A", "N/A"],
+            "answer": "B",
+            "answer_index": 1,
+            "cot_content": "",
+            "category": "math",
+            "src": "s",
+        }
     ]
     (tmp_path / "d.json").write_text(json.dumps(records))
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
@@ -200,20 +213,29 @@ def test_bad_data_files(tmp_path: Path, content: str | None, message: str) -> No
 
 
 def test_bad_data_file_is_a_clear_session_error(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--benchflow=mmlu_pro", "--agent-url=http://127.0.0.1:1", "--benchflow-arg=DATA_FILE=/nope.json", "--collect-only")
+    result = pytester.runpytest(
+        "--benchflow=mmlu_pro",
+        "--agent-url=http://127.0.0.1:1",
+        "--benchflow-arg=DATA_FILE=/nope.json",
+        "--collect-only",
+    )
     result.stderr.fnmatch_lines(["ERROR: mmlu_pro: *reported: MMLU-Pro data file not found: /nope.json"])
 
 
 def test_data_file_needs_fewshot_file(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
-        "--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", f"--benchflow-arg=DATA_FILE={CS}"
+        "--benchflow=mmlu_pro",
+        "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent",
+        f"--benchflow-arg=DATA_FILE={CS}",
     )
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)*"])
 
 
 def test_demo_runs_every_category_with_baseline(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "--junitxml=j.xml")
+    result = pytester.runpytest(
+        "--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "--junitxml=j.xml"
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 14 and "errors" not in outcomes
     result.stdout.fnmatch_lines(["*biology*", "*psychology*", "*overall*42*"])

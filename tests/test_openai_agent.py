@@ -29,7 +29,11 @@ class CompatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.seen.append((self.path, dict(self.headers), body))
                 if outer.status == 200:
-                    payload = {"choices": [{"message": {"role": "assistant", "content": "Echo: " + body["messages"][-1]["content"]}}]}
+                    payload = {
+                        "choices": [
+                            {"message": {"role": "assistant", "content": "Echo: " + body["messages"][-1]["content"]}}
+                        ]
+                    }
                 else:
                     payload = {"error": {"message": "Incorrect API key provided: sk-test-abcdef123"}}
                 data = json.dumps(payload).encode()
@@ -71,12 +75,16 @@ def test_system_and_user_messages(compat: CompatServer, monkeypatch: pytest.Monk
 def test_error_names_status_without_key(compat: CompatServer) -> None:
     compat.status = 401
     agent = OpenAIChatAgent(base_url=compat.url, api_key="sk-test-abcdef123")
-    with pytest.raises(RuntimeError, match=r"chat/completions answered HTTP 401: .*Incorrect API key provided: \*\*\*") as info:
+    with pytest.raises(
+        RuntimeError, match=r"chat/completions answered HTTP 401: .*Incorrect API key provided: \*\*\*"
+    ) as info:
         agent.call_api({"input_text": "x"})
     assert "sk-test-abcdef123" not in str(info.value)
 
 
-def test_evaluates_mmlu_pro_through_the_plugin(compat: CompatServer, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluates_mmlu_pro_through_the_plugin(
+    compat: CompatServer, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", compat.url)
     result = pytester.runpytest("--benchflow=mmlu_pro", "--agent=pytest_benchflow.agents:OpenAIChatAgent", "-k", "law")
     result.assert_outcomes(failed=1)  # the echo never says "The answer is (X)"

@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+
 from conftest import TOY
 
 BENCH = ["--benchflow=toy_bench.py:ToyBench", "-p", "no:randomly"]
@@ -21,7 +22,9 @@ def test_intelligence_url_environment(toy: pytest.Pytester, echo_agent: str, mon
 
 
 def test_agent_cmd_started_and_stopped(toy: pytest.Pytester) -> None:
-    toy.makepyfile(serve="import sys, toy_bench\ntoy_bench.UpperAgent().run_with_endpoint('127.0.0.1', int(sys.argv[1]))\n")
+    toy.makepyfile(
+        serve="import sys, toy_bench\ntoy_bench.UpperAgent().run_with_endpoint('127.0.0.1', int(sys.argv[1]))\n"
+    )
     result = toy.runpytest_subprocess(*BENCH, f"--agent-cmd={sys.executable} serve.py {{port}}")
     result.assert_outcomes(passed=1, failed=1, errors=1)
     summary = json.loads(next(toy.path.glob(".benchflow/*/summary.json")).read_text())
@@ -32,7 +35,9 @@ def test_agent_cmd_started_and_stopped(toy: pytest.Pytester) -> None:
 
 
 def test_agent_cmd_that_exits(toy: pytest.Pytester) -> None:
-    result = toy.runpytest(*BENCH, f"--agent-cmd={sys.executable} -c 'import sys; print(\"no model {{port}}\"); sys.exit(3)'")
+    result = toy.runpytest(
+        *BENCH, f"--agent-cmd={sys.executable} -c 'import sys; print(\"no model {{port}}\"); sys.exit(3)'"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --agent-cmd exited with status 3 before answering: no model *"])
 
@@ -61,20 +66,28 @@ def test_malformed_agent_url(toy: pytest.Pytester, url: str) -> None:
     result.stderr.fnmatch_lines([f"ERROR: agent URL {url!r} {expected}"])
 
 
-def test_agent_down_at_start_is_one_message(toy: pytest.Pytester, free_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_down_at_start_is_one_message(
+    toy: pytest.Pytester, free_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"t{i}" for i in range(50)]))
     result = toy.runpytest(*BENCH, f"--agent-url={free_url}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: agent at {free_url} does not answer: ConnectionError; start the agent or fix --agent-url*"])
+    result.stderr.fnmatch_lines(
+        [f"ERROR: agent at {free_url} does not answer: ConnectionError; start the agent or fix --agent-url*"]
+    )
     assert "t49" not in result.stdout.str()
 
 
 def test_bad_agent_class(toy: pytest.Pytester) -> None:
     result = toy.runpytest(*BENCH, "--agent=toy_bench:ToyBench")
-    result.stderr.fnmatch_lines(["ERROR: --agent 'toy_bench:ToyBench': ToyBench is not a subclass of pytest_benchflow.BaseAgent"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --agent 'toy_bench:ToyBench': ToyBench is not a subclass of pytest_benchflow.BaseAgent"]
+    )
 
 
-def test_agent_dying_mid_run_errors_later_tasks_and_keeps_earlier(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_dying_mid_run_errors_later_tasks_and_keeps_earlier(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The agent process exits after its third answer.
     toy.makepyfile(
         mortal="""

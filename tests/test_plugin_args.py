@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import TOY
 
 
@@ -23,7 +24,9 @@ def test_cli_arg_overrides_environment(toy: pytest.Pytester, monkeypatch: pytest
 
 
 def test_ini_options_with_command_line_winning(toy: pytest.Pytester) -> None:
-    toy.makeini("[pytest]\nbenchflow = toy_bench.py:ToyBench\nagent = toy_bench:UpperAgent\nbenchflow_arg = MODE=loud\nbenchflow_limit = 1\n")
+    toy.makeini(
+        "[pytest]\nbenchflow = toy_bench.py:ToyBench\nagent = toy_bench:UpperAgent\nbenchflow_arg = MODE=loud\nbenchflow_limit = 1\n"
+    )
     toy.runpytest("-p", "no:randomly").assert_outcomes(passed=1)
     assert modes(toy) == {"loud"}
     toy.runpytest("-p", "no:randomly", "--benchflow-limit=2").assert_outcomes(passed=1, failed=1)
@@ -43,7 +46,9 @@ def test_unknown_arg_name(toy: pytest.Pytester) -> None:
 
 def test_choice_violated(toy: pytest.Pytester) -> None:
     result = toy.runpytest(*TOY, "--benchflow-arg", "MODE=quiet")
-    result.stderr.fnmatch_lines(["ERROR: ToyBench (session): MODE='quiet' is not one of normal, loud; pass --benchflow-arg*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: ToyBench (session): MODE='quiet' is not one of normal, loud; pass --benchflow-arg*"]
+    )
 
 
 def test_all_missing_required_args_named_at_once(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +56,11 @@ def test_all_missing_required_args_named_at_once(toy: pytest.Pytester, monkeypat
     monkeypatch.setenv("MODE", "loud")
     result = toy.runpytest(*TOY)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: ToyBench (session): missing required arguments DATASET, JUDGE_MODEL; pass --benchflow-arg NAME=VALUE or set the environment variable"])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ToyBench (session): missing required arguments DATASET, JUDGE_MODEL; pass --benchflow-arg NAME=VALUE or set the environment variable"
+        ]
+    )
 
 
 def test_secret_reaches_bench_but_no_report(toy: pytest.Pytester) -> None:
@@ -60,8 +69,13 @@ def test_secret_reaches_bench_but_no_report(toy: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=1, errors=1)
     assert "evaluating with key ***" in result.stdout.str()  # the bench printed it: captured output is redacted
     run_dir = next(toy.path.glob(".benchflow/*"))
-    for text in (result.stdout.str(), result.stderr.str(), (toy.path / "j.xml").read_text(),
-                 (run_dir / "results.jsonl").read_text(), (run_dir / "summary.json").read_text()):
+    for text in (
+        result.stdout.str(),
+        result.stderr.str(),
+        (toy.path / "j.xml").read_text(),
+        (run_dir / "results.jsonl").read_text(),
+        (run_dir / "summary.json").read_text(),
+    ):
         assert secret not in text
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["benches"]["ToyBench"]["args"]["TOY_API_KEY"] == "***"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import TOY
 
 
@@ -62,10 +63,14 @@ def test_unknown_benchmark_lists_installed(toy: pytest.Pytester) -> None:
 
 
 def test_class_not_implementing_the_interface(toy: pytest.Pytester) -> None:
-    toy.makepyfile(half="from pytest_benchflow import BaseBench\nclass Half(BaseBench):\n    def get_args(self, t):\n        return None\n")
+    toy.makepyfile(
+        half="from pytest_benchflow import BaseBench\nclass Half(BaseBench):\n    def get_args(self, t):\n        return None\n"
+    )
     result = toy.runpytest("--benchflow=half.py:Half", "--agent-url=http://127.0.0.1:1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: benchmark 'half.py:Half': Half does not implement get_all_tasks, get_image_name, *"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: benchmark 'half.py:Half': Half does not implement get_all_tasks, get_image_name, *"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,9 +81,22 @@ def test_class_not_implementing_the_interface(toy: pytest.Pytester) -> None:
         ({"TOY_TASKS": '["a", "a"]'}, "*get_all_tasks('test'): duplicate task ids: a"),
     ],
 )
-def test_bad_task_listings(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+def test_bad_task_listings(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     result = toy.runpytest(*TOY)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: ToyBench: {message}"])
+
+
+def test_loads_with_plugin_autoload_off(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    without = toy.runpytest_subprocess(*TOY)
+    assert without.ret == pytest.ExitCode.USAGE_ERROR  # --benchflow is unknown without the plugin
+    toy.runpytest_subprocess("-p", "pytest_benchflow", *TOY).assert_outcomes(passed=1, failed=1, errors=1)
+
+
+def test_dist_loadgroup(toy: pytest.Pytester) -> None:
+    toy.runpytest_subprocess(*TOY, "-n", "2", "--dist", "loadgroup").assert_outcomes(passed=1, failed=1, errors=1)

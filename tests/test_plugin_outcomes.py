@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import TOY
 
 
@@ -28,7 +29,12 @@ def test_outcomes_and_exit_code(toy: pytest.Pytester) -> None:
     # unresolved: a short report with the metrics and the log, no traceback
     result.stdout.fnmatch_lines(["*task 'bad' unresolved", "metrics: score=0, mode=normal", "log: agent answered BAD"])
     # broken: the reason, and the benchmark's own traceback
-    result.stdout.fnmatch_lines(["*ERROR at setup of ToyBench: boom*", "task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at setup of ToyBench: boom*",
+            "task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom",
+        ]
+    )
     assert "runner.py" not in out.split("ERROR at setup")[1].split("FAILURES")[0]
 
 
@@ -49,7 +55,9 @@ def test_junit_failure_vs_error_and_properties(toy: pytest.Pytester) -> None:
     assert float(good["props"]["duration"]) >= 0
 
 
-def test_xdist_gives_the_same_items_outcomes_and_properties(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xdist_gives_the_same_items_outcomes_and_properties(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"t{i}" for i in range(6)] + ["bad1", "boom1", "bad 2::x"]))
     serial = toy.runpytest_subprocess(*TOY, "--junitxml=serial.xml", "-W", "error")
     parallel = toy.runpytest_subprocess(*TOY, "--junitxml=parallel.xml", "-n", "2", "-W", "error")

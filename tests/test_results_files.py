@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOY
 
+from conftest import TOY
 from pytest_benchflow.results import SCHEMA_VERSION
 
 
@@ -24,7 +24,9 @@ def test_jsonl_and_summary(toy: pytest.Pytester) -> None:
     (directory,) = (toy.path / "out").iterdir()
     records = [json.loads(line) for line in (directory / "results.jsonl").read_text().splitlines()]
     assert [(r["task_id"], r["outcome"], r["is_resolved"]) for r in records] == [
-        ("good", "passed", True), ("bad", "failed", False), ("boom", "error", None)
+        ("good", "passed", True),
+        ("bad", "failed", False),
+        ("boom", "error", None),
     ]
     assert records[2]["reason"] == "task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom"
     assert all(r["schema_version"] == SCHEMA_VERSION and r["duration"] >= 0 for r in records)
@@ -45,12 +47,14 @@ def test_jsonl_and_summary(toy: pytest.Pytester) -> None:
 
 def test_terminal_summary(toy: pytest.Pytester) -> None:
     result = toy.runpytest(*TOY)
-    result.stdout.fnmatch_lines([
-        "*benchflow summary*",
-        "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 errors; resolution rate 33.3% (95% CI 6.1%–79.2%)",
-        "  score: mean 0.5 ± 0.5 (n=2)",
-        "results: */.benchflow/* (results.jsonl, summary.json)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*benchflow summary*",
+            "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 errors; resolution rate 33.3% (95% CI 6.1%–79.2%)",
+            "  score: mean 0.5 ± 0.5 (n=2)",
+            "results: */.benchflow/* (results.jsonl, summary.json)",
+        ]
+    )
 
 
 def test_agent_url_credentials_never_written(toy: pytest.Pytester, echo_agent: str) -> None:

@@ -59,7 +59,10 @@ class FileBench(BaseBench):
         if self.result is not None:
             return self.result
         env = json.loads(Path(str(self.results_dir), "env.json").read_text())
-        return {"is_resolved": env["TEST_START_ID"] == task_id, "metrics": {"dir_ok": env["BENCHFLOW_RESULTS_DIR"] == self.results_dir}}
+        return {
+            "is_resolved": env["TEST_START_ID"] == task_id,
+            "metrics": {"dir_ok": env["BENCHFLOW_RESULTS_DIR"] == self.results_dir},
+        }
 
 
 def spec(tmp_path: Path, task_id: str = "t1", **kw: Any) -> TaskSpec:

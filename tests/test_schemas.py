@@ -31,7 +31,9 @@ class TestBenchmarkResult:
         assert to_result(BenchmarkResult(is_resolved=True, metrics={}), "t9").task_id == "t9"
 
     def test_not_a_result_names_type_and_task(self) -> None:
-        with pytest.raises(ResultError, match=r"task 'law': get_result returned list, expected a BenchmarkResult or a dict"):
+        with pytest.raises(
+            ResultError, match=r"task 'law': get_result returned list, expected a BenchmarkResult or a dict"
+        ):
             to_result([1, 2], "law")
 
     def test_missing_field_is_named(self) -> None:
@@ -85,7 +87,9 @@ class TestBenchArgs:
             BenchArgs(str(tmp_path / "nope.yaml"))
 
     def test_secret_values_never_in_repr_or_errors(self) -> None:
-        spec = BenchArgs({"required": ["OPENAI_API_KEY", "HOST_PASS"], "secret": ["HOST_PASS"], "choices": {"DB_TOKEN": ["a"]}})
+        spec = BenchArgs(
+            {"required": ["OPENAI_API_KEY", "HOST_PASS"], "secret": ["HOST_PASS"], "choices": {"DB_TOKEN": ["a"]}}
+        )
         args = spec.resolve({"OPENAI_API_KEY": "sk-verysecret", "HOST_PASS": "hunter2hunter2"})
         assert args["OPENAI_API_KEY"] == "sk-verysecret"
         for text in (repr(args), str(args), str(args.public())):

@@ -61,7 +61,10 @@ def test_module_and_file_references(tmp_path: Path) -> None:
     assert load_bench_class(f"{tmp_path}/mine.py:Mine").__name__ == "Mine"
     with pytest.raises(BenchLoadError, match=r"is not a subclass of pytest_benchflow.BaseBench"):
         load_bench_class(f"{tmp_path}/mine.py:NotABench")
-    with pytest.raises(BenchLoadError, match=r"Half does not implement get_all_tasks, get_entrypoint|Half does not implement get_all_tasks"):
+    with pytest.raises(
+        BenchLoadError,
+        match=r"Half does not implement get_all_tasks, get_entrypoint|Half does not implement get_all_tasks",
+    ):
         load_bench_class(f"{tmp_path}/mine.py:Half")
     with pytest.raises(BenchLoadError, match=r"benchmark file not found"):
         load_bench_class("missing.py:X")

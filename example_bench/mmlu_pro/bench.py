@@ -13,7 +13,7 @@ from pytest_benchflow.bench import Entrance
 from .data import by_category, load_questions, task_slug
 from .evaluate import evaluate, settings
 
-__all__ = ["MMLUProBench", "DEFAULT_PASS_THRESHOLD"]
+__all__ = ["DEFAULT_PASS_THRESHOLD", "MMLUProBench"]
 
 #: A category passes when its accuracy reaches this; chosen well above chance (10%) and
 #: below current frontier models (~70–85%), so a failed category means a real problem.
@@ -68,7 +68,9 @@ class MMLUProBench(BaseBench):
     def get_result(self, task_id: str) -> BenchmarkResult:
         summaries = list(Path(str(self.results_dir)).glob("*_summary.json"))
         if len(summaries) != 1:
-            raise FileNotFoundError(f"expected one <category>_summary.json in {self.results_dir}, found {len(summaries)}")
+            raise FileNotFoundError(
+                f"expected one <category>_summary.json in {self.results_dir}, found {len(summaries)}"
+            )
         summary = json.loads(summaries[0].read_text(encoding="utf-8"))
         total = summary["total"]
         n = int(total["corr"] + total["wrong"])

@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_TEST", "DEMO_FEWSHOT", "HF_PREFIX", "load_questions", "by_category", "task_slug", "DataError"]
+__all__ = ["DEMO_FEWSHOT", "DEMO_TEST", "HF_PREFIX", "DataError", "by_category", "load_questions", "task_slug"]
 
 _HERE = Path(__file__).parent / "data"
 #: Demo questions written by us (not MMLU-Pro): used when DATA_FILE is not given.
@@ -34,8 +34,10 @@ def _read_records(source: str, split: str) -> list[dict[str, Any]]:
         try:
             from datasets import load_dataset
         except ImportError:
-            raise DataError(f"DATA_FILE={source} needs the datasets library: pip install 'pytest-benchflow[mmlu-pro]'") from None
-        return [dict(r) for r in load_dataset(source[len(HF_PREFIX):], split=split)]
+            raise DataError(
+                f"DATA_FILE={source} needs the datasets library: pip install 'pytest-benchflow[mmlu-pro]'"
+            ) from None
+        return [dict(r) for r in load_dataset(source[len(HF_PREFIX) :], split=split)]
     path = Path(source)
     if not path.is_file():
         raise DataError(f"MMLU-Pro data file not found: {source}")
@@ -43,7 +45,9 @@ def _read_records(source: str, split: str) -> list[dict[str, Any]]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DataError(f"{source}: reading parquet needs pyarrow: pip install 'pytest-benchflow[parquet]'") from None
+            raise DataError(
+                f"{source}: reading parquet needs pyarrow: pip install 'pytest-benchflow[parquet]'"
+            ) from None
         return list(pq.read_table(path).to_pylist())
     text = path.read_text(encoding="utf-8")
     try:
@@ -62,7 +66,9 @@ def _read_records(source: str, split: str) -> list[dict[str, Any]]:
 def _clean(record: Any, source: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise DataError(f"{source}: a record is {type(record).__name__}, expected an object")
-    missing = [f for f in ("question_id", "question", "options", "answer", "answer_index", "category") if f not in record]
+    missing = [
+        f for f in ("question_id", "question", "options", "answer", "answer_index", "category") if f not in record
+    ]
     if missing:
         raise DataError(f"{source}: question {record.get('question_id', '?')} lacks {', '.join(missing)}")
     clean = {f: record.get(f, "") for f in FIELDS}

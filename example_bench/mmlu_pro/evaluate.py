@@ -82,7 +82,7 @@ def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
         on_done=lambda done, total: report_progress(env, done, total),
     )
     results, corr, unparsed = [], 0, 0
-    for q, answer in zip(questions, answers):
+    for q, answer in zip(questions, answers, strict=True):
         pred, correct = score(q, answer["response"], s["scoring"])
         corr += correct
         unparsed += pred is None
@@ -106,4 +106,3 @@ def main() -> int:
         return 1
     print(json.dumps(summary))
     return 0
-

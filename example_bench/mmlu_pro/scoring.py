@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_example", "build_prompt", "extract_official", "extract_strict", "score", "public_question"]
+__all__ = ["build_prompt", "extract_official", "extract_strict", "format_example", "public_question", "score"]
 
 CHOICES = "ABCDEFGHIJ"
 HEADER = (
@@ -28,14 +28,16 @@ def format_example(question: str, options: Sequence[str], cot_content: str = "")
     if cot_content.startswith("A: "):
         cot_content = cot_content[3:]
     example = f"Question: {question}\nOptions: "
-    for letter, option in zip(CHOICES, options):
+    for letter, option in zip(CHOICES, options, strict=False):
         example += f"{letter}. {option}\n"
     return example + "Answer: " + cot_content + "\n\n"
 
 
 def build_prompt(category: str, shots: Sequence[dict[str, Any]]) -> str:
     """The instruction of the official API evaluation: header, then the few-shot examples."""
-    return HEADER.format(category) + "".join(format_example(s["question"], s["options"], s["cot_content"]) for s in shots)
+    return HEADER.format(category) + "".join(
+        format_example(s["question"], s["options"], s["cot_content"]) for s in shots
+    )
 
 
 def extract_official(text: str) -> str | None:
