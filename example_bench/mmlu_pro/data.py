@@ -9,7 +9,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_FEWSHOT", "DEMO_TEST", "HF_PREFIX", "DataError", "by_category", "load_questions", "task_slug"]
+__all__ = [
+    "DEMO_FEWSHOT",
+    "DEMO_TEST",
+    "HF_PREFIX",
+    "DataError",
+    "by_category",
+    "load_questions",
+    "question_index",
+    "task_slug",
+]
 
 _HERE = Path(__file__).parent / "data"
 #: Demo questions written by us (not MMLU-Pro): used when DATA_FILE is not given.
@@ -78,23 +87,40 @@ def _clean(record: Any, source: str) -> dict[str, Any]:
     return clean
 
 
-@lru_cache(maxsize=8)
-def _load_cached(source: str, split: str, mtime: float) -> tuple[dict[str, Any], ...]:
-    return tuple(_clean(r, source) for r in _read_records(source, split))
+def _versions(sources: str) -> tuple[float, ...]:
+    return tuple(
+        os.stat(s).st_mtime if not s.startswith(HF_PREFIX) and os.path.exists(s) else 0.0
+        for s in sources.split(os.pathsep)
+    )
+
+
+@lru_cache(maxsize=4)
+def _load(sources: str, split: str, versions: tuple[float, ...]) -> tuple[dict[str, Any], ...]:
+    records = tuple(
+        _clean(r, source) for source in filter(None, sources.split(os.pathsep)) for r in _read_records(source, split)
+    )
+    if not records:
+        raise DataError(f"no MMLU-Pro questions in {sources!r}")
+    return records
 
 
 def load_questions(sources: str, split: str = "test") -> tuple[dict[str, Any], ...]:
     """The question records of ``sources`` (paths or ``hf:NAME``, ``os.pathsep``-separated), cleaned.
 
-    Each file is cached while it is unchanged.
+    Cached while the files are unchanged (a task per question must not reread 12,032 records).
     """
-    records: list[dict[str, Any]] = []
-    for source in filter(None, sources.split(os.pathsep)):
-        mtime = os.stat(source).st_mtime if not source.startswith(HF_PREFIX) and os.path.exists(source) else 0.0
-        records.extend(_load_cached(source, split, mtime))
-    if not records:
-        raise DataError(f"no MMLU-Pro questions in {sources!r}")
-    return tuple(records)
+    return _load(sources, split, _versions(sources))
+
+
+@lru_cache(maxsize=4)
+def _index(sources: str, split: str, versions: tuple[float, ...]) -> dict[str, tuple[str, dict[str, dict[str, Any]]]]:
+    groups = by_category(_load(sources, split, versions))
+    return {task_slug(c): (c, {str(q["question_id"]): q for q in qs}) for c, qs in groups.items()}
+
+
+def question_index(sources: str, split: str = "test") -> dict[str, tuple[str, dict[str, dict[str, Any]]]]:
+    """Task slug → (category, question id → record), built once per data set."""
+    return _index(sources, split, _versions(sources))
 
 
 def by_category(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_benchflow import BenchClient, report_progress
 
-from .data import DEMO_FEWSHOT, DEMO_TEST, by_category, load_questions, task_slug
+from .data import DEMO_FEWSHOT, DEMO_TEST, by_category, load_questions, question_index
 from .scoring import build_prompt, format_example, public_question, score
 
 __all__ = ["MMLUProClient", "evaluate", "main", "select_questions", "settings"]
@@ -48,16 +48,16 @@ def settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 def select_questions(s: Mapping[str, Any], task_id: str) -> tuple[str, list[dict[str, Any]]]:
     """(category, questions) of a task id: ``law`` (a category) or ``law/866`` (one question)."""
-    groups = {task_slug(c): (c, qs) for c, qs in by_category(load_questions(s["data_file"], s["split"])).items()}
+    groups = question_index(s["data_file"], s["split"])
     slug, _, question_id = task_id.partition("/")
     if slug not in groups:
         raise ValueError(f"no MMLU-Pro category {slug!r} in {s['data_file']}")
-    category, questions = groups[slug]
-    if question_id:
-        questions = [q for q in questions if str(q["question_id"]) == question_id]
-        if not questions:
-            raise ValueError(f"no question {question_id} in category {category!r}")
-    return category, questions
+    category, by_id = groups[slug]
+    if not question_id:
+        return category, list(by_id.values())
+    if question_id not in by_id:
+        raise ValueError(f"no question {question_id} in category {category!r}")
+    return category, [by_id[question_id]]
 
 
 def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
