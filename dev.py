@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up the project in ./.venv and run its main job or its tests: `python3 dev.py demo|test [pytest args]`."""
+"""Set up the project in ./.venv and run its main job or its tests: `python3 dev.py demo|test|bench [args]`."""
 
 from __future__ import annotations
 
@@ -64,13 +64,18 @@ def test(extra: list[str]) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *extra], cwd=ROOT).returncode
 
 
+def bench(extra: list[str]) -> int:
+    """The performance benchmarks (docs/performance.md): `python3 dev.py bench [section ...]`."""
+    return subprocess.run([str(PYTHON), str(ROOT / "benchmarks" / "run.py"), *extra], cwd=ROOT).returncode
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "setup"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "bench", "setup"):
         print(__doc__)
         return 2
     setup()
     command, extra = sys.argv[1], sys.argv[2:]
-    return 0 if command == "setup" else {"demo": demo, "test": test}[command](extra)
+    return 0 if command == "setup" else {"demo": demo, "test": test, "bench": bench}[command](extra)
 
 
 if __name__ == "__main__":

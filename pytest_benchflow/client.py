@@ -81,6 +81,14 @@ class ClientSettings:
         return random.uniform(ceiling / 2, ceiling)
 
 
+_JSON = {"Content-Type": "application/json"}
+
+
+def _transient(status: int) -> bool:
+    """Worth retrying: overload (429) and server errors (5xx); other 4xx will not change."""
+    return status == 429 or status >= 500
+
+
 def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if not value:
@@ -147,6 +155,7 @@ class BenchClient(ABC):
 
     @property
     def _shown_url(self) -> str:
+        # Only for messages: never on the hot path.
         return public_url(self.response_url)
 
     def _ensure_state(self) -> None:
@@ -163,6 +172,12 @@ class BenchClient(ABC):
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            # requests rescans the whole environment for proxy and CA settings on every call
+            # (half the cost of a local call); read them once for this URL instead.
+            env = session.merge_environment_settings(self.response_url, {}, None, None, None)
+            session.trust_env = False
+            session.proxies.update(env["proxies"])
+            session.verify = env["verify"]
             self._local.session = session
         return session
 
@@ -263,69 +278,56 @@ class BenchClient(ABC):
         return results
 
     def _post(self, body: bytes) -> Any:
-        target = self.response_url
-        url = self._shown_url
         settings = self.settings
+        timeout = (settings.connect_timeout, settings.read_timeout)
         attempts = settings.retries + 1
         for attempt in range(attempts):
-            last = attempt == attempts - 1
-            retry_after: float | None = None
             try:
-                response = self._session().post(
-                    target,
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                )
-            except requests.exceptions.ConnectTimeout as e:
-                error: AgentError = AgentUnreachable(
-                    f"agent at {url} did not accept a connection within {settings.connect_timeout:g} s "
-                    f"({attempt + 1} attempt{'s' if attempt else ''}); is it running?",
-                    url=url,
-                )
-                cause: Exception = e
-            except requests.exceptions.Timeout as e:
-                error = AgentTimeout(
-                    f"agent at {url} did not answer within {settings.read_timeout:g} s "
-                    f"({attempt + 1} attempt{'s' if attempt else ''})",
-                    url=url,
-                )
-                cause = e
-            except requests.exceptions.ConnectionError as e:
-                error = AgentUnreachable(
-                    f"cannot connect to the agent at {url} ({attempt + 1} attempt{'s' if attempt else ''}): "
-                    f"{excerpt(str(e.args[0] if e.args else e), 120)}; is it running?",
-                    url=url,
-                )
-                cause = e
+                response = self._session().post(self.response_url, data=body, headers=_JSON, timeout=timeout)
+            except requests.exceptions.RequestException as e:
+                error, retry_after = self._transport_error(e, attempt), None
             else:
-                status = response.status_code
-                if status < 300:
+                if response.status_code < 300:
                     return self._decode(response)
-                error = AgentHTTPError(
-                    f"agent at {url} answered HTTP {status}"
-                    + (f" after {attempt + 1} attempts" if attempt else "")
-                    + f": {excerpt(response.text) or '(empty body)'}",
-                    url=url,
-                    status=status,
-                    body_excerpt=excerpt(response.text),
-                )
-                cause = error
-                if status != 429 and status < 500:
+                error, retry_after = self._http_error(response, attempt), _retry_after(response)
+                if not _transient(response.status_code):
                     raise error
-                retry_after = _retry_after(response)
-            if last:
-                raise error from (cause if cause is not error else None)
+            if attempt == attempts - 1:
+                raise error
             time.sleep(settings.delay(attempt, retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _transport_error(self, e: requests.exceptions.RequestException, attempt: int) -> AgentError:
+        url, settings = self._shown_url, self.settings
+        tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+        error: AgentError
+        if isinstance(e, requests.exceptions.ConnectTimeout):
+            message = f"agent at {url} did not accept a connection within {settings.connect_timeout:g} s ({tries})"
+            error = AgentUnreachable(message + "; is it running?", url=url)
+        elif isinstance(e, requests.exceptions.Timeout):
+            error = AgentTimeout(f"agent at {url} did not answer within {settings.read_timeout:g} s ({tries})", url=url)
+        else:
+            reason = excerpt(str(e.args[0] if e.args else e), 120)
+            error = AgentUnreachable(
+                f"cannot connect to the agent at {url} ({tries}): {reason}; is it running?", url=url
+            )
+        error.__cause__ = e
+        return error
+
+    def _http_error(self, response: requests.Response, attempt: int) -> AgentHTTPError:
+        url, status, body = self._shown_url, response.status_code, excerpt(response.text)
+        after = f" after {attempt + 1} attempts" if attempt else ""
+        message = f"agent at {url} answered HTTP {status}{after}: {body or '(empty body)'}"
+        return AgentHTTPError(message, url=url, status=status, body_excerpt=body)
+
     def _decode(self, response: requests.Response) -> Any:
-        url = self._shown_url
-        if not response.content:
-            raise AgentBadResponse(f"agent at {url} answered HTTP {response.status_code} with an empty body", url=url)
+        content = response.content
         try:
-            return json.loads(response.content)
+            return json.loads(content)
         except ValueError:
-            raise AgentBadResponse(
-                f"agent at {url} answered with a body that is not JSON: {excerpt(response.text)}", url=url
-            ) from None
+            url = self._shown_url
+            if not content:
+                message = f"agent at {url} answered HTTP {response.status_code} with an empty body"
+            else:
+                message = f"agent at {url} answered with a body that is not JSON: {excerpt(response.text)}"
+            raise AgentBadResponse(message, url=url) from None
