@@ -169,7 +169,7 @@ def bench_concurrency() -> None:
     print("\n3. concurrency against an agent with 100 ms latency (throughput / ideal concurrency/latency)")
     sys.path.insert(0, str(ROOT))
     from example_bench.mmlu_pro.evaluate import evaluate
-    from pytest_benchflow import BenchClient
+    from pytest_benchflow import BenchClient, TaskEnvironment
 
     class Client(BenchClient):
         def prepare_input(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +188,9 @@ def bench_concurrency() -> None:
             batch = calls / (time.perf_counter() - started) / (c / 0.1)
             data = Path(tmp) / f"q{c}.json"
             data.write_text(json.dumps(synthetic_questions(calls, categories=1)))
-            env = {"INTELLIGENCE_URL": url, "TEST_START_ID": "biology", "BENCHFLOW_RESULTS_DIR": str(Path(tmp) / f"r{c}"),
-                   "DATA_FILE": str(data), "NUM_SHOTS": "0", "MAX_CONCURRENCY": str(c)}
+            env = TaskEnvironment({"INTELLIGENCE_URL": url, "TEST_START_ID": "biology", "BENCHFLOW_RESULTS_DIR": str(Path(tmp) / f"r{c}"),
+                   "DATA_FILE": str(data), "NUM_SHOTS": "0", "MAX_CONCURRENCY": str(c)})
+            env.progress_callback = lambda done, total: None
             started = time.perf_counter()
             evaluate(env)
             e2e = calls / (time.perf_counter() - started) / (c / 0.1)

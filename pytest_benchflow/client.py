@@ -82,6 +82,7 @@ class ClientSettings:
 
 
 _JSON = {"Content-Type": "application/json"}
+_SESSIONS = threading.local()
 
 
 def _transient(status: int) -> bool:
@@ -141,7 +142,6 @@ class BenchClient(ABC):
             backoff=backoff,
             max_concurrency=max_concurrency,
         )
-        self._local = threading.local()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -162,11 +162,14 @@ class BenchClient(ABC):
         # Subclasses written for 0.1.x sometimes set attributes without calling super().__init__.
         if "settings" not in self.__dict__:
             self.settings = ClientSettings()
-        if "_local" not in self.__dict__:
-            self._local = threading.local()
 
     def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+        # One keep-alive session per thread and agent, shared by every client in the process:
+        # a benchmark that makes a client per task still reuses its connection.
+        sessions: dict[str, requests.Session] | None = getattr(_SESSIONS, "by_url", None)
+        if sessions is None:
+            sessions = _SESSIONS.by_url = {}
+        session = sessions.get(self.intelligence_url)
         if session is None:
             session = requests.Session()
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
@@ -178,7 +181,7 @@ class BenchClient(ABC):
             session.trust_env = False
             session.proxies.update(env["proxies"])
             session.verify = env["verify"]
-            self._local.session = session
+            sessions[self.intelligence_url] = session
         return session
 
     @abstractmethod
@@ -245,6 +248,8 @@ class BenchClient(ABC):
         """
         inputs = list(raw_step_inputs)
         workers = max(1, min(max_concurrency or self.settings.max_concurrency, len(inputs) or 1))
+        if workers == 1:
+            return self._serially(inputs, return_exceptions, on_done)
         results: list[Any] = [None] * len(inputs)
         done = 0
         lock = threading.Lock()
@@ -261,11 +266,10 @@ class BenchClient(ABC):
                     stop.set()
                     raise
                 results[i] = e
-            with lock:
+            with lock:  # callbacks in order, so progress never goes backwards
                 done += 1
-                count = done
-            if on_done is not None:
-                on_done(count, len(inputs))
+                if on_done is not None:
+                    on_done(done, len(inputs))
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="benchflow-client") as pool:
             futures: list[Future[None]] = [pool.submit(one, i) for i in range(len(inputs))]
@@ -275,6 +279,22 @@ class BenchClient(ABC):
         for f in futures:
             if not f.cancelled() and f.exception() is not None:
                 raise f.exception()  # type: ignore[misc]
+        return results
+
+    def _serially(
+        self, inputs: list[dict[str, Any]], return_exceptions: bool, on_done: Callable[[int, int], None] | None
+    ) -> list[Any]:
+        # One at a time needs no thread pool (and a one-question task is the common case).
+        results: list[Any] = []
+        for i, raw in enumerate(inputs):
+            try:
+                results.append(self.get_response(raw))
+            except Exception as e:
+                if not return_exceptions:
+                    raise
+                results.append(e)
+            if on_done is not None:
+                on_done(i + 1, len(inputs))
         return results
 
     def _post(self, body: bytes) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,12 @@ class TaskSpec:
     progress: ProgressCallback | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def results_dir(self) -> Path:
-        return self.task_dir / "results"
+    results_dir: Path = field(init=False)
+    log_dir: Path = field(init=False)
 
-    @property
-    def log_dir(self) -> Path:
-        return self.task_dir / "logs"
+    def __post_init__(self) -> None:
+        self.results_dir = self.task_dir / "results"
+        self.log_dir = self.task_dir / "logs"
 
 
 class Runner(Protocol):
@@ -50,8 +50,13 @@ def _ignore_progress(done: int, total: int) -> None:
 
 def prepare_task(spec: TaskSpec) -> TaskEnvironment:
     """Create the task's directories and build its environment."""
-    spec.results_dir.mkdir(parents=True, exist_ok=True)
-    spec.log_dir.mkdir(parents=True, exist_ok=True)
+    for directory in (spec.task_dir, spec.results_dir, spec.log_dir):
+        try:
+            os.mkdir(directory)  # the common case, one system call each
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:
+            pass
     env = task_environment(
         agent_url=spec.agent_url,
         task_id=spec.task_id,
@@ -79,11 +84,12 @@ def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:
 
 
 class LocalRunner:
-    """Runs the bench's in-process entrance in a thread of this process.
+    """Runs the bench's in-process entrance in this process.
 
     ``os.environ`` is never touched: the entrance gets the task's environment as a
-    mapping. On timeout the task errors at once; the entrance's thread cannot be
-    killed and is left to finish in the background (a daemon thread).
+    mapping. With a timeout the entrance runs in a thread of its own: on timeout the
+    task errors at once, and the thread, which cannot be killed, is left to finish in
+    the background (a daemon thread). Without one it runs in the calling thread.
     """
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
@@ -93,6 +99,12 @@ class LocalRunner:
                 f"{spec.bench_name} has no in-process entrance (get_entrypoint returns None); "
                 "run it with --benchflow-runner docker"
             )
+        if spec.timeout is None:
+            try:
+                entrance(env)
+            except Exception as e:
+                raise _evaluation_error(spec, e) from e
+            return
         failure: list[BaseException] = []
 
         def target() -> None:
@@ -107,10 +119,13 @@ class LocalRunner:
         if thread.is_alive():
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s")
         if failure:
-            e = failure[0]
-            if isinstance(e, BenchflowError):
-                raise TaskError(f"task {spec.task_id!r}: {e}") from e
-            raise TaskError(f"task {spec.task_id!r}: the evaluation raised {type(e).__name__}: {e}") from e
+            raise _evaluation_error(spec, failure[0]) from failure[0]
+
+
+def _evaluation_error(spec: TaskSpec, e: BaseException) -> TaskError:
+    if isinstance(e, BenchflowError):
+        return TaskError(f"task {spec.task_id!r}: {e}")
+    return TaskError(f"task {spec.task_id!r}: the evaluation raised {type(e).__name__}: {e}")
 
 
 def run_task(bench: BaseBench, spec: TaskSpec, runner: Runner | None = None) -> BenchmarkResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets as _random
 import threading
 import time
@@ -16,7 +15,7 @@ import pytest
 from .bench import BaseBench
 from .environment import ProgressCallback
 from .errors import ArgumentError, BenchflowError, TaskError
-from .items import BenchItem, item_name
+from .items import BenchItem
 from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
 from .schemas import ResolvedArgs
 from .secrets import public_url, redact
@@ -62,9 +61,12 @@ class BenchflowRun:
     agent_url: str = ""
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
     _runner_lock: threading.Lock = field(default_factory=threading.Lock)
+    _secrets: list[str] | None = None
 
     def secret_values(self) -> list[str]:
-        return [v for ctx in self.benches.values() for v in ctx.bench.args.secret_values()]
+        if self._secrets is None:
+            self._secrets = [v for ctx in self.benches.values() for v in ctx.bench.args.secret_values()]
+        return self._secrets
 
     def redact(self, text: str) -> str:
         return redact(text, self.secret_values())
@@ -89,12 +91,14 @@ class BenchflowRun:
         started = time.perf_counter()
         try:
             args = ctx.resolve(item.task_id)
+            known = self.secret_values()
+            known.extend(v for v in args.secret_values() if v not in known)
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,
                 agent_url=self.agent_url,
                 args=args,
-                task_dir=self.run_dir / ctx.name / item_name(item.task_id),
+                task_dir=self.run_dir / ctx.name / item.name,
                 split=self.split,
                 timeout=self.timeout,
                 progress=self.progress(ctx.name, item.task_id),
@@ -127,7 +131,7 @@ class BenchflowRun:
             "metrics": result.metrics if result else {},
             "duration": round(item.duration or 0.0, 6),
             "reason": self.redact(reason) if reason else None,
-            "task_dir": os.path.relpath(self.run_dir / item.bench_name / item_name(item.task_id), self.run_dir),
+            "task_dir": f"{item.bench_name}/{item.name}",
             "finished_at": time.time(),
         }
         if result and result.other:

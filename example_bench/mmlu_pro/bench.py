@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +67,10 @@ class MMLUProBench(BaseBench):
         return {"task_ids": ids, "error_message": None}
 
     def get_result(self, task_id: str) -> BenchmarkResult:
-        summaries = list(Path(str(self.results_dir)).glob("*_summary.json"))
+        results = Path(str(self.results_dir))
+        summaries = [results / name for name in os.listdir(results) if name.endswith("_summary.json")]
         if len(summaries) != 1:
-            raise FileNotFoundError(
-                f"expected one <category>_summary.json in {self.results_dir}, found {len(summaries)}"
-            )
+            raise FileNotFoundError(f"expected one <category>_summary.json in {results}, found {len(summaries)}")
         summary = json.loads(summaries[0].read_text(encoding="utf-8"))
         total = summary["total"]
         n = int(total["corr"] + total["wrong"])

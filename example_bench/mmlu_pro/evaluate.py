@@ -91,8 +91,10 @@ def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
     figures = {"corr": float(corr), "wrong": float(total - corr), "acc": corr / total if total else 0.0}
     summary = {category: figures, "total": figures, "unparsed": unparsed, "scoring": s["scoring"]}
     out = Path(env["BENCHFLOW_RESULTS_DIR"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{category}_result.json").write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+    if not out.is_dir():
+        out.mkdir(parents=True)
+    # Compact: the per-question file of a large category runs to megabytes.
+    (out / f"{category}_result.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
     (out / f"{category}_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
 
