@@ -38,6 +38,8 @@ class BaseBench(ABC):
 
     #: One line shown by ``benchflow list`` and in reports.
     description: ClassVar[str] = ""
+    #: The splits ``get_all_tasks`` accepts, shown by ``benchflow list``.
+    splits: ClassVar[tuple[str, ...]] = ("test",)
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"benchflow.{type(self).__name__}")

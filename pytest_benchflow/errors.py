@@ -11,6 +11,7 @@ __all__ = [
     "ArgumentError",
     "BenchflowError",
     "ResultError",
+    "ResultsFormatError",
     "TaskError",
     "TaskListError",
     "TaskTimeout",
@@ -68,3 +69,7 @@ class TaskError(BenchflowError):
 
 class TaskTimeout(TaskError):
     """A task ran past its time limit and was stopped."""
+
+
+class ResultsFormatError(BenchflowError):
+    """A results directory is missing, malformed, or written by a newer pytest-benchflow."""

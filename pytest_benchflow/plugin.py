@@ -43,6 +43,8 @@ _OPTIONS: list[tuple[str, str, Any, str]] = [
     ("benchflow_output", "string", ".benchflow", "directory for results and task outputs (default: .benchflow)"),
     ("benchflow_progress", "string", "auto", "live task progress: auto (on a terminal, not in CI), always, never"),
     ("benchflow_pull", "string", "missing", "docker runner: pull images never, missing or always"),
+    ("benchflow_html", "string", None, "write the run's self-contained HTML report to this file"),
+    ("benchflow_baseline", "string", None, "compare with this earlier run; a significant regression fails the session"),
 ]
 
 
@@ -253,7 +255,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "argv": [run.redact(a) for a in config.invocation_params.args],
         },
     )
-    config.pluginmanager.register(ResultsReporter(run, writer, config.stash.get(AGENT_KEY, None)), "benchflow-results")
+    reporter = ResultsReporter(
+        run,
+        writer,
+        config.stash.get(AGENT_KEY, None),
+        html=option(config, "benchflow_html") or None,
+        baseline=option(config, "benchflow_baseline") or None,
+    )
+    config.pluginmanager.register(reporter, "benchflow-results")
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -309,5 +318,7 @@ def pytest_runtest_makereport(
             outcome = "error" if call.when == "setup" else "failed"
             error = call.excinfo.value if call.excinfo else None
             reason = first_line(error.error if isinstance(error, TaskBroken) else error) if error else None
-        report.benchflow = run.record(item, outcome, reason)  # type: ignore[attr-defined]
+        details = str(report.longrepr) if report.longrepr is not None else None
+        report.benchflow = run.record(item, outcome, reason, details)  # type: ignore[attr-defined]
+        item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report

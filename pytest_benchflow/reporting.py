@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .results import ResultsWriter
+from .compare import compare_runs, format_comparison
+from .errors import ResultsFormatError
+from .report import render_html
+from .results import ResultsWriter, load_run
 from .session import BenchflowRun
 
 __all__ = ["ResultsReporter"]
@@ -19,14 +23,21 @@ def _pct(x: float | None) -> str:
 class ResultsReporter:
     """Registered only where reports arrive and are written: the xdist controller or the only process."""
 
-    def __init__(self, run: BenchflowRun, writer: ResultsWriter, agent: Any) -> None:
+    def __init__(
+        self, run: BenchflowRun, writer: ResultsWriter, agent: Any, html: str | None = None, baseline: str | None = None
+    ) -> None:
         self.run = run
         self.writer = writer
         self.agent = agent
+        self.html = html
+        self.baseline = baseline
         self.summary: dict[str, Any] | None = None
+        self.comparison: str | None = None
+        self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, "benchflow", None)
+        # Taken off the report once written: pytest keeps every report until the session ends.
+        record = report.__dict__.pop("benchflow", None)
         if record is not None:
             self.writer.add(record)
 
@@ -48,9 +59,28 @@ class ResultsReporter:
                 bench_info=bench_info,
                 breakdown=lambda name, records: run.benches[name].bench.summarize(records),
             )
+            if self.html or self.baseline:
+                self._after_summary(session)
         finally:
             if self.agent is not None:
                 self.agent.stop()
+
+    def _after_summary(self, session: pytest.Session) -> None:
+        current = load_run(self.run.run_dir)
+        if self.html:
+            path = Path(self.html)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_html(current), encoding="utf-8")
+            self.notes.append(f"HTML report: {path}")
+        if self.baseline:
+            try:
+                base = load_run(Path(self.baseline))
+            except ResultsFormatError as e:
+                raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
+            comparisons = compare_runs(base, current)
+            self.comparison = format_comparison(comparisons, base, current)
+            if any(c.regression for c in comparisons) and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.summary is None:
@@ -72,6 +102,12 @@ class ResultsReporter:
             if breakdown:
                 _table(tr, breakdown)
         tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
+        for note in self.notes:
+            tr.line(note)
+        if self.comparison:
+            tr.section("benchflow comparison with baseline")
+            for line in self.comparison.splitlines():
+                tr.line(line, red="REGRESSION" in line)
 
 
 def _table(tr: Any, rows: dict[str, dict[str, Any]]) -> None:

@@ -12,9 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import ResultsFormatError
 from .stats import mean_and_stderr, wilson_interval
 
-__all__ = ["SCHEMA_VERSION", "BenchTally", "ResultsWriter", "now_iso"]
+__all__ = ["SCHEMA_VERSION", "BenchTally", "ResultsWriter", "RunData", "load_run", "now_iso"]
 
 #: Bumped whenever a field changes meaning or disappears (adding fields does not bump it).
 SCHEMA_VERSION = 1
@@ -131,3 +132,83 @@ class ResultsWriter:
         tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, self.run_dir / "summary.json")
         return summary
+
+
+@dataclass
+class RunData:
+    """A run read back from its directory: metadata, per-task records, and per-bench summaries."""
+
+    path: Path
+    metadata: dict[str, Any]
+    records: list[dict[str, Any]]
+    bench_info: dict[str, dict[str, Any]]
+
+    def benches(self) -> dict[str, dict[str, Any]]:
+        """Per bench: the written metadata (args, breakdown, …) with counts and statistics from the records."""
+        tallies: dict[str, BenchTally] = {}
+        for record in self.records:
+            tallies.setdefault(record["bench"], BenchTally()).add(record)
+        names = list(dict.fromkeys([*self.bench_info, *tallies]))
+        return {name: {**self.bench_info.get(name, {}), **tallies.get(name, BenchTally()).summary()} for name in names}
+
+
+def _check_version(data: Any, where: str) -> None:
+    version = data.get("schema_version", 1) if isinstance(data, dict) else None
+    if not isinstance(version, int):
+        raise ResultsFormatError(f"{where}: not a pytest-benchflow results record")
+    if version > SCHEMA_VERSION:
+        raise ResultsFormatError(
+            f"{where}: results schema version {version} is newer than this pytest-benchflow understands "
+            f"({SCHEMA_VERSION}); upgrade pytest-benchflow to read it"
+        )
+
+
+def _run_directory(path: Path) -> Path:
+    if not path.exists():
+        raise ResultsFormatError(f"{path}: no such results directory")
+    if (path / "results.jsonl").exists() or (path / "summary.json").exists():
+        return path
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()) if path.is_dir() else []
+    if not runs:
+        raise ResultsFormatError(
+            f"{path}: no benchflow results here "
+            "(expected results.jsonl or summary.json, or run directories holding them)"
+        )
+    return runs[-1]  # run ids sort by start time
+
+
+def load_run(path: Path) -> RunData:
+    """Read a run directory (or the newest run in an output directory such as ``.benchflow``).
+
+    A run interrupted before its summary was written is read from ``results.jsonl`` alone.
+
+    Raises:
+        ResultsFormatError: missing directory, malformed files, or a newer schema version.
+    """
+    run_dir = _run_directory(path)
+    summary: dict[str, Any] = {}
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        try:
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ResultsFormatError(f"{summary_path}: not valid JSON ({e})") from None
+        _check_version(summary, str(summary_path))
+    records: list[dict[str, Any]] = []
+    jsonl = run_dir / "results.jsonl"
+    if jsonl.exists():
+        with open(jsonl, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as e:
+                    raise ResultsFormatError(f"{jsonl}:{number}: not valid JSON ({e})") from None
+                _check_version(record, f"{jsonl}:{number}")
+                if not {"bench", "task_id", "outcome"} <= record.keys():
+                    raise ResultsFormatError(f"{jsonl}:{number}: record lacks bench, task_id or outcome")
+                records.append(record)
+    metadata = {k: v for k, v in summary.items() if k not in ("benches", "tasks")}
+    metadata.setdefault("run_id", run_dir.name)
+    return RunData(path=run_dir, metadata=metadata, records=records, bench_info=summary.get("benches", {}))

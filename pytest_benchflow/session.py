@@ -17,7 +17,7 @@ from .environment import ProgressCallback
 from .errors import ArgumentError, BenchflowError, TaskError
 from .items import BenchItem
 from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
-from .schemas import ResolvedArgs
+from .schemas import BenchArgs, ResolvedArgs
 from .secrets import public_url, redact
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "new_run_id"]
@@ -36,10 +36,18 @@ class BenchContext:
     values: dict[str, str]
     runner_name: str
     runner: Runner | None = None
+    _last: tuple[BenchArgs, ResolvedArgs] | None = None
 
     def resolve(self, task_id: str | None) -> ResolvedArgs:
         try:
-            return self.bench.get_args(task_id).resolve(self.values, allow_unknown=True)
+            spec = self.bench.get_args(task_id)
+            # Most benches declare the same arguments for every task: resolve them once.
+            cached = self._last
+            if cached is not None and cached[0] == spec:
+                return cached[1]
+            resolved = spec.resolve(self.values, allow_unknown=True)
+            self._last = (spec, resolved)
+            return resolved
         except ArgumentError as e:
             where = f"task {task_id!r}" if task_id is not None else "session"
             raise ArgumentError(
@@ -119,7 +127,7 @@ class BenchflowRun:
         for name, value in result.metrics.items():
             item.user_properties.append((f"metric.{name}", self.redact(str(value))))
 
-    def record(self, item: BenchItem, outcome: str, reason: str | None) -> dict[str, Any]:
+    def record(self, item: BenchItem, outcome: str, reason: str | None, details: str | None) -> dict[str, Any]:
         """The JSON-lines record of a finished task (secrets redacted)."""
         result = item.result
         record: dict[str, Any] = {
@@ -134,12 +142,16 @@ class BenchflowRun:
             "task_dir": f"{item.bench_name}/{item.name}",
             "finished_at": time.time(),
         }
+        if details:
+            record["details"] = self.redact(details[-_DETAILS_LIMIT:])
         if result and result.other:
             record["other"] = result.other
         return record
 
 
 RUN_KEY = pytest.StashKey[BenchflowRun]()
+# The end of a failure's report kept in results.jsonl: enough to see why, small enough for 12k tasks.
+_DETAILS_LIMIT = 4000
 
 
 def first_line(error: BaseException | None) -> str | None:

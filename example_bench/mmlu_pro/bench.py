@@ -25,6 +25,7 @@ class MMLUProBench(BaseBench):
     """MMLU-Pro (TIGER-Lab), evaluated exactly as the authors' API evaluation does."""
 
     description = "MMLU-Pro multiple-choice questions, 14 categories, 5-shot chain of thought"
+    splits = ("test", "validation")
 
     def get_args(self, task_id: str | None) -> BenchArgs:
         return BenchArgs(
@@ -67,31 +68,34 @@ class MMLUProBench(BaseBench):
         return {"task_ids": ids, "error_message": None}
 
     def get_result(self, task_id: str) -> BenchmarkResult:
+        per_question = "/" in task_id
+        suffix = "_result.json" if per_question else "_summary.json"
         results = Path(str(self.results_dir))
-        summaries = [results / name for name in os.listdir(results) if name.endswith("_summary.json")]
-        if len(summaries) != 1:
-            raise FileNotFoundError(f"expected one <category>_summary.json in {results}, found {len(summaries)}")
-        summary = json.loads(summaries[0].read_text(encoding="utf-8"))
-        total = summary["total"]
-        n = int(total["corr"] + total["wrong"])
-        acc = total["acc"]
-        threshold = float(self.args.get("PASS_THRESHOLD", DEFAULT_PASS_THRESHOLD))
-        if "/" in task_id:
-            result_file = summaries[0].with_name(summaries[0].name.replace("_summary.json", "_result.json"))
-            (question,) = json.loads(result_file.read_text(encoding="utf-8"))
+        found = [results / name for name in os.listdir(results) if name.endswith(suffix)]
+        if len(found) != 1:
+            raise FileNotFoundError(f"expected one <category>{suffix} in {results}, found {len(found)}")
+        data = json.loads(found[0].read_text(encoding="utf-8"))
+        if per_question:
+            # One question: its record says everything (and spares reading the summary).
+            (question,) = data
+            correct, n, unparsed = int(question["correct"]), 1, int(question["pred"] is None)
             resolved = question["pred"] == question["answer"]
             log = {"pred": question["pred"], "answer": question["answer"], "response": question["response"][-500:]}
         else:
-            resolved = acc >= threshold
-            log = {"text": f"accuracy {acc:.4f} ({int(total['corr'])}/{n}); pass threshold {threshold}"}
+            total = data["total"]
+            correct, n, unparsed = int(total["corr"]), int(total["corr"] + total["wrong"]), int(data.get("unparsed", 0))
+            threshold = float(self.args.get("PASS_THRESHOLD", DEFAULT_PASS_THRESHOLD))
+            resolved = n > 0 and correct / n >= threshold
+            log = {"text": f"accuracy {correct / n if n else 0:.4f} ({correct}/{n}); pass threshold {threshold}"}
+        acc = correct / n if n else 0.0
         return BenchmarkResult(
             task_id=task_id,
             is_resolved=resolved,
             metrics={
                 "accuracy": acc,
-                "correct": int(total["corr"]),
+                "correct": correct,
                 "total": n,
-                "unparsed": int(summary.get("unparsed", 0)),
+                "unparsed": unparsed,
                 "stderr": math.sqrt(acc * (1 - acc) / n) if n else 0.0,
             },
             log=log,

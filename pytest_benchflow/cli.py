@@ -1,0 +1,106 @@
+"""The ``benchflow`` command: report, compare and list, reading the results files the plugin writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .compare import compare_runs, format_comparison
+from .errors import ResultsFormatError
+from .loader import BenchLoadError, installed_benchmarks, load_bench_class
+from .report import render_html
+from .results import load_run
+
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "main"]
+
+#: Exit codes: success (no regression); a regression with --fail-on-regression; bad input.
+EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    run = load_run(Path(args.results_dir))
+    output = Path(args.output)
+    output.write_text(render_html(run), encoding="utf-8")
+    print(f"report of {run.path} written to {output}")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    base, new = load_run(Path(args.base_dir)), load_run(Path(args.new_dir))
+    comparisons = compare_runs(base, new, alpha=args.alpha, max_drop=args.max_drop)
+    if args.json:
+        payload = {
+            "base": str(base.path),
+            "new": str(new.path),
+            "alpha": args.alpha,
+            "max_drop": args.max_drop,
+            "benches": [c.to_json() for c in comparisons],
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(format_comparison(comparisons, base, new))
+    regressed = any(c.regression for c in comparisons)
+    return EXIT_REGRESSION if regressed and args.fail_on_regression else EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    found = installed_benchmarks()
+    if not found:
+        print("no benchmarks installed (packages register them under the pytest_benchflow.benchmarks entry point)")
+    for name, ref in sorted(found.items()):
+        try:
+            cls = load_bench_class(name)
+            spec = cls().get_args(None)
+        except (BenchLoadError, Exception) as e:
+            print(f"{name}  ({ref}): cannot load: {e}")
+            continue
+        print(f"{name}  ({ref})")
+        if cls.description:
+            print(f"  {cls.description}")
+        print(f"  splits: {', '.join(cls.splits)}")
+        for arg in spec.names:
+            default = "required" if arg in spec.required else f"default {spec.optional.get(arg)!r}"
+            choices = f"; one of {', '.join(map(str, spec.choices[arg]))}" if arg in spec.choices else ""
+            print(f"  {arg}: {default}{choices}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="benchflow",
+        description="Read, compare and list pytest-benchflow results.",
+        epilog="exit codes: 0 success, 1 regression (compare --fail-on-regression), 2 bad input",
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    report = sub.add_parser("report", help="write the HTML report of a results directory")
+    report.add_argument("results_dir", help="a run directory, or an output directory (its newest run is used)")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    report.set_defaults(run=_report)
+    compare = sub.add_parser("compare", help="compare two runs; optionally fail on a significant regression")
+    compare.add_argument("base_dir")
+    compare.add_argument("new_dir")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a benchmark regressed")
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    compare.add_argument(
+        "--max-drop", type=float, default=0.0, help="tolerated fall of the resolution rate, e.g. 0.02 (default 0)"
+    )
+    compare.set_defaults(run=_compare)
+    listing = sub.add_parser("list", help="list installed benchmarks with their splits and arguments")
+    listing.set_defaults(run=_list)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ResultsFormatError as e:
+        print(f"benchflow {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""The self-contained HTML report of a run: metadata, statistics, a chart per benchmark, all tasks."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .results import RunData
+from .stats import wilson_interval
+
+__all__ = ["render_html"]
+
+_Z95 = 1.959963984540054
+_ASSETS = Path(__file__).parent / "assets"
+
+
+@cache
+def _asset(name: str) -> str:
+    # Inlined into every report, so it opens with no network and no other files.
+    return (_ASSETS / name).read_text(encoding="utf-8")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else html.escape(str(x))
+
+
+def _chart_rows(bench: dict[str, Any]) -> list[tuple[str, float, float, float, bool]]:
+    """(label, value, low, high, is_overall) bars: the bench's breakdown, else its rates and 0–1 metrics."""
+    breakdown = bench.get("breakdown") or {}
+    rows = []
+    if breakdown and all(isinstance(r, dict) and "correct" in r and "total" in r for r in breakdown.values()):
+        for label, r in breakdown.items():
+            if r["total"]:
+                low, high = wilson_interval(int(r["correct"]), int(r["total"]))
+                rows.append((label, r["correct"] / r["total"], low, high, label == "overall"))
+        return rows
+    if bench["tasks"]:
+        low, high = bench["resolution_rate_ci95"]
+        rows.append(("resolution rate", bench["resolution_rate"], low, high, True))
+    for name, m in bench["metrics"].items():
+        mean, se = m["mean"], m["stderr"]
+        if 0 <= mean <= 1 and not math.isnan(se):
+            rows.append((name, mean, max(0.0, mean - _Z95 * se), min(1.0, mean + _Z95 * se), False))
+    return rows
+
+
+def _svg_chart(bench_name: str, rows: list[tuple[str, float, float, float, bool]]) -> str:
+    label_w, bar_w, row_h, right = 170, 460, 24, 150
+    width, height = label_w + bar_w + right, row_h * len(rows) + 34
+
+    def x(v: float) -> float:
+        return label_w + bar_w * v
+
+    parts = [
+        f'<svg class="chart" role="img" aria-label="{html.escape(bench_name)}: value per row with 95% intervals" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for tick in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<line x1="{x(tick):.1f}" y1="4" x2="{x(tick):.1f}" y2="{height - 22}" stroke="#eaeef2"/>')
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - 6}" text-anchor="middle">{int(tick * 100)}%</text>')
+    for i, (label, value, low, high, overall) in enumerate(rows):
+        y = 6 + i * row_h
+        mid = y + row_h / 2 - 2
+        parts.append(
+            f'<g class="row{" overall" if overall else ""}" data-label="{html.escape(label)}" data-value="{value:.4f}" '
+            f'data-low="{low:.4f}" data-high="{high:.4f}">'
+            f'<text x="{label_w - 8}" y="{mid + 4:.1f}" text-anchor="end">{html.escape(label)}</text>'
+            f'<rect class="bar" x="{label_w}" y="{y + 3}" width="{bar_w * value:.1f}" height="{row_h - 10}" rx="2"/>'
+            f'<line class="ci" x1="{x(low):.1f}" y1="{mid:.1f}" x2="{x(high):.1f}" y2="{mid:.1f}"/>'
+            f'<line class="ci" x1="{x(low):.1f}" y1="{mid - 5:.1f}" x2="{x(low):.1f}" y2="{mid + 5:.1f}"/>'
+            f'<line class="ci" x1="{x(high):.1f}" y1="{mid - 5:.1f}" x2="{x(high):.1f}" y2="{mid + 5:.1f}"/>'
+            f'<text x="{label_w + bar_w + 8}" y="{mid + 4:.1f}">'
+            f"{100 * value:.1f}% [{100 * low:.1f}–{100 * high:.1f}]</text>"
+            "</g>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bench_section(name: str, bench: dict[str, Any]) -> str:
+    low, high = bench["resolution_rate_ci95"]
+    cards = [
+        (str(bench["tasks"]), "tasks", ""),
+        (str(bench["resolved"]), "resolved", "passed"),
+        (str(bench["failed"]), "unresolved", "failed"),
+        (str(bench["errors"]), "errors", "error"),
+        (_pct(bench["resolution_rate"]), f"resolution rate, 95% CI {_pct(low)}–{_pct(high)}", ""),
+    ]
+    metric_rows = "".join(
+        f'<tr data-metric="{html.escape(m)}"><td>{html.escape(m)}</td><td class="num">{_fmt(s["mean"])}</td>'
+        f'<td class="num">{_fmt(s["mean"] - _Z95 * s["stderr"])} – {_fmt(s["mean"] + _Z95 * s["stderr"])}</td>'
+        f'<td class="num">{s["count"]}</td></tr>'
+        for m, s in bench["metrics"].items()
+    )
+    rows = _chart_rows(bench)
+    args = bench.get("args") or {}
+    return (
+        f'<section class="bench" data-bench="{html.escape(name)}"><h2>{html.escape(name)}</h2>'
+        + '<div class="cards">'
+        + "".join(f'<div class="card {c}"><b>{v}</b><span>{html.escape(t)}</span></div>' for v, t, c in cards)
+        + "</div>"
+        + (
+            '<table class="metrics"><thead><tr><th>metric</th><th class="num">mean</th>'
+            f'<th class="num">95% CI</th><th class="num">n</th></tr></thead><tbody>{metric_rows}</tbody></table>'
+            if metric_rows
+            else ""
+        )
+        + (f"<figure>{_svg_chart(name, rows)}</figure>" if rows else "")
+        + (
+            '<p class="args">arguments: '
+            + ", ".join(f"<code>{html.escape(k)}={html.escape(str(v))}</code>" for k, v in args.items())
+            + "</p>"
+            if args
+            else ""
+        )
+        + "</section>"
+    )
+
+
+def _task_rows(run: RunData) -> list[dict[str, Any]]:
+    rows = []
+    for i, r in enumerate(run.records):
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in (r.get("metrics") or {}).items())
+        rows.append(
+            {
+                "index": i,
+                "bench": r["bench"],
+                "task_id": r["task_id"],
+                "outcome": r["outcome"],
+                "duration": float(r.get("duration") or 0.0),
+                "metrics": html.unescape(metrics),
+                "reason": r.get("reason") or "",
+                "details": r.get("details") or "",
+            }
+        )
+    return rows
+
+
+def render_html(run: RunData) -> str:
+    """The report as one HTML string: inline CSS, SVG and script, nothing fetched at view time."""
+    meta = run.metadata
+    shown_meta = [
+        ("run", meta.get("run_id")),
+        ("split", meta.get("split")),
+        ("agent", meta.get("agent_url")),
+        ("started", meta.get("started_at")),
+        ("finished", meta.get("finished_at")),
+        ("exit status", meta.get("exit_status")),
+        ("interrupted", meta.get("interrupted")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or None),
+    ]
+    data = json.dumps(_task_rows(run), ensure_ascii=False).replace("</", "<\\/")
+    benches = run.benches()
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>benchflow report {html.escape(str(meta.get('run_id', '')))}</title>"
+        f"<style>{_asset('report.css')}</style></head>"
+        '<body><main><header><h1>Benchmark report</h1><dl class="meta">'
+        + "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in shown_meta if v is not None)
+        + "</dl></header>"
+        + "".join(_bench_section(name, bench) for name, bench in benches.items())
+        + '<section id="tasks"><h2>Tasks</h2><div class="controls">'
+        '<label>outcome <select id="outcome-filter"><option value="all">all</option>'
+        '<option value="passed">passed</option>'
+        '<option value="failed">failed</option><option value="error">error</option></select></label>'
+        '<input id="search" type="search" placeholder="filter by task id or bench"><span id="shown"></span></div>'
+        '<table id="task-table"><thead><tr><th data-key="bench">bench</th><th data-key="task_id">task</th>'
+        '<th data-key="outcome">outcome</th><th data-key="duration" class="num">seconds</th>'
+        '<th data-key="metrics">metrics</th><th data-key="reason">reason (click a row for details)</th></tr></thead>'
+        "<tbody></tbody></table></section></main>"
+        f'<script type="application/json" id="task-data">{data}</script>'
+        f"<script>{_asset('report.js')}</script></body></html>"
+    )

@@ -1,0 +1,148 @@
+"""`benchflow compare` / `report` / `list` and --benchflow-baseline: planted regressions, unchanged reruns, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_mmlu_pro import HISTORY
+
+from pytest_benchflow.cli import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, main
+from pytest_benchflow.results import SCHEMA_VERSION
+
+
+def replay_run(pytester: pytest.Pytester, replay_file: Path, output: str, *extra: str) -> pytest.RunResult:
+    os.environ["REPLAY_FILE"] = str(replay_file)
+    try:
+        return pytester.runpytest(
+            "--benchflow=mmlu_pro",
+            "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
+            f"--benchflow-arg=DATA_FILE={HISTORY}",
+            "--benchflow-arg=NUM_SHOTS=0",
+            "--benchflow-arg=TASK_UNIT=question",
+            f"--benchflow-output={output}",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--tb=no",
+            *extra,
+        )
+    finally:
+        del os.environ["REPLAY_FILE"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three real runs of 381 MMLU-Pro history questions: base, an unchanged rerun, and a degraded model."""
+    root = tmp_path_factory.mktemp("runs")
+    records = json.loads(HISTORY.read_text())
+    degraded = [
+        dict(r, response="I am not sure.") if r["pred"] == r["answer"] and i % 4 == 0 else r
+        for i, r in enumerate(records)
+    ]
+    degraded_file = root / "degraded.json"
+    degraded_file.write_text(json.dumps(degraded))
+    return {"records": HISTORY, "degraded": degraded_file, "root": root}
+
+
+@pytest.fixture
+def three_runs(pytester: pytest.Pytester, runs: dict[str, Path]) -> dict[str, Path]:
+    out = {}
+    for name, replay in (("base", runs["records"]), ("rerun", runs["records"]), ("worse", runs["degraded"])):
+        replay_run(pytester, replay, name)
+        out[name] = pytester.path / name
+    return out
+
+
+def test_compare_flags_planted_regression_and_passes_rerun(
+    three_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", str(three_runs["base"]), str(three_runs["rerun"]), "--fail-on-regression"]) == EXIT_OK
+    same = capsys.readouterr().out
+    assert "381 tasks in both runs: 0 resolved -> unresolved, 0 unresolved -> resolved" in same
+    assert "no significant regression" in same
+    assert (
+        main(["compare", str(three_runs["base"]), str(three_runs["worse"]), "--fail-on-regression"]) == EXIT_REGRESSION
+    )
+    worse = capsys.readouterr().out
+    assert "REGRESSION" in worse and "mcnemar-exact" in worse
+    assert main(["compare", str(three_runs["base"]), str(three_runs["worse"])]) == EXIT_OK  # reports, does not gate
+
+
+def test_compare_json(three_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    main(["compare", str(three_runs["base"]), str(three_runs["worse"]), "--json"])
+    (bench,) = json.loads(capsys.readouterr().out)["benches"]
+    degraded = sum(1 for i, r in enumerate(json.loads(HISTORY.read_text())) if r["pred"] == r["answer"] and i % 4 == 0)
+    assert bench["bench"] == "mmlu_pro" and bench["paired_tasks"] == 381
+    assert len(bench["regressed"]) == degraded and bench["fixed"] == []
+    assert bench["regression"] is True and bench["p_value"] < 1e-6
+    assert bench["difference"] == pytest.approx(-degraded / 381)
+    low, high = bench["ci95"]
+    assert low < bench["difference"] < high < 0
+
+
+def test_max_drop_tolerates_small_falls(three_runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            ["compare", str(three_runs["base"]), str(three_runs["worse"]), "--fail-on-regression", "--max-drop", "0.5"]
+        )
+        == EXIT_OK
+    )
+
+
+def test_baseline_inside_pytest(pytester: pytest.Pytester, runs: dict[str, Path]) -> None:
+    replay_run(pytester, runs["records"], "base")
+    unchanged = replay_run(pytester, runs["records"], "again", "--benchflow-baseline=base", "-k", "not nothing")
+    assert "no significant regression" in unchanged.stdout.str()
+    worse = replay_run(pytester, runs["degraded"], "worse", "--benchflow-baseline=base")
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(
+        ["*benchflow comparison with baseline*", "mmlu_pro: resolution rate 69.6% -> 51.4% *REGRESSION"]
+    )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_benchflow.cli", *args], capture_output=True, text=True)
+
+
+def test_bad_results_directories(tmp_path: Path) -> None:
+    missing = cli("report", str(tmp_path / "nope"))
+    assert missing.returncode == EXIT_ERROR and "no such results directory" in missing.stderr
+    empty = cli("compare", str(tmp_path), str(tmp_path))
+    assert empty.returncode == EXIT_ERROR and "no benchflow results here" in empty.stderr
+    (tmp_path / "results.jsonl").write_text('{"bench": "b", "task_id": "t", "outcome": "passed"}\n{broken\n')
+    broken = cli("report", str(tmp_path))
+    assert broken.returncode == EXIT_ERROR and "results.jsonl:2: not valid JSON" in broken.stderr
+    (tmp_path / "results.jsonl").write_text(
+        json.dumps({"schema_version": SCHEMA_VERSION + 1, "bench": "b", "task_id": "t", "outcome": "passed"}) + "\n"
+    )
+    newer = cli("report", str(tmp_path))
+    assert newer.returncode == EXIT_ERROR and f"schema version {SCHEMA_VERSION + 1} is newer" in newer.stderr
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "list"])
+def test_help_for_each_subcommand(command: str) -> None:
+    result = cli(command, "--help")
+    assert result.returncode == 0 and f"usage: benchflow {command}" in result.stdout
+
+
+def test_list_shows_installed_benchmarks() -> None:
+    out = cli("list").stdout
+    assert "mmlu_pro  (example_bench.mmlu_pro.bench:MMLUProBench)" in out
+    assert "splits: test, validation" in out and "SCORING: default 'official'; one of official, strict" in out
+
+
+def test_report_from_interrupted_run_without_summary(tmp_path: Path) -> None:
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "results.jsonl").write_text(
+        json.dumps({"bench": "b", "task_id": "t1", "outcome": "failed", "duration": 1.0}) + "\n"
+    )
+    result = cli("report", str(tmp_path), "-o", str(tmp_path / "r.html"))
+    assert result.returncode == 0 and "run1" in result.stdout
+    assert 'data-bench="b"' in (tmp_path / "r.html").read_text()

@@ -1,0 +1,171 @@
+"""The HTML report in a real headless Chromium: chart and table render with the run's numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_benchflow.report import render_html
+from pytest_benchflow.results import ResultsWriter, load_run
+from pytest_benchflow.stats import wilson_interval
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    if os.environ.get("BENCHFLOW_REQUIRE_BROWSER") == "1":
+        pytest.fail("BENCHFLOW_REQUIRE_BROWSER=1 but no Chromium is installed (apt-get install chromium)")
+    pytest.skip("no Chromium installed")
+
+
+def browse(page: Path, *, fragment: str = "", screenshot: Path | None = None) -> str:
+    """The DOM after scripts ran (or a screenshot), from headless Chromium with no network use."""
+    with tempfile.TemporaryDirectory() as profile:
+        command = [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            "--window-size=1200,1500",
+        ]
+        command += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+        result = subprocess.run([*command, page.as_uri() + fragment], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+class Elements(HTMLParser):
+    """Collects the attributes and text of elements with a given class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def elements(dom: str, css_class: str) -> list[dict[str, str | None]]:
+    parser = Elements()
+    parser.feed(dom)
+    return [a for _, a in parser.found if css_class in (a.get("class") or "").split()]
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A real MMLU-Pro demo run (baseline agent, one broken category) and its report written by the plugin."""
+    work = tmp_path_factory.mktemp("demo")
+    (work / "conftest.py").write_text(
+        "def pytest_benchflow_task_environment(bench, task_id, env):\n"
+        "    if task_id == 'law':\n        env['INTELLIGENCE_URL'] = 'http://127.0.0.1:9'\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--benchflow=mmlu_pro",
+            "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent",
+            "--benchflow-html=report.html",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCHFLOW_RETRIES": "0"},
+        check=False,
+    )
+    (summary,) = work.glob(".benchflow/*/summary.json")
+    return work / "report.html", json.loads(summary.read_text())
+
+
+def test_chart_and_table_render_with_the_right_numbers(
+    demo_report: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    page, summary = demo_report
+    text = page.read_text()
+    # Nothing is fetched when it is viewed: no external scripts, styles, fonts or images.
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
+    assert "<link" not in text and "@import" not in text and "url(" not in text
+    dom = browse(page)
+    bench = summary["benches"]["mmlu_pro"]
+    bars = {row["data-label"]: row for row in elements(dom, "row")}
+    expected = {k: v for k, v in bench["breakdown"].items() if v["total"]}
+    assert set(bars) == set(expected) and "overall" in bars
+    for label, row in expected.items():
+        low, high = wilson_interval(row["correct"], row["total"])
+        assert float(bars[label]["data-value"] or 0) == pytest.approx(row["correct"] / row["total"], abs=1e-4)
+        assert (float(bars[label]["data-low"] or 0), float(bars[label]["data-high"] or 0)) == pytest.approx(
+            (low, high), abs=1e-4
+        )
+    rows = elements(dom, "task")
+    assert len(rows) == 14 and "showing 14 of 14 tasks" in dom
+    assert {r["data-outcome"] for r in rows} == {"passed", "failed", "error"}
+    assert f"{100 * bench['resolution_rate']:.1f}%" in dom
+
+
+def test_filter_sort_and_details_in_the_browser(demo_report: tuple[Path, dict[str, Any]]) -> None:
+    page, summary = demo_report
+    failed = sum(1 for t in summary["tasks"] if t["outcome"] == "failed")
+    dom = browse(page, fragment="#outcome=failed")
+    assert {r["data-outcome"] for r in elements(dom, "task")} == {"failed"} and f"showing {failed} of 14" in dom
+    opened = browse(page, fragment="#outcome=error&open=1")
+    assert "cannot connect to the agent at http://127.0.0.1:9/response" in opened  # the error's reason, one click away
+    by_duration = browse(page, fragment="#sort=duration&order=desc")
+    durations = [t["duration"] for t in sorted(summary["tasks"], key=lambda t: -t["duration"])]
+    first = elements(by_duration, "task")[0]
+    assert summary["tasks"][int(first["data-index"] or 0)]["duration"] == durations[0]
+
+
+def test_screenshot(demo_report: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    page, _ = demo_report
+    shot = tmp_path / "report.png"
+    browse(page, screenshot=shot)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("BENCHFLOW_UPDATE_SCREENSHOTS") == "1":
+        shutil.copy(shot, DOCS / "report.png")
+
+
+def test_twelve_thousand_tasks_render(tmp_path: Path) -> None:
+    writer = ResultsWriter(tmp_path, {"run_id": "big"})
+    for i in range(12032):
+        outcome = ("passed", "failed", "error")[i % 3]
+        writer.add(
+            {
+                "bench": "mmlu_pro",
+                "task_id": f"law/{i}",
+                "outcome": outcome,
+                "metrics": {"correct": int(outcome == "passed")},
+                "duration": 0.01,
+                "reason": None if outcome == "passed" else outcome,
+                "details": "x" * 200,
+            }
+        )
+    writer.finish(exit_status=1, interrupted=False, bench_info={"mmlu_pro": {}}, breakdown=lambda n, r: None)
+    page = tmp_path / "big.html"
+    page.write_text(render_html(load_run(tmp_path)))
+    dom = browse(page, fragment="#outcome=error")
+    assert "showing 4010 of 12032 tasks" in dom and len(elements(dom, "task")) == 4010
