@@ -98,32 +98,58 @@ def median_rate(runs: dict[str, list[float]]) -> dict[str, float]:
 def bench_client() -> None:
     print("\n1. client cost per call (sequential calls to an instant local agent, calls/s)")
     n = 2000
-    pythons = {"plain requests.Session": PY, "pytest-benchflow BenchClient": PY, "benchflow 0.1.13 BenchClient": str(legacy_python())}
-    modes = {"plain requests.Session": "plain", "pytest-benchflow BenchClient": "ours", "benchflow 0.1.13 BenchClient": "legacy"}
+    pythons = {
+        "plain requests.Session": PY,
+        "pytest-benchflow BenchClient": PY,
+        "benchflow 0.1.13 BenchClient": str(legacy_python()),
+    }
+    modes = {
+        "plain requests.Session": "plain",
+        "pytest-benchflow BenchClient": "ours",
+        "benchflow 0.1.13 BenchClient": "legacy",
+    }
     rates: dict[str, list[float]] = {k: [] for k in modes}
     argv, port = ours()
     with serve(argv, port) as url:
         for _ in range(ROUNDS):
             for name in random.sample(list(modes), len(modes)):
-                out = subprocess.run([pythons[name], str(HERE / "client_loop.py"), modes[name], url, str(n)],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [pythons[name], str(HERE / "client_loop.py"), modes[name], url, str(n)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 rates[name].append(n / float(out.stdout.strip().splitlines()[-1]))
     med = median_rate(rates)
     for name, rate in med.items():
         row(name, f"{rate:,.0f}/s")
-    row("ours / plain loop (goal >= 0.95)", f"{med['pytest-benchflow BenchClient'] / med['plain requests.Session']:.2f}x")
-    row("ours / 0.1.13 client (goal >= 1.25)", f"{med['pytest-benchflow BenchClient'] / med['benchflow 0.1.13 BenchClient']:.2f}x")
+    row(
+        "ours / plain loop (goal >= 0.95)",
+        f"{med['pytest-benchflow BenchClient'] / med['plain requests.Session']:.2f}x",
+    )
+    row(
+        "ours / 0.1.13 client (goal >= 1.25)",
+        f"{med['pytest-benchflow BenchClient'] / med['benchflow 0.1.13 BenchClient']:.2f}x",
+    )
 
 
 # 2 -------------------------------------------------------------------------------------------
-WRK_SCRIPT = 'wrk.method = "POST"\nwrk.body = \'{"prompt": "p", "input_text": "q"}\'\nwrk.headers["Content-Type"] = "application/json"\n'
+WRK_SCRIPT = (
+    'wrk.method = "POST"\n'
+    'wrk.body = \'{"prompt": "p", "input_text": "q"}\'\n'
+    'wrk.headers["Content-Type"] = "application/json"\n'
+)
 
 
 def wrk(url: str, connections: int, seconds: int = 4) -> float:
     script = Path(tempfile.gettempdir()) / "benchflow_wrk.lua"
     script.write_text(WRK_SCRIPT)
-    out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/response"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url + "/response"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed responses")
@@ -135,8 +161,11 @@ def bench_server() -> None:
     if not shutil.which("wrk"):
         row("skipped: wrk not installed (apt-get install wrk)", "")
         return
-    cases = [("trivial call_api, 1 connection", None, 1), ("trivial call_api, 32 connections", None, 32),
-             ("call_api sleeping 20 ms, 32 connections", 0.02, 32)]
+    cases = [
+        ("trivial call_api, 1 connection", None, 1),
+        ("trivial call_api, 32 connections", None, 32),
+        ("call_api sleeping 20 ms, 32 connections", 0.02, 32),
+    ]
     for label, latency, connections in cases:
         rates: dict[str, list[float]] = {"ours": [], "0.1.13 FastAPI": []}
         servers = {"ours": ours("slow" if latency else "instant", latency or 0.0), "0.1.13 FastAPI": legacy(latency)}
@@ -146,7 +175,11 @@ def bench_server() -> None:
                 for _ in range(ROUNDS if latency is None else 2):
                     rates[name].append(wrk(url, connections, 3))
         med = median_rate(rates)
-        row(label, f"{med['ours']:,.0f} vs {med['0.1.13 FastAPI']:,.0f}", f"ours/0.1.13 = {med['ours'] / med['0.1.13 FastAPI']:.2f}x")
+        row(
+            label,
+            f"{med['ours']:,.0f} vs {med['0.1.13 FastAPI']:,.0f}",
+            f"ours/0.1.13 = {med['ours'] / med['0.1.13 FastAPI']:.2f}x",
+        )
         if latency:
             row("  ours vs ideal concurrent throughput (32 / 20 ms = 1600/s)", f"{med['ours'] / 1600:.2f}")
 
@@ -155,12 +188,33 @@ def bench_server() -> None:
 def synthetic_questions(n: int, categories: int = 14, seed: int = 0) -> list[dict[str, Any]]:
     """MMLU-Pro-schema questions; every answer is A, so an agent answering (A) resolves all."""
     rnd = random.Random(seed)
-    names = ["biology", "business", "chemistry", "computer science", "economics", "engineering", "health",
-             "history", "law", "math", "other", "philosophy", "physics", "psychology"][:categories]
+    names = [
+        "biology",
+        "business",
+        "chemistry",
+        "computer science",
+        "economics",
+        "engineering",
+        "health",
+        "history",
+        "law",
+        "math",
+        "other",
+        "philosophy",
+        "physics",
+        "psychology",
+    ][:categories]
     return [
-        {"question_id": i, "question": f"Synthetic question {i} " + "x" * rnd.randint(50, 400),
-         "options": [f"option {j}" for j in range(10)], "answer": "A", "answer_index": 0, "cot_content": "",
-         "category": names[i % categories], "src": "synthetic"}
+        {
+            "question_id": i,
+            "question": f"Synthetic question {i} " + "x" * rnd.randint(50, 400),
+            "options": [f"option {j}" for j in range(10)],
+            "answer": "A",
+            "answer_index": 0,
+            "cot_content": "",
+            "category": names[i % categories],
+            "src": "synthetic",
+        }
         for i in range(n)
     ]
 
@@ -188,14 +242,25 @@ def bench_concurrency() -> None:
             batch = calls / (time.perf_counter() - started) / (c / 0.1)
             data = Path(tmp) / f"q{c}.json"
             data.write_text(json.dumps(synthetic_questions(calls, categories=1)))
-            env = TaskEnvironment({"INTELLIGENCE_URL": url, "TEST_START_ID": "biology", "BENCHFLOW_RESULTS_DIR": str(Path(tmp) / f"r{c}"),
-                   "DATA_FILE": str(data), "NUM_SHOTS": "0", "MAX_CONCURRENCY": str(c)})
+            env = TaskEnvironment(
+                {
+                    "INTELLIGENCE_URL": url,
+                    "TEST_START_ID": "biology",
+                    "BENCHFLOW_RESULTS_DIR": str(Path(tmp) / f"r{c}"),
+                    "DATA_FILE": str(data),
+                    "NUM_SHOTS": "0",
+                    "MAX_CONCURRENCY": str(c),
+                }
+            )
             env.progress_callback = lambda done, total: None
             started = time.perf_counter()
             evaluate(env)
             e2e = calls / (time.perf_counter() - started) / (c / 0.1)
-            row(f"max_concurrency {c:>3} ({calls} calls): client batch / MMLU-Pro task", f"{batch:.2f} / {e2e:.2f}",
-                "goal >= 0.9 up to 64")
+            row(
+                f"max_concurrency {c:>3} ({calls} calls): client batch / MMLU-Pro task",
+                f"{batch:.2f} / {e2e:.2f}",
+                "goal >= 0.9 up to 64",
+            )
 
 
 # 4 + 6 ---------------------------------------------------------------------------------------
@@ -207,7 +272,8 @@ QUESTIONS = json.load(open(os.environ["DATA_FILE"]))
 
 @pytest.mark.parametrize("q", QUESTIONS, ids=[f"{q['category']}/{q['question_id']}" for q in QUESTIONS])
 def test_question(q):
-    body = {"prompt": "", "input_text": q["question"], "question": {k: q[k] for k in ("question_id", "question", "options")}}
+    question = {k: q[k] for k in ("question_id", "question", "options")}
+    body = {"prompt": "", "input_text": q["question"], "question": question}
     answer = SESSION.post(URL, json=body).json()
     assert "answer is (A)" in answer
 """
@@ -225,7 +291,9 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
 
 
 def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
-    print("\n4. pytest at benchmark scale: per-question MMLU-Pro items vs a plain parametrized test (zero-latency agent)")
+    print(
+        "\n4. pytest at benchmark scale: per-question MMLU-Pro items vs a plain parametrized test (zero-latency agent)"
+    )
     argv, port = ours()
     with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -237,8 +305,18 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
             data = tmp / f"data{n}.json"
             data.write_text(json.dumps(synthetic_questions(n)))
             env["DATA_FILE"] = str(data)
-            bench = [PY, "-m", "pytest", "--benchflow=mmlu_pro", f"--agent-url={url}", "--benchflow-arg=TASK_UNIT=question",
-                     f"--benchflow-arg=DATA_FILE={data}", "--benchflow-arg=NUM_SHOTS=0", f"--benchflow-output={tmp}/out", *quiet]
+            bench = [
+                PY,
+                "-m",
+                "pytest",
+                "--benchflow=mmlu_pro",
+                f"--agent-url={url}",
+                "--benchflow-arg=TASK_UNIT=question",
+                f"--benchflow-arg=DATA_FILE={data}",
+                "--benchflow-arg=NUM_SHOTS=0",
+                f"--benchflow-output={tmp}/out",
+                *quiet,
+            ]
             plain = [PY, "-m", "pytest", "test_plain.py", *quiet]
             variants = [("", []), (" --junitxml", ["--junitxml=j.xml"])] if n == sizes[-1] else [("", [])]
             if n == sizes[-1]:
@@ -252,12 +330,20 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
                 b_wall = statistics.median(w for w, _ in results["benchflow"])
                 p_mem = statistics.median(m for _, m in results["plain"])
                 b_mem = statistics.median(m for _, m in results["benchflow"])
-                row(f"{n:>6} tasks{label}: wall {b_wall:.1f}s vs {p_wall:.1f}s", f"{b_wall / p_wall:.2f}x", "goal <= 1.3x")
+                row(
+                    f"{n:>6} tasks{label}: wall {b_wall:.1f}s vs {p_wall:.1f}s",
+                    f"{b_wall / p_wall:.2f}x",
+                    "goal <= 1.3x",
+                )
                 row(f"{'':>6}       peak RSS {b_mem:.0f} vs {p_mem:.0f} MiB", f"{b_mem / p_mem:.2f}x", "goal <= 1.5x")
                 if n == sizes[-1] and not label:
                     collect = statistics.median(timed([*bench, "--collect-only"], tmp, env)[0] for _ in range(3))
                     plain_collect = statistics.median(timed([*plain, "--collect-only"], tmp, env)[0] for _ in range(3))
-                    row(f"{'':>6}       collection (whole process) {collect:.2f}s vs {plain_collect:.2f}s", f"{collect:.2f}s", "goal <= 2 s")
+                    row(
+                        f"{'':>6}       collection (whole process) {collect:.2f}s vs {plain_collect:.2f}s",
+                        f"{collect:.2f}s",
+                        "goal <= 2 s",
+                    )
 
 
 # 5 -------------------------------------------------------------------------------------------
@@ -267,7 +353,7 @@ def bench_docker() -> None:
         import docker
 
         docker.from_env().images.get("benchflow/mmlu-pro:0.2")
-    except Exception as e:  # noqa: BLE001 - any reason means: cannot run here
+    except Exception as e:
         row(f"skipped: {type(e).__name__} (needs an engine and scripts/build-images.sh)", "")
         return
     sys.path.insert(0, str(ROOT))
@@ -282,11 +368,20 @@ def bench_docker() -> None:
     with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp:
         times: dict[str, list[float]] = {"runner": [], "bare": []}
         for i in range(max(ROUNDS, 8)):
-            spec = TaskSpec(bench_name="mmlu_pro", task_id="law", agent_url=url, args=ResolvedArgs(), task_dir=Path(tmp) / str(i))
+            spec = TaskSpec(
+                bench_name="mmlu_pro", task_id="law", agent_url=url, args=ResolvedArgs(), task_dir=Path(tmp) / str(i)
+            )
             env = prepare_task(spec)
             bare_env = runner.container_environment(bench, env)
-            bare = ["docker", "run", "--rm", "--network", "host", *[a for k, v in bare_env.items() for a in ("-e", f"{k}={v}")],
-                    "benchflow/mmlu-pro:0.2"]
+            bare = [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                *[a for k, v in bare_env.items() for a in ("-e", f"{k}={v}")],
+                "benchflow/mmlu-pro:0.2",
+            ]
             for name in random.sample(["runner", "bare"], 2):
                 started = time.perf_counter()
                 if name == "runner":
@@ -295,11 +390,19 @@ def bench_docker() -> None:
                     subprocess.run(bare, check=True, stdout=subprocess.DEVNULL)
                 times[name].append(time.perf_counter() - started)
         r, b = statistics.median(times["runner"]), statistics.median(times["bare"])
-        row(f"per task: DockerRunner {r * 1000:.0f} ms vs docker run --rm {b * 1000:.0f} ms", f"{r / b:.2f}x", "goal <= 1.15x")
+        row(
+            f"per task: DockerRunner {r * 1000:.0f} ms vs docker run --rm {b * 1000:.0f} ms",
+            f"{r / b:.2f}x",
+            "goal <= 1.15x",
+        )
 
 
 SECTIONS: dict[str, Callable[[], None]] = {
-    "client": bench_client, "server": bench_server, "concurrency": bench_concurrency, "scale": bench_scale, "docker": bench_docker,
+    "client": bench_client,
+    "server": bench_server,
+    "concurrency": bench_concurrency,
+    "scale": bench_scale,
+    "docker": bench_docker,
 }
 
 
@@ -307,8 +410,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=[])
     chosen = parser.parse_args().sections or list(SECTIONS)
-    print(f"pytest-benchflow benchmarks on {platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{platform.platform()}; medians of {ROUNDS} rounds")
+    print(
+        f"pytest-benchflow benchmarks on {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, "
+        f"{platform.platform()}; medians of {ROUNDS} rounds"
+    )
     for name in chosen:
         SECTIONS[name]()
 
