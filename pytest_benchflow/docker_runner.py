@@ -73,7 +73,7 @@ class DockerRunner:
 
     def __init__(self, run_id: str, pull: str = "missing", limits: DockerLimits | None = None) -> None:
         if pull not in ("never", "missing", "always"):
-            raise pytest.UsageError(f"--benchflow-pull {pull!r}: choose never, missing or always")
+            raise ValueError(f"pull policy {pull!r}: choose never, missing or always")
         self.run_id = run_id
         self.pull = pull
         self.limits = limits or DockerLimits()

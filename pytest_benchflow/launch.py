@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .agent import AgentServer, BaseAgent
-from .loader import _import_file
+from .loader import import_file
 from .secrets import public_url
 
 __all__ = ["AgentLaunchError", "AgentProcess", "check_agent", "check_url", "serve_agent_class"]
@@ -58,7 +58,7 @@ def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:
     if not sep or not module_ref or not attr:
         raise AgentLaunchError(f"--agent {ref!r}: expected module:Class or path/file.py:Class")
     try:
-        module = _import_file(Path(module_ref)) if module_ref.endswith(".py") else importlib.import_module(module_ref)
+        module = import_file(Path(module_ref)) if module_ref.endswith(".py") else importlib.import_module(module_ref)
     except Exception as e:
         raise AgentLaunchError(f"--agent {ref!r}: cannot import {module_ref}: {type(e).__name__}: {e}") from e
     cls = getattr(module, attr, None)

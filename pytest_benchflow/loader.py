@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .bench import BaseBench
 
-__all__ = ["ENTRY_POINT_GROUP", "BenchLoadError", "installed_benchmarks", "load_bench_class"]
+__all__ = ["ENTRY_POINT_GROUP", "BenchLoadError", "import_file", "installed_benchmarks", "load_bench_class"]
 
 #: Installed benchmark packages register their BaseBench classes under this group.
 ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"
@@ -26,7 +26,8 @@ def installed_benchmarks() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _import_file(path: Path) -> object:
+def import_file(path: Path) -> object:
+    """The module in ``path``, imported once per process under a name derived from the path."""
     name = f"benchflow_bench_{abs(hash(path.resolve()))}"
     if name in sys.modules:
         return sys.modules[name]
@@ -61,7 +62,7 @@ def load_bench_class(ref: str, rootdir: Path | None = None) -> type[BaseBench]:
                 path = rootdir / path
             if not path.exists():
                 raise BenchLoadError(f"benchmark file not found: {module_ref}")
-            module = _import_file(path)
+            module = import_file(path)
         else:
             module = importlib.import_module(module_ref)
     except BenchLoadError:

@@ -363,3 +363,57 @@ def test_image_using_published_benchflow_client_runs_unchanged(
     )
     monkeypatch.setenv("TOY_TASKS", '["one", "two"]')
     docker_toy.runpytest("--benchflow=legacy.py:Legacy", "--agent=docker_toy:Upper").assert_outcomes(passed=2)
+
+
+class EngineOverTCP:
+    """The local engine's API re-served on a loopback TCP port: DOCKER_HOST=tcp://… as for a remote engine."""
+
+    def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
+        import socket
+        import threading
+
+        self.socket_path = socket_path
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+
+def test_engine_named_by_docker_host_and_progress(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine()  # skip or fail as configured before touching the socket
+    proxy = EngineOverTCP()
+    monkeypatch.setenv("DOCKER_HOST", proxy.url)
+    monkeypatch.setenv("TOY_TASKS", '["alpha", "beta"]')
+    result = docker_toy.runpytest_subprocess(*ARGS, "--benchflow-progress=always")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["DockerToy alpha: 1/1, *"])  # the container's progress line, shown live
+    run_dir = run_dir_of(docker_toy)
+    assert (run_dir / "DockerToy" / "beta" / "logs" / "trace.txt").read_text() == "trace of beta"
+    proxy.listener.close()

@@ -80,3 +80,18 @@ def test_secret_reaches_bench_but_no_report(toy: pytest.Pytester) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["benches"]["ToyBench"]["args"]["TOY_API_KEY"] == "***"
     assert "TOY_API_KEY=***" in summary["argv"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--benchflow-runner=podman", "ERROR: --benchflow-runner 'podman': choose local or docker"),
+        ("--benchflow-timeout=soon", "ERROR: --benchflow-timeout 'soon' is not a number"),
+        ("--benchflow-limit=0", "ERROR: --benchflow-limit must be positive, got 0"),
+        ("--benchflow-pull=sometimes", "ERROR: --benchflow-pull 'sometimes': choose never, missing or always"),
+    ],
+)
+def test_bad_option_values(toy: pytest.Pytester, option: str, message: str) -> None:
+    result = toy.runpytest(*TOY, option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
