@@ -1,6 +1,7 @@
 """pytest-benchflow's benchmarks: `python3 dev.py bench [section ...]` prints each figure as a ratio.
 
 Sections: client, server, concurrency, scale, docker (default: all that can run here).
+BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`.
 Every comparison runs its contenders side by side, alternating, in the same run; figures
 are medians over rounds.
 """
@@ -291,6 +292,7 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
 
 
 def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
+    sizes = tuple(int(n) for n in os.environ.get("BENCH_SCALE_SIZES", "").split(",") if n) or sizes
     print(
         "\n4. pytest at benchmark scale: per-question MMLU-Pro items vs a plain parametrized test (zero-latency agent)"
     )
@@ -326,6 +328,9 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
                 for _ in range(3 if n == sizes[-1] else ROUNDS):
                     for name, command in random.sample([("plain", plain), ("benchflow", bench)], 2):
                         results[name].append(timed([*command, *extra], tmp, env))
+                        # Each run starts from an empty output directory, as a user's would:
+                        # 12,032 task directories per round would otherwise pile up and slow the disk.
+                        shutil.rmtree(tmp / "out", ignore_errors=True)
                 p_wall = statistics.median(w for w, _ in results["plain"])
                 b_wall = statistics.median(w for w, _ in results["benchflow"])
                 p_mem = statistics.median(m for _, m in results["plain"])
