@@ -374,7 +374,12 @@ def bench_docker() -> None:
         times: dict[str, list[float]] = {"runner": [], "bare": []}
         for i in range(max(ROUNDS, 8)):
             spec = TaskSpec(
-                bench_name="mmlu_pro", task_id="law", agent_url=url, args=ResolvedArgs(), task_dir=Path(tmp) / str(i)
+                bench_name="mmlu_pro",
+                task_id="law",
+                agent_url=url,
+                args=ResolvedArgs(),
+                results_dir=Path(tmp) / str(i) / "results",
+                log_dir=Path(tmp) / str(i) / "logs",
             )
             env = prepare_task(spec)
             bare_env = runner.container_environment(bench, env)

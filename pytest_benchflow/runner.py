@@ -24,18 +24,12 @@ class TaskSpec:
     task_id: str
     agent_url: str
     args: ResolvedArgs
-    task_dir: Path
+    results_dir: Path
+    log_dir: Path
     split: str = "test"
     timeout: float | None = None
     progress: ProgressCallback | None = None
     labels: dict[str, str] = field(default_factory=dict)
-
-    results_dir: Path = field(init=False)
-    log_dir: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.results_dir = self.task_dir / "results"
-        self.log_dir = self.task_dir / "logs"
 
 
 class Runner(Protocol):
@@ -50,9 +44,11 @@ def _ignore_progress(done: int, total: int) -> None:
 
 def prepare_task(spec: TaskSpec) -> TaskEnvironment:
     """Create the task's directories and build its environment."""
-    for directory in (spec.task_dir, spec.results_dir, spec.log_dir):
+    for directory in (spec.results_dir, spec.log_dir):
         try:
-            os.mkdir(directory)  # the common case, one system call each
+            os.mkdir(
+                directory
+            )  # the common case: one system call (creating directories is most of a small task's cost)
         except FileNotFoundError:
             os.makedirs(directory, exist_ok=True)
         except FileExistsError:

@@ -106,7 +106,8 @@ class BenchflowRun:
                 task_id=item.task_id,
                 agent_url=self.agent_url,
                 args=args,
-                task_dir=self.run_dir / ctx.name / item.name,
+                results_dir=self.run_dir / ctx.name / "results" / item.name,
+                log_dir=self.run_dir / ctx.name / "logs" / item.name,
                 split=self.split,
                 timeout=self.timeout,
                 progress=self.progress(ctx.name, item.task_id),
@@ -139,7 +140,8 @@ class BenchflowRun:
             "metrics": result.metrics if result else {},
             "duration": round(item.duration or 0.0, 6),
             "reason": self.redact(reason) if reason else None,
-            "task_dir": f"{item.bench_name}/{item.name}",
+            "results_dir": f"{item.bench_name}/results/{item.name}",
+            "log_dir": f"{item.bench_name}/logs/{item.name}",
             "finished_at": time.time(),
         }
         if details:

@@ -132,10 +132,10 @@ def test_task_in_container_with_results_logs_and_secret(
     result = docker_toy.runpytest(*ARGS, f"--benchflow-arg=TOY_TOKEN={secret}", "--junitxml=j.xml", "-rA")
     result.assert_outcomes(passed=2)
     run_dir = run_dir_of(docker_toy)
-    task = run_dir / "DockerToy" / "alpha"
-    assert json.loads((task / "results" / "result.json").read_text())["token_seen"] is True
-    assert (task / "logs" / "trace.txt").read_text() == "trace of alpha"
-    stdout = (task / "logs" / "container.stdout.log").read_text()
+    results, logs = run_dir / "DockerToy" / "results" / "alpha", run_dir / "DockerToy" / "logs" / "alpha"
+    assert json.loads((results / "result.json").read_text())["token_seen"] is True
+    assert (logs / "trace.txt").read_text() == "trace of alpha"
+    stdout = (logs / "container.stdout.log").read_text()
     for name in (
         "INTELLIGENCE_URL",
         "TEST_START_ID",
@@ -169,7 +169,7 @@ def test_faults_are_errors_with_reasons(
     if task == "exit1":
         result.stdout.fnmatch_lines(["last lines of the container's output:", "fatal: something broke"])
     run_dir = run_dir_of(docker_toy)
-    assert not (run_dir / "DockerToy" / task / "results" / "etc").exists()
+    assert not (run_dir / "DockerToy" / "results" / task / "etc").exists()
     assert leftover(run_dir) == []
 
 
@@ -186,7 +186,7 @@ def test_timeout_kills_and_removes(docker_toy: pytest.Pytester, monkeypatch: pyt
 def test_ten_thousand_small_files(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOY_TASKS", '["manyfiles"]')
     docker_toy.runpytest(*ARGS).assert_outcomes(passed=1)
-    assert len(list((run_dir_of(docker_toy) / "DockerToy" / "manyfiles" / "results").iterdir())) == 10001
+    assert len(list((run_dir_of(docker_toy) / "DockerToy" / "results" / "manyfiles").iterdir())) == 10001
 
 
 def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -415,5 +415,5 @@ def test_engine_named_by_docker_host_and_progress(docker_toy: pytest.Pytester, m
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["DockerToy alpha: 1/1, *"])  # the container's progress line, shown live
     run_dir = run_dir_of(docker_toy)
-    assert (run_dir / "DockerToy" / "beta" / "logs" / "trace.txt").read_text() == "trace of beta"
+    assert (run_dir / "DockerToy" / "logs" / "beta" / "trace.txt").read_text() == "trace of beta"
     proxy.listener.close()

@@ -97,7 +97,7 @@ def test_replay_reproduces_published_scores(replay: pytest.Pytester) -> None:
     for category, (corr, total) in PUBLISHED.items():
         assert (breakdown[category]["correct"], breakdown[category]["total"]) == (corr, total)
     assert breakdown["overall"]["correct"] == 588
-    results = next(replay.path.glob(".benchflow/*/mmlu_pro/history/results"))
+    results = next(replay.path.glob(".benchflow/*/mmlu_pro/results/history"))
     written = json.loads((results / "history_summary.json").read_text())
     assert (written["history"]["corr"], written["history"]["wrong"]) == (267.0, 114.0)
     published = {r["question_id"]: r["pred"] for r in json.loads(HISTORY.read_text())}

@@ -30,7 +30,8 @@ def test_jsonl_and_summary(toy: pytest.Pytester) -> None:
     ]
     assert records[2]["reason"] == "task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom"
     assert all(r["schema_version"] == SCHEMA_VERSION and r["duration"] >= 0 for r in records)
-    assert (directory / records[0]["task_dir"] / "results" / "answer.json").exists()
+    assert (directory / records[0]["results_dir"] / "answer.json").exists()
+    assert (directory / records[0]["log_dir"]).is_dir()
     summary = json.loads((directory / "summary.json").read_text())
     bench = summary["benches"]["ToyBench"]
     assert (bench["tasks"], bench["resolved"], bench["failed"], bench["errors"]) == (3, 1, 1, 1)

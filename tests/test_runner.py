@@ -71,7 +71,8 @@ def spec(tmp_path: Path, task_id: str = "t1", **kw: Any) -> TaskSpec:
         task_id=task_id,
         agent_url="http://127.0.0.1:9",
         args=ResolvedArgs({"API_KEY": "sk-123456", "N": "3"}, ["API_KEY"]),
-        task_dir=tmp_path / task_id,
+        results_dir=tmp_path / task_id / "results",
+        log_dir=tmp_path / task_id / "logs",
         **kw,
     )
 
