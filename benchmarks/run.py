@@ -1,7 +1,8 @@
 """pytest-benchflow's benchmarks: `python3 dev.py bench [section ...]` prints each figure as a ratio.
 
 Sections: client, server, concurrency, scale, docker (default: all that can run here).
-BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`.
+BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`;
+BENCH_OUTPUT the results directory of `scale` (default: a temporary directory on disk).
 Every comparison runs its contenders side by side, alternating, in the same run; figures
 are medians over rounds.
 """
@@ -307,6 +308,9 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
             data = tmp / f"data{n}.json"
             data.write_text(json.dumps(synthetic_questions(n)))
             env["DATA_FILE"] = str(data)
+            output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
+            # BENCH_OUTPUT=/dev/shm/x puts the results on tmpfs, separating the harness from the disk.
+            output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
             bench = [
                 PY,
                 "-m",
@@ -316,7 +320,7 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
                 "--benchflow-arg=TASK_UNIT=question",
                 f"--benchflow-arg=DATA_FILE={data}",
                 "--benchflow-arg=NUM_SHOTS=0",
-                f"--benchflow-output={tmp}/out",
+                f"--benchflow-output={output}",
                 *quiet,
             ]
             plain = [PY, "-m", "pytest", "test_plain.py", *quiet]
@@ -330,7 +334,7 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
                         results[name].append(timed([*command, *extra], tmp, env))
                         # Each run starts from an empty output directory, as a user's would:
                         # 12,032 task directories per round would otherwise pile up and slow the disk.
-                        shutil.rmtree(tmp / "out", ignore_errors=True)
+                        shutil.rmtree(output, ignore_errors=True)
                 p_wall = statistics.median(w for w, _ in results["plain"])
                 b_wall = statistics.median(w for w, _ in results["benchflow"])
                 p_mem = statistics.median(m for _, m in results["plain"])

@@ -46,9 +46,8 @@ def prepare_task(spec: TaskSpec) -> TaskEnvironment:
     """Create the task's directories and build its environment."""
     for directory in (spec.results_dir, spec.log_dir):
         try:
-            os.mkdir(
-                directory
-            )  # the common case: one system call (creating directories is most of a small task's cost)
+            # The common case, one system call: on a slow disk, creating entries dominates a small task.
+            os.mkdir(directory)
         except FileNotFoundError:
             os.makedirs(directory, exist_ok=True)
         except FileExistsError:
