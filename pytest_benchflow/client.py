@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable
-from .secrets import public_url
+from .redaction import public_url
 
 __all__ = ["BenchClient", "ClientSettings"]
 

@@ -17,7 +17,7 @@ import requests
 
 from .agent import AgentServer, BaseAgent
 from .loader import import_file
-from .secrets import public_url
+from .redaction import public_url
 
 __all__ = ["AgentLaunchError", "AgentProcess", "check_agent", "check_url", "serve_agent_class"]
 

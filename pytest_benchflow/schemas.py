@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import ArgumentError, ResultError
-from .secrets import MASK, is_secret_name
+from .redaction import MASK, is_secret_name
 
 __all__ = ["BenchArgs", "BenchmarkResult", "MetricValue", "ResolvedArgs", "to_result"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets as _random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -16,15 +16,15 @@ from .bench import BaseBench
 from .environment import ProgressCallback
 from .errors import ArgumentError, BenchflowError, TaskError
 from .items import BenchItem
+from .redaction import public_url, redact
 from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
 from .schemas import BenchArgs, ResolvedArgs
-from .secrets import public_url, redact
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "new_run_id"]
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S") + "-" + _random.token_hex(3)
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Secret names, redaction and credential-free URLs."""
 
-from pytest_benchflow.secrets import is_secret_name, public_url, redact
+from pytest_benchflow.redaction import is_secret_name, public_url, redact
 
 
 def test_secret_words_any_case() -> None:
