@@ -246,13 +246,15 @@ def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     run = config.stash.get(RUN_KEY, None)
-    if run is None or is_worker(config):
+    # --collect-only runs nothing: no agent is started (a started command would outlive the session).
+    if run is None or is_worker(config) or config.option.collectonly:
         return
     _start_agent(config, run)
-    if config.option.collectonly:
-        return
     problem = check_agent(run.agent_url)
     if problem:
+        agent = config.stash.get(AGENT_KEY, None)
+        if agent is not None:
+            agent.stop()
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
     display = ProgressDisplay.create(config, option(config, "benchflow_progress"))
     if display is not None:
