@@ -240,3 +240,39 @@ def test_demo_runs_every_category_with_baseline(pytester: pytest.Pytester) -> No
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 14 and "errors" not in outcomes
     result.stdout.fnmatch_lines(["*biology*", "*psychology*", "*overall*42*"])
     assert (pytester.path / "j.xml").read_text().count("<testcase") == 14
+
+
+def test_hugging_face_loading_through_datasets(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``hf:`` goes through the datasets library: here a local dataset directory, offline."""
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("REPLAY_FILE", str(HISTORY))
+    records = json.loads(HISTORY.read_text())[:30]
+    fields = ("question_id", "question", "options", "answer", "answer_index", "cot_content", "category", "src")
+    dataset = tmp_path / "mmlu-pro"
+    dataset.mkdir()
+    (dataset / "test.jsonl").write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in records))
+    shot = dict(records[0], question_id=1, cot_content="A: Let's think step by step. The answer is (D).")
+    (dataset / "validation.jsonl").write_text(json.dumps({k: shot[k] for k in fields}) + "\n")
+    result = pytester.runpytest(
+        "--benchflow=mmlu_pro",
+        "--agent=example_bench.mmlu_pro.agents:ReplayAgent",
+        f"--benchflow-arg=DATA_FILE=hf:{dataset}",
+        f"--benchflow-arg=FEWSHOT_FILE=hf:{dataset}",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(failed=1)  # GPT-4o got 13 of these 30 right: below the 0.5 pass threshold
+    random.seed(12345)
+    expected = sum(
+        r["pred"] == r["answer"]
+        if r["pred"]
+        else (random.seed(12345) or random.randint(0, len(r["options"]) - 1) == r["answer_index"])
+        for r in records
+    )
+    (line,) = next(pytester.path.glob(".benchflow/*/results.jsonl")).read_text().splitlines()
+    assert json.loads(line)["metrics"]["correct"] == expected and json.loads(line)["metrics"]["total"] == 30

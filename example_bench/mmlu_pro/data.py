@@ -17,6 +17,7 @@ __all__ = [
     "by_category",
     "load_questions",
     "question_index",
+    "split_sources",
     "task_slug",
 ]
 
@@ -87,18 +88,28 @@ def _clean(record: Any, source: str) -> dict[str, Any]:
     return clean
 
 
+def split_sources(sources: str) -> list[str]:
+    """The paths and ``hf:NAME`` references of an ``os.pathsep``-joined list (``hf:`` survives the split)."""
+    parts, out = sources.split(os.pathsep), []
+    while parts:
+        part = parts.pop(0)
+        if part + ":" == HF_PREFIX and parts:
+            part = HF_PREFIX + parts.pop(0)
+        if part:
+            out.append(part)
+    return out
+
+
 def _versions(sources: str) -> tuple[float, ...]:
     return tuple(
         os.stat(s).st_mtime if not s.startswith(HF_PREFIX) and os.path.exists(s) else 0.0
-        for s in sources.split(os.pathsep)
+        for s in split_sources(sources)
     )
 
 
 @lru_cache(maxsize=4)
 def _load(sources: str, split: str, versions: tuple[float, ...]) -> tuple[dict[str, Any], ...]:
-    records = tuple(
-        _clean(r, source) for source in filter(None, sources.split(os.pathsep)) for r in _read_records(source, split)
-    )
+    records = tuple(_clean(r, source) for source in split_sources(sources) for r in _read_records(source, split))
     if not records:
         raise DataError(f"no MMLU-Pro questions in {sources!r}")
     return records
