@@ -77,3 +77,11 @@ def test_last_failed_reruns_only_unresolved_and_errored(toy: pytest.Pytester) ->
     rerun = toy.runpytest(*TOY, "-p", "cacheprovider", "--lf", "-v")
     rerun.assert_outcomes(failed=1, errors=1)
     assert "::good" not in rerun.stdout.str().split("benchflow summary")[0].replace("deselected", "")
+
+
+def test_failed_first_runs_unresolved_and_errored_before_the_rest(toy: pytest.Pytester) -> None:
+    toy.runpytest(*TOY, "-p", "cacheprovider")
+    rerun = toy.runpytest(*TOY, "-p", "cacheprovider", "--ff", "-v")
+    rerun.assert_outcomes(passed=1, failed=1, errors=1)
+    order = [line.split()[0] for line in rerun.outlines if line.startswith("benchflow:ToyBench::")]
+    assert order[-1] == "benchflow:ToyBench::good" and len(order) == 3
