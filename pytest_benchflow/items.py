@@ -28,11 +28,15 @@ _MAX_PLAIN = 80
 def item_name(task_id: str) -> str:
     """A node-id-safe name for ``task_id``: the id itself when plain, else a cleaned prefix and a hash.
 
-    Deterministic, so node ids are the same in every run and on every xdist worker.
+    Deterministic, so node ids are the same in every run and on every xdist worker. The name
+    is also the task's directory below its bench's, so ``..``, ``.`` and empty path segments
+    (which would leave that directory) never count as plain.
     """
-    if len(task_id) <= _MAX_PLAIN and _PLAIN.fullmatch(task_id):
+    segments = task_id.split("/")
+    if len(task_id) <= _MAX_PLAIN and _PLAIN.fullmatch(task_id) and not {"", ".", ".."} & set(segments):
         return task_id
-    cleaned = re.sub(r"[^\w.\-/@+=,]+", "_", task_id)[:48].strip("_")
+    # No "/" in a hashed name, and no leading dots: it is one directory, never a way out of one.
+    cleaned = re.sub(r"[^\w.\-@+=,]+", "_", task_id)[:48].strip("_.")
     digest = hashlib.sha1(task_id.encode()).hexdigest()[:10]
     return f"{cleaned}~{digest}" if cleaned else digest
 

@@ -18,7 +18,18 @@ def test_one_item_per_task_in_order(toy: pytest.Pytester, monkeypatch: pytest.Mo
 
 
 def test_awkward_task_ids_give_working_stable_node_ids(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    awkward = ["with space", "a/b/c", "x::y", "br[a]ckets", "ünïcødé", "L" * 300, "plain-id_1.2"]
+    awkward = [
+        "with space",
+        "a/b/c",
+        "x::y",
+        "br[a]ckets",
+        "ünïcødé",
+        "L" * 300,
+        "plain-id_1.2",
+        "../../escape",
+        "/abs",
+        "a//b",
+    ]
     monkeypatch.setenv("TOY_TASKS", json.dumps(awkward))
     first = toy.runpytest(*TOY, "--collect-only", "-q").outlines
     second = toy.runpytest(*TOY, "--collect-only", "-q").outlines
@@ -34,6 +45,11 @@ def test_awkward_task_ids_give_working_stable_node_ids(toy: pytest.Pytester, mon
     for task_id in awkward:
         assert f'name="task_id" value="{task_id}"' in xml
     result.assert_outcomes(passed=len(awkward))
+    # Every task's directories stay inside the run directory.
+    (run_dir,) = (toy.path / ".benchflow").iterdir()
+    assert not (toy.path / "escape").exists() and not (run_dir / "escape").exists()
+    for record in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines()):
+        assert (run_dir / record["results_dir"]).resolve().is_relative_to(run_dir / "ToyBench" / "results")
 
 
 def test_without_paths_only_benchmark_items_run(toy: pytest.Pytester) -> None:

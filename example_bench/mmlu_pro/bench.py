@@ -12,13 +12,9 @@ from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult
 from pytest_benchflow.bench import Entrance
 
 from .data import by_category, load_questions, task_slug
-from .evaluate import evaluate, settings
+from .evaluate import DEFAULTS, evaluate, settings
 
-__all__ = ["DEFAULT_PASS_THRESHOLD", "MMLUProBench"]
-
-#: A category passes when its accuracy reaches this; chosen well above chance (10%) and
-#: below current frontier models (~70–85%), so a failed category means a real problem.
-DEFAULT_PASS_THRESHOLD = 0.5
+__all__ = ["MMLUProBench"]
 
 
 class MMLUProBench(BaseBench):
@@ -30,15 +26,7 @@ class MMLUProBench(BaseBench):
     def get_args(self, task_id: str | None) -> BenchArgs:
         return BenchArgs(
             {
-                "optional": {
-                    "DATA_FILE": "",
-                    "FEWSHOT_FILE": "",
-                    "NUM_SHOTS": 5,
-                    "SCORING": "official",
-                    "MAX_CONCURRENCY": 8,
-                    "TASK_UNIT": "category",
-                    "PASS_THRESHOLD": DEFAULT_PASS_THRESHOLD,
-                },
+                "optional": dict(DEFAULTS),
                 "choices": {"SCORING": ["official", "strict"], "TASK_UNIT": ["category", "question"]},
             }
         )
@@ -84,7 +72,7 @@ class MMLUProBench(BaseBench):
         else:
             total = data["total"]
             correct, n, unparsed = int(total["corr"]), int(total["corr"] + total["wrong"]), int(data.get("unparsed", 0))
-            threshold = float(self.args.get("PASS_THRESHOLD", DEFAULT_PASS_THRESHOLD))
+            threshold = settings(self.args)["pass_threshold"]
             resolved = n > 0 and correct / n >= threshold
             log = {"text": f"accuracy {correct / n if n else 0:.4f} ({correct}/{n}); pass threshold {threshold}"}
         acc = correct / n if n else 0.0
