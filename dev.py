@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -14,23 +15,36 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
+# What each command needs installed: the demo only the package, the tests and benchmarks also their tools.
+EXTRAS = {"demo": "", "test": "[test]", "bench": "[test]", "setup": "[test]"}
+# Images the container tests build on: the first one present is used (tests/images.py).
+BASE_IMAGES = ("benchflow/base:bookworm", "python:3.11-slim")
 
 
-def setup() -> None:
-    """Create the virtual environment and install the project with its test extras (skipped when current)."""
+def _quiet(command: list[str], what: str) -> None:
+    """Run ``command`` showing nothing unless it fails (pip's notices are not the user's business)."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        sys.exit(f"dev.py: {what} failed (output above)")
+
+
+def setup(extras: str) -> None:
+    """Create the virtual environment and install the project with ``extras`` (skipped when current)."""
     if sys.version_info < (3, 10):  # noqa: UP036 - this script may meet an older interpreter
         sys.exit(f"pytest-benchflow needs Python 3.10 or newer, this is {sys.version.split()[0]}")
-    stamp = VENV / ".installed"
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == wanted and PYTHON.exists():
+    # The test install is a superset of the demo's: either one serves the demo.
+    stamps = [VENV / ".installed[test]"] + ([VENV / ".installed"] if not extras else [])
+    if PYTHON.exists() and any(s.exists() and s.read_text() == wanted for s in stamps):
         return
     if not PYTHON.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing pytest-benchflow and its test dependencies into .venv ...", flush=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"], check=True)
-    stamp.write_text(wanted)
+    print(f"installing pytest-benchflow{extras} into .venv ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input"]
+    _quiet([*pip, "-e", f"{ROOT}{extras}"], "pip install")
+    stamps[0 if extras else -1].write_text(wanted)
 
 
 def demo(extra: list[str]) -> int:
@@ -59,8 +73,32 @@ def demo(extra: list[str]) -> int:
     return code
 
 
+def _engine_answers() -> bool:
+    probe = "import docker; docker.from_env(timeout=10).ping()"
+    return subprocess.run([str(PYTHON), "-c", probe], capture_output=True).returncode == 0
+
+
+def _has_image(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
+
+
+def ensure_images() -> None:
+    """Build the container tests' base image on first use, where a Docker engine answers."""
+    if not _engine_answers():
+        print("no Docker engine answers: the container tests will be skipped", flush=True)
+        return
+    if os.environ.get("BENCHFLOW_BASE_IMAGE") or any(map(_has_image, BASE_IMAGES)) or not shutil.which("docker"):
+        return
+    print("Docker engine found but no base image: building it with scripts/build-images.sh (once) ...", flush=True)
+    env = {**os.environ, "PYTHON": str(PYTHON)}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "build-images.sh")], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"image build failed, the container tests will be skipped:\n{done.stderr.strip()}", flush=True)
+
+
 def test(extra: list[str]) -> int:
     """The whole test suite (Docker tests skip without an engine unless BENCHFLOW_REQUIRE_DOCKER=1)."""
+    ensure_images()
     return subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *extra], cwd=ROOT).returncode
 
 
@@ -70,11 +108,11 @@ def bench(extra: list[str]) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "bench", "setup"):
+    if len(sys.argv) < 2 or sys.argv[1] not in EXTRAS:
         print(__doc__)
         return 2
-    setup()
     command, extra = sys.argv[1], sys.argv[2:]
+    setup(EXTRAS[command])
     return 0 if command == "setup" else {"demo": demo, "test": test, "bench": bench}[command](extra)
 
 

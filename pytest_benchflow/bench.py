@@ -40,6 +40,9 @@ class BaseBench(ABC):
     description: ClassVar[str] = ""
     #: The splits ``get_all_tasks`` accepts, shown by ``benchflow list``.
     splits: ClassVar[tuple[str, ...]] = ("test",)
+    #: The metrics the summary averages over tasks (a macro mean); None: every numeric metric.
+    #: Leave out bookkeeping figures (counts, totals, standard errors): their mean means nothing.
+    summary_metrics: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"benchflow.{type(self).__name__}")
@@ -100,7 +103,8 @@ class BaseBench(ABC):
         """Optional breakdown for the summary: rows of named figures, e.g. accuracy per category.
 
         ``tasks`` holds one ``{"task_id", "outcome", "metrics"}`` dict per finished task.
-        It runs in the process that writes the summary, after all tasks.
+        It runs in the process that writes the summary, after all tasks. A row named
+        ``overall`` is the pooled total of the others (a micro average); the terminal labels it so.
         """
         return None
 

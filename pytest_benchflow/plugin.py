@@ -9,12 +9,14 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+from argparse import SUPPRESS
+
 import pytest
 
 from . import hookspec
 from .bench import list_task_ids
 from .errors import BenchflowError
-from .items import BenchCollector, BenchItem, TaskBroken, TaskUnresolved
+from .items import BenchCollector, BenchItem, TaskBroken, TaskUnresolved, item_name
 from .launch import AgentLaunchError, AgentProcess, check_agent, check_url, serve_agent_class
 from .loader import BenchLoadError, load_bench_class
 from .progress import ProgressDisplay
@@ -23,6 +25,8 @@ from .results import ResultsWriter
 from .session import RUN_KEY, BenchContext, BenchflowRun, first_line, new_run_id
 
 AGENT_KEY = pytest.StashKey[Any]()
+#: Node ids of benchmark tasks start with this; given as arguments they select tasks.
+NODE_PREFIX = "benchflow:"
 
 # (option, ini type, default, help); every option is also an ini setting of the same name.
 _OPTIONS: list[tuple[str, str, Any, str]] = [
@@ -71,6 +75,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ),
     ]:
         parser.addini(name, help_text, type="string", default="")
+    group.addoption("--benchflow-select", action="append", dest="benchflow_select", default=[], help=SUPPRESS)
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    # A node id copied from pytest's output ("benchflow:mmlu_pro::biology") is not a path: pytest
+    # would answer "file or directory not found". Turn each one into a task selection instead.
+    positional = set(getattr(early_config.known_args_namespace, "file_or_dir", None) or [])
+    for i, arg in enumerate(args):
+        if arg.startswith(NODE_PREFIX) and arg in positional and (i == 0 or args[i - 1] != "--deselect"):
+            args[i] = f"--benchflow-select={arg}"
+
+
+def _selected_benches(config: pytest.Config) -> list[str]:
+    """Bench names of the node ids given as arguments (``benchflow:<bench>[::<task>]``)."""
+    names = [nodeid[len(NODE_PREFIX) :].partition("::")[0] for nodeid in config.getoption("benchflow_select")]
+    return list(dict.fromkeys(names))
 
 
 def option(config: pytest.Config, name: str) -> Any:
@@ -109,7 +129,7 @@ def is_worker(config: pytest.Config) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
-    names = option(config, "benchflow")
+    names = option(config, "benchflow") or _selected_benches(config)
     if not names:
         return
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
@@ -171,6 +191,12 @@ def _bench_contexts(config: pytest.Config, refs: list[str]) -> dict[str, BenchCo
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
         contexts[name] = ctx
+    stray = [n for n in _selected_benches(config) if n not in contexts]
+    if stray:
+        raise pytest.UsageError(
+            f"node id {NODE_PREFIX}{stray[0]}::… names a benchmark this session does not run "
+            f"(running: {', '.join(contexts)}); give --benchflow for it"
+        )
     unknown = sorted(set(cli_values) - declared)
     if unknown:
         raise pytest.UsageError(
@@ -291,6 +317,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if run is None:
         return
     bench_items: list[pytest.Item] = []
+    selected = set(config.getoption("benchflow_select"))
     for name, ctx in run.benches.items():
         try:
             task_ids = list_task_ids(ctx.bench, run.split)
@@ -298,12 +325,30 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             raise pytest.UsageError(f"{name}: {e}") from None
         if run.limit:
             task_ids = task_ids[: run.limit]
+        if selected:
+            task_ids = _select(name, task_ids, selected)
         collector = BenchCollector.from_parent(
             session, name=f"benchflow:{name}", nodeid=f"benchflow:{name}", bench_name=name, task_ids=task_ids
         )
         # genitems reports the collector like any other, so "collected N items" counts the tasks.
         bench_items.extend(session.genitems(collector))
     items[:0] = bench_items
+
+
+def _select(bench: str, task_ids: list[str], selected: set[str]) -> list[str]:
+    """The tasks of ``bench`` that the node ids given as arguments name (all of them for ``benchflow:<bench>``)."""
+    prefix = f"{NODE_PREFIX}{bench}"
+    if prefix in selected:
+        return task_ids
+    wanted = {nodeid[len(prefix) + 2 :] for nodeid in selected if nodeid.startswith(prefix + "::")}
+    chosen = [t for t in task_ids if item_name(t) in wanted]
+    missing = wanted - {item_name(t) for t in chosen}
+    if missing:
+        raise pytest.UsageError(
+            f"{prefix}::{sorted(missing)[0]}: no such task in {bench} ({len(task_ids)} tasks; "
+            "`pytest --collect-only -q` lists their node ids)"
+        )
+    return chosen
 
 
 @pytest.hookimpl(wrapper=True)

@@ -50,6 +50,7 @@ class ResultsReporter:
                     "bench_class": f"{type(ctx.bench).__module__}:{type(ctx.bench).__qualname__}",
                     "runner": ctx.runner_name,
                     "args": ctx.bench.args.public(),
+                    "summary_metrics": _list_or_none(ctx.bench.summary_metrics),
                 }
                 for name, ctx in run.benches.items()
             }
@@ -92,12 +93,15 @@ class ResultsReporter:
         for name, b in self.summary["benches"].items():
             low, high = b["resolution_rate_ci95"]
             tr.line(
-                f"{name} ({self.run.split}): {b['tasks']} tasks, {b['resolved']} resolved, {b['failed']} failed, "
-                f"{b['errors']} errors; resolution rate {_pct(b['resolution_rate'])} "
+                f"{name} ({self.run.split}): {_count(b['tasks'], 'task')}, {b['resolved']} resolved, "
+                f"{b['failed']} failed, {_count(b['errors'], 'error')}; resolution rate {_pct(b['resolution_rate'])} "
                 f"(95% CI {_pct(low)}–{_pct(high)})"
             )
             for metric, stats in b["metrics"].items():
-                tr.line(f"  {metric}: mean {stats['mean']:.4g} ± {stats['stderr']:.2g} (n={stats['count']})")
+                tr.line(
+                    f"  {metric}: {stats['mean']:.4g} ± {stats['stderr']:.2g} "
+                    f"(macro mean over {_count(stats['count'], 'task')}, ± one standard error)"
+                )
             breakdown = b.get("breakdown")
             if breakdown:
                 _table(tr, breakdown)
@@ -110,8 +114,18 @@ class ResultsReporter:
                 tr.line(line, red="REGRESSION" in line)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _list_or_none(names: tuple[str, ...] | None) -> list[str] | None:
+    return None if names is None else list(names)
+
+
 def _table(tr: Any, rows: dict[str, dict[str, Any]]) -> None:
     columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+    # BaseBench.summarize: a row named "overall" pools the others.
+    rows = {("overall (micro)" if key == "overall" else key): row for key, row in rows.items()}
     width = max(len(str(k)) for k in rows)
     tr.line("  " + " " * width + "".join(f"{c:>12}" for c in columns))
     for key, row in rows.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -60,9 +60,11 @@ class BenchTally:
                 self.metrics.setdefault(name, []).append(float(value))
         self.records.append({"task_id": record["task_id"], "outcome": outcome, "metrics": record.get("metrics") or {}})
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, metric_names: Iterable[str] | None = None) -> dict[str, Any]:
+        """Counts, the resolution rate with its interval, and the mean of each metric in ``metric_names`` (None: all)."""
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
         low, high = wilson_interval(self.resolved, self.tasks)
+        averaged = self.metrics if metric_names is None else {n: self.metrics[n] for n in metric_names if n in self.metrics}
         return {
             "tasks": self.tasks,
             "resolved": self.resolved,
@@ -72,7 +74,7 @@ class BenchTally:
             "resolution_rate_ci95": [low, high],
             "metrics": {
                 name: dict(zip(("mean", "stderr"), mean_and_stderr(values), strict=True), count=len(values))
-                for name, values in self.metrics.items()
+                for name, values in averaged.items()
             },
         }
 
@@ -118,7 +120,11 @@ class ResultsWriter:
         benches: dict[str, Any] = {}
         for name, info in bench_info.items():
             tally = self.tallies.get(name, BenchTally())
-            benches[name] = {**info, **tally.summary(), "breakdown": breakdown(name, tally.records)}
+            benches[name] = {
+                **info,
+                **tally.summary(info.get("summary_metrics")),
+                "breakdown": breakdown(name, tally.records),
+            }
         summary = {
             **self.metadata,
             "finished_at": now_iso(),
@@ -149,7 +155,13 @@ class RunData:
         for record in self.records:
             tallies.setdefault(record["bench"], BenchTally()).add(record)
         names = list(dict.fromkeys([*self.bench_info, *tallies]))
-        return {name: {**self.bench_info.get(name, {}), **tallies.get(name, BenchTally()).summary()} for name in names}
+        return {
+            name: {
+                **self.bench_info.get(name, {}),
+                **tallies.get(name, BenchTally()).summary(self.bench_info.get(name, {}).get("summary_metrics")),
+            }
+            for name in names
+        }
 
 
 def _check_version(data: Any, where: str) -> None:

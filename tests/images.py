@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import docker
 import docker.errors
@@ -24,9 +25,14 @@ def engine() -> docker.DockerClient:
         client.ping()
         return client
     except docker.errors.DockerException as e:
-        if os.environ.get("BENCHFLOW_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"BENCHFLOW_REQUIRE_DOCKER=1 but no Docker engine answers: {e}")
-        pytest.skip(f"no Docker engine: {e}")
+        _unavailable(f"no Docker engine answers ({type(e).__name__})")
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip with one line — a failure where the container tests are mandatory (``BENCHFLOW_REQUIRE_DOCKER=1``, CI)."""
+    if os.environ.get("BENCHFLOW_REQUIRE_DOCKER") == "1":
+        pytest.fail(f"BENCHFLOW_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(reason)
 
 
 def base_image(client: docker.DockerClient) -> str:
@@ -37,7 +43,7 @@ def base_image(client: docker.DockerClient) -> str:
                 return name
             except docker.errors.ImageNotFound:
                 pass
-    pytest.fail("no Python base image: run scripts/build-images.sh first")
+    _unavailable("no Python base image on the engine: `python3 dev.py test` builds it (scripts/build-images.sh)")
 
 
 def wheels(directory: Path, *requirements: str) -> None:

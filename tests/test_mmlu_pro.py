@@ -13,11 +13,10 @@ import pytest
 from example_bench.mmlu_pro.data import DEMO_TEST, DataError, load_questions
 from example_bench.mmlu_pro.scoring import build_prompt, extract_official, extract_strict, format_example, score
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mmlu_pro_gpt4o"
-if not SHARED.exists():  # CI clones the repository beside a copy of shared/
-    SHARED = Path(os.environ.get("BENCHFLOW_SHARED_DATA", "../shared/data/mmlu_pro_gpt4o")).resolve()
-HISTORY = SHARED / "history_result.json"
-CS = SHARED / "computer_science_result.json"
+# Published GPT-4o answers (Apache-2.0, TIGER-AI-Lab/MMLU-Pro); provenance in tests/data/mmlu_pro_gpt4o/README.md.
+REPLAY_DATA = Path(__file__).resolve().parent / "data" / "mmlu_pro_gpt4o"
+HISTORY = REPLAY_DATA / "history_result.json"
+CS = REPLAY_DATA / "computer_science_result.json"
 PUBLISHED = {"history": (267, 381), "computer_science": (321, 410)}
 
 

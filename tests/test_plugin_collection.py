@@ -116,3 +116,34 @@ def test_loads_with_plugin_autoload_off(toy: pytest.Pytester, monkeypatch: pytes
 
 def test_dist_loadgroup(toy: pytest.Pytester) -> None:
     toy.runpytest_subprocess(*TOY, "-n", "2", "--dist", "loadgroup").assert_outcomes(passed=1, failed=1, errors=1)
+
+
+def test_node_ids_from_the_output_work_as_arguments(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good", "bad", "a/b/c", "with space"]))
+    listed = [line for line in toy.runpytest(*TOY, "--collect-only", "-q").outlines if line.startswith("benchflow:")]
+    hashed = next(n for n in listed if "with" in n and " " not in n)
+    result = toy.runpytest(*TOY, "benchflow:ToyBench::a/b/c", hashed, "-v")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*benchflow:ToyBench::a/b/c PASSED*"])
+    assert "::good" not in result.stdout.str()
+    toy.runpytest(*TOY, "benchflow:ToyBench::bad").assert_outcomes(failed=1)
+    toy.runpytest(*TOY, "benchflow:ToyBench").assert_outcomes(passed=3, failed=1)
+    toy.runpytest_subprocess(*TOY, "benchflow:ToyBench::good", "benchflow:ToyBench::bad", "-n", "2").assert_outcomes(
+        passed=1, failed=1
+    )
+
+
+def test_node_id_naming_an_unknown_task_or_bench(toy: pytest.Pytester) -> None:
+    result = toy.runpytest(*TOY, "benchflow:ToyBench::nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: benchflow:ToyBench::nope: no such task in ToyBench (3 tasks;*"])
+    other = toy.runpytest(*TOY, "benchflow:Other::x")
+    assert other.ret == pytest.ExitCode.USAGE_ERROR
+    other.stderr.fnmatch_lines(["ERROR: node id benchflow:Other::… names a benchmark this session does not run*"])
+
+
+def test_node_id_implies_the_registered_benchmark(pytester: pytest.Pytester) -> None:
+    agent = "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent"
+    result = pytester.runpytest("benchflow:mmlu_pro::philosophy", "benchflow:mmlu_pro::law", agent, "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*benchflow:mmlu_pro::law FAILED*", "*benchflow:mmlu_pro::philosophy PASSED*"])

@@ -51,11 +51,23 @@ def test_terminal_summary(toy: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*benchflow summary*",
-            "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 errors; resolution rate 33.3% (95% CI 6.1%–79.2%)",
-            "  score: mean 0.5 ± 0.5 (n=2)",
+            "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 error; resolution rate 33.3% (95% CI 6.1%–79.2%)",
+            "  score: 0.5 ± 0.5 (macro mean over 2 tasks, ± one standard error)",
             "results: */.benchflow/* (results.jsonl, summary.json)",
         ]
     )
+    one = toy.runpytest(*TOY, "-k", "good")
+    one.stdout.fnmatch_lines(["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors; *", "  score: 1 ± 0 (macro mean over 1 task, *"])
+
+
+def test_demo_summary_averages_only_scores(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent")
+    result.stdout.fnmatch_lines(["  accuracy: * (macro mean over 14 tasks, *", "  overall (micro) * 42 *"])
+    for bookkeeping in ("correct:", "total:", "unparsed:", "stderr:"):
+        assert f"  {bookkeeping}" not in result.stdout.str()
+    (summary,) = pytester.path.glob(".benchflow/*/summary.json")
+    bench = json.loads(summary.read_text())["benches"]["mmlu_pro"]
+    assert list(bench["metrics"]) == ["accuracy"] and bench["summary_metrics"] == ["accuracy"]
 
 
 def test_agent_url_credentials_never_written(toy: pytest.Pytester, echo_agent: str) -> None:

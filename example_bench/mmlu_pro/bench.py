@@ -22,6 +22,8 @@ class MMLUProBench(BaseBench):
 
     description = "MMLU-Pro multiple-choice questions, 14 categories, 5-shot chain of thought"
     splits = ("test", "validation")
+    # correct/total/unparsed are counts and stderr is per category: only accuracy is a score.
+    summary_metrics = ("accuracy",)
 
     def get_args(self, task_id: str | None) -> BenchArgs:
         return BenchArgs(
