@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,13 +20,20 @@ import requests
 from .bench import BaseBench
 from .environment import TaskEnvironment, parse_progress
 from .errors import TaskError, TaskTimeout
-from .extract import extract_archive, spool
+from .extract import check_links, extract_archive, spool
+from .redaction import redact
 from .runner import TaskSpec
 
-__all__ = ["RUN_LABEL", "DockerLimits", "DockerRunner", "sweep_run"]
+__all__ = ["DEFAULT_CAP_DROP", "RUN_LABEL", "DockerLimits", "DockerRunner", "sweep_run"]
+
+logger = logging.getLogger("pytest_benchflow.docker")
 
 RUN_LABEL = "benchflow.run"
+#: Capabilities Docker grants by default that benchmarks do not need (ini ``benchflow_cap_drop``).
+DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE")
 _TAIL_LINES = 20
+# Every Docker call made while cleaning up gives up after this long (the session sweep retries).
+_CLEANUP_TIMEOUT = 30
 
 
 def _is_loopback(url: str) -> bool:
@@ -40,11 +49,21 @@ def _is_loopback(url: str) -> bool:
 class DockerLimits:
     """Resource limits and network of task containers (ini options, documented in the README)."""
 
-    def __init__(self, memory: str = "4g", cpus: float = 2.0, pids: int = 512, network: str = "auto") -> None:
+    def __init__(
+        self,
+        memory: str = "4g",
+        cpus: float = 2.0,
+        pids: int = 512,
+        network: str = "auto",
+        user: str = "",
+        cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP,
+    ) -> None:
         self.memory = memory
         self.cpus = cpus
         self.pids = pids
         self.network = network
+        self.user = user
+        self.cap_drop = cap_drop
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> DockerLimits:
@@ -57,9 +76,16 @@ class DockerLimits:
                 cpus=float(ini("benchflow_cpus", "2")),
                 pids=int(ini("benchflow_pids", "512")),
                 network=ini("benchflow_network", "auto"),
+                user=ini("benchflow_user", ""),
+                cap_drop=_cap_drop(ini("benchflow_cap_drop", " ".join(DEFAULT_CAP_DROP))),
             )
         except ValueError as e:
             raise pytest.UsageError(f"benchflow_cpus / benchflow_pids: {e}") from None
+
+
+def _cap_drop(setting: str) -> tuple[str, ...]:
+    words = tuple(w.upper().removeprefix("CAP_") for w in setting.split())
+    return () if words == ("NONE",) else words
 
 
 class DockerRunner:
@@ -143,6 +169,8 @@ class DockerRunner:
                 network_mode=self.network_mode(spec.agent_url),
                 privileged=False,
                 security_opt=["no-new-privileges"],
+                cap_drop=list(self.limits.cap_drop) or None,
+                user=self.limits.user or None,
                 mem_limit=self.limits.memory,
                 nano_cpus=int(self.limits.cpus * 1e9),
                 pids_limit=self.limits.pids,
@@ -153,16 +181,19 @@ class DockerRunner:
         except docker.errors.APIError as e:
             raise TaskError(f"cannot create a container of {image!r}: {_first_line(str(e))}") from None
         stdout_path, stderr_path = spec.log_dir / "container.stdout.log", spec.log_dir / "container.stderr.log"
+
+        def scrub(line: str) -> str:
+            return redact(line, spec.secret_values)
+
         try:
             container.start()
             readers = [
-                _start_reader(container, stdout_path, stdout=True, progress=spec.progress),
-                _start_reader(container, stderr_path, stdout=False, progress=None),
+                _start_reader(container, stdout_path, stdout=True, progress=spec.progress, scrub=scrub),
+                _start_reader(container, stderr_path, stdout=False, progress=None, scrub=scrub),
             ]
             try:
                 status = container.wait(timeout=spec.timeout)["StatusCode"]
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-                container.kill()
                 raise TaskTimeout(
                     f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)"
                 ) from None
@@ -173,31 +204,40 @@ class DockerRunner:
                     f"task {spec.task_id!r}: container of {image!r} exited with status {status}\n"
                     + _tail(stderr_path, stdout_path)
                 )
-            self._copy_out(container, bench.get_results_dir_in_container(), spec.results_dir, "results")
-            self._copy_out(container, bench.get_log_files_dir_in_container(), spec.log_dir, "logs")
+            self._copy_out(client, container, bench.get_results_dir_in_container(), spec.results_dir, "results")
+            self._copy_out(client, container, bench.get_log_files_dir_in_container(), spec.log_dir, "logs")
         finally:
-            try:
-                container.remove(force=True)
-            except docker.errors.DockerException:
-                pass  # the session-end sweep removes it
+            # Removing also kills a container still running (timeout, interrupt); never raises.
+            _remove(str(container.id))
 
-    def _copy_out(self, container: Any, path: str, dest: Path, what: str) -> None:
-        try:
-            chunks, _ = container.get_archive(path)
-        except docker.errors.NotFound:
-            return  # the bench wrote nothing there: get_result decides what that means
-        with tempfile.TemporaryFile() as archive:
-            spool(chunks, archive, f"{what} archive of {path}")
-            extract_archive(archive, dest, f"{what} archive of {path}")
+    def _copy_out(self, client: docker.DockerClient, container: Any, path: str, dest: Path, what: str) -> None:
+        # The raw request, so that refusing an archive closes its stream: the engine stops sending
+        # and the container can be removed at once.
+        url = client.api._url("/containers/{0}/archive", container.id)  # type: ignore[attr-defined]
+        response = client.api.get(url, params={"path": path}, stream=True)
+        with closing(response):
+            if response.status_code == 404:
+                return  # the bench wrote nothing there: get_result decides what that means
+            if response.status_code >= 400:
+                reason = f"HTTP {response.status_code}: {_first_line(response.text)}"
+                raise TaskError(f"cannot copy {path} out of the container: {reason}")
+            with tempfile.TemporaryFile() as archive:
+                spool(response.iter_content(1024 * 1024), archive, f"{what} archive of {path}")
+                extract_archive(archive, dest, f"{what} archive of {path}")
+        # get_result runs on the host and reads this directory: no link in it may lead out.
+        check_links(dest, f"{what} of the container")
 
 
-def _start_reader(container: Any, path: Path, *, stdout: bool, progress: Any) -> threading.Thread:
+def _start_reader(
+    container: Any, path: Path, *, stdout: bool, progress: Any, scrub: Callable[[str], str]
+) -> threading.Thread:
     def read() -> None:
-        with open(path, "wb") as out:
-            for line in _lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
-                out.write(line)
+        with open(path, "w", encoding="utf-8") as out:
+            for raw in _lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
+                line = raw.decode(errors="replace")
+                out.write(scrub(line))
                 if progress is not None:
-                    parsed = parse_progress(line.decode(errors="replace"))
+                    parsed = parse_progress(line)
                     if parsed is not None:
                         progress(*parsed)
 
@@ -235,16 +275,29 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def _cleanup_client() -> docker.DockerClient:
+    return docker.from_env(timeout=_CLEANUP_TIMEOUT)
+
+
+def _remove(container_id: str) -> None:
+    """Remove a container (killing it if running), bounded in time; a failure is logged, never raised."""
+    try:
+        with closing(_cleanup_client()) as client:
+            client.api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception as e:  # cleanup must not turn a result into a crash: the session sweep retries
+        logger.warning("could not remove container %s: %s: %s", container_id[:12], type(e).__name__, e)
+
+
 def sweep_run(run_id: str) -> int:
     """Remove every container labelled with ``run_id``; returns how many. Quiet without an engine."""
     try:
-        client = docker.from_env()
-        containers = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
-    except docker.errors.DockerException:
+        with closing(_cleanup_client()) as client:
+            found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+    except Exception as e:
+        logger.info("no container sweep for run %s: %s: %s", run_id, type(e).__name__, e)
         return 0
-    for container in containers:
-        try:
-            container.remove(force=True)
-        except docker.errors.DockerException:
-            pass
-    return len(containers)
+    for container in found:
+        _remove(container["Id"])
+    return len(found)

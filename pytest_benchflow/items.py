@@ -9,6 +9,7 @@ import re
 import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pytest
 
@@ -18,19 +19,18 @@ from .schemas import BenchmarkResult
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-__all__ = ["BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name"]
+__all__ = ["BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name", "task_dir_name"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _PLAIN = re.compile(r"[\w.\-/@+=,]+(:[\w.\-/@+=,]+)*")
 _MAX_PLAIN = 80
+_MAX_DIR_NAME = 100
 
 
 def item_name(task_id: str) -> str:
     """A node-id-safe name for ``task_id``: the id itself when plain, else a cleaned prefix and a hash.
 
-    Deterministic, so node ids are the same in every run and on every xdist worker. The name
-    is also the task's directory below its bench's, so ``..``, ``.`` and empty path segments
-    (which would leave that directory) never count as plain.
+    Deterministic, so node ids are the same in every run and on every xdist worker.
     """
     segments = task_id.split("/")
     if len(task_id) <= _MAX_PLAIN and _PLAIN.fullmatch(task_id) and not {"", ".", ".."} & set(segments):
@@ -39,6 +39,20 @@ def item_name(task_id: str) -> str:
     cleaned = re.sub(r"[^\w.\-@+=,]+", "_", task_id)[:48].strip("_.")
     digest = hashlib.sha1(task_id.encode()).hexdigest()[:10]
     return f"{cleaned}~{digest}" if cleaned else digest
+
+
+def task_dir_name(task_id: str) -> str:
+    """The name of the task's results and log directories: one path segment, unique per task id.
+
+    "/" and "%" are percent-encoded, so ``x`` and ``x/y`` get sibling directories (never one
+    inside the other) and no two ids share a name; ids that would be long, empty, ``.`` or
+    ``..`` get a prefix and a hash after ``%~``, a pair percent-encoding never produces.
+    """
+    quoted = quote(task_id, safe="-_.@+=,")
+    if len(quoted) <= _MAX_DIR_NAME and quoted not in ("", ".", ".."):
+        return quoted
+    digest = hashlib.sha256(task_id.encode()).hexdigest()[:16]
+    return f"{quoted[:48].lstrip('.')}%~{digest}"
 
 
 class TaskUnresolved(Exception):
@@ -100,6 +114,7 @@ class BenchItem(pytest.Item):
         super().__init__(**kwargs)
         self.bench_name = bench_name
         self.task_id = task_id
+        self.dir_name = task_dir_name(task_id)
         self.result: BenchmarkResult | None = None
         self.duration: float | None = None
         self.add_marker(pytest.mark.benchflow)

@@ -28,7 +28,10 @@ class AgentLaunchError(Exception):
 
 def check_url(url: str) -> str:
     """``url`` with any trailing slash removed, or an error naming what is wrong with it."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # "Invalid IPv6 URL" and the like
+        raise AgentLaunchError(f"agent URL {url!r} is not a valid URL: {e}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AgentLaunchError(f"agent URL {public_url(url)!r} is not an http:// or https:// URL with a host")
     try:
@@ -85,12 +88,26 @@ class AgentProcess:
             raise AgentLaunchError(f"--agent-cmd {command!r} must contain {{port}}, where the agent should listen")
         self.port = _free_port(host)
         self.url = f"http://{host}:{self.port}"
-        argv = shlex.split(command.replace("{port}", str(self.port)))
+        try:
+            argv = shlex.split(command.replace("{port}", str(self.port)))
+        except ValueError as e:
+            raise AgentLaunchError(f"--agent-cmd {command!r}: {e} (check the quotes)") from None
+        if not argv:
+            raise AgentLaunchError("--agent-cmd is empty")
         self._output = tempfile.TemporaryFile()
         try:
+            # Its own process group: stopping it stops whatever it started too.
             self._proc = subprocess.Popen(argv, stdout=self._output, stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as e:
+            self._output.close()
             raise AgentLaunchError(f"--agent-cmd: cannot start {argv[0]!r}: {e.strerror}") from e
+        try:
+            self._wait_until_ready(start_timeout)
+        except BaseException:  # Ctrl-C or SIGTERM while waiting included: never leave it running
+            self.stop()
+            raise
+
+    def _wait_until_ready(self, start_timeout: float) -> None:
         deadline = time.monotonic() + start_timeout
         while check_agent(self.url, timeout=1.0) is not None:
             if self._proc.poll() is not None:
@@ -98,7 +115,6 @@ class AgentProcess:
                     f"--agent-cmd exited with status {self._proc.returncode} before answering: {self.output_tail()}"
                 )
             if time.monotonic() > deadline:
-                self.stop()
                 raise AgentLaunchError(
                     f"--agent-cmd did not answer GET /health on {self.url} within {start_timeout:g} s"
                 )
@@ -110,6 +126,7 @@ class AgentProcess:
         return " ".join(text[-limit:].split()) or "(no output)"
 
     def stop(self) -> None:
+        """Stop the process group (SIGTERM, then SIGKILL after 10 s); safe to call more than once."""
         if self._proc.poll() is None:
             try:
                 os.killpg(self._proc.pid, signal.SIGTERM)

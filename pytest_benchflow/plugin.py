@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
+from argparse import SUPPRESS
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
-
-from argparse import SUPPRESS
 
 import pytest
 
@@ -20,6 +20,7 @@ from .items import BenchCollector, BenchItem, TaskBroken, TaskUnresolved, item_n
 from .launch import AgentLaunchError, AgentProcess, check_agent, check_url, serve_agent_class
 from .loader import BenchLoadError, load_bench_class
 from .progress import ProgressDisplay
+from .redaction import RedactingFilter, url_secrets
 from .reporting import ResultsReporter
 from .results import ResultsWriter
 from .session import RUN_KEY, BenchContext, BenchflowRun, first_line, new_run_id
@@ -72,6 +73,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         (
             "benchflow_network",
             "docker runner: network of task containers: auto (host for a loopback agent, else bridge) or a name",
+        ),
+        ("benchflow_user", "docker runner: user (name or uid[:gid]) task containers run as (default: the image's)"),
+        (
+            "benchflow_cap_drop",
+            "docker runner: capabilities to drop, whitespace-separated, or none "
+            "(default: NET_RAW MKNOD SYS_CHROOT SETFCAP AUDIT_WRITE)",
         ),
     ]:
         parser.addini(name, help_text, type="string", default="")
@@ -146,11 +153,13 @@ def pytest_configure(config: pytest.Config) -> None:
         limit=_number(config, "benchflow_limit", int),
     )
     run.benches.update(_bench_contexts(config, names))
+    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
     if is_worker(config):
         run.agent_url = workerinput["benchflow_agent_url"]
+        run.secrets.update(url_secrets(run.agent_url))
     config.stash[RUN_KEY] = run
-    if any(ctx.runner_name == "docker" for ctx in run.benches.values()):
-        _interrupt_on_sigterm()
+    _redact_logging(config, run)
+    _interrupt_on_sigterm()
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
 
@@ -206,9 +215,19 @@ def _bench_contexts(config: pytest.Config, refs: list[str]) -> dict[str, BenchCo
     return contexts
 
 
+def _redact_logging(config: pytest.Config, run: BenchflowRun) -> None:
+    # Live logging (--log-cli-level), --log-file and captured logs all pass through these handlers.
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    redacting = RedactingFilter(run.secrets)
+    for name in ("log_cli_handler", "log_file_handler", "caplog_handler", "report_handler"):
+        handler = getattr(logging_plugin, name, None)
+        if isinstance(handler, logging.Handler):
+            handler.addFilter(redacting)
+
+
 def _interrupt_on_sigterm() -> None:
-    # SIGTERM (CI cancelling a job, xdist stopping a worker) then unwinds like Ctrl-C, so every
-    # task's `finally` removes its container.
+    # SIGTERM (CI cancelling a job, xdist stopping a worker) then unwinds like Ctrl-C, whatever the
+    # runner: every task's `finally` cleans up, the summary and JUnit are written, the agent stopped.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
 
         def interrupt(signum: int, frame: Any) -> None:
@@ -241,6 +260,7 @@ class _XdistHooks:
 
 
 def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
+    """Name or start the session's agent; whatever is started is stopped when the session ends, however it ends."""
     url = option(config, "agent_url")
     agent_ref = option(config, "agent")
     command = option(config, "agent_cmd")
@@ -257,16 +277,28 @@ def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
     try:
         if url:
             run.agent_url = check_url(url)
-        elif agent_ref:
-            server = serve_agent_class(agent_ref)
-            config.stash[AGENT_KEY] = server
-            run.agent_url = server.url
-        else:
-            process = AgentProcess(command)
-            config.stash[AGENT_KEY] = process
-            run.agent_url = process.url
+            run.secrets.update(url_secrets(run.agent_url))
+            return
+        agent = serve_agent_class(agent_ref) if agent_ref else AgentProcess(command)
     except AgentLaunchError as e:
         raise pytest.UsageError(str(e)) from None
+    config.stash[AGENT_KEY] = agent
+    config.add_cleanup(agent.stop)
+    run.agent_url = agent.url
+
+
+def _output_directory(run: BenchflowRun) -> None:
+    """Check that the run directory can be created, before anything is started."""
+    output = run.run_dir.parent
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".benchflow-write-check-{run.run_id}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise pytest.UsageError(
+            f"--benchflow-output {output}: not a writable directory ({e.strerror or e}); choose another"
+        ) from None
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -275,14 +307,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # --collect-only runs nothing: no agent is started (a started command would outlive the session).
     if run is None or is_worker(config) or config.option.collectonly:
         return
+    _output_directory(run)
+    display = ProgressDisplay.create(config, option(config, "benchflow_progress"))
     _start_agent(config, run)
     problem = check_agent(run.agent_url)
     if problem:
-        agent = config.stash.get(AGENT_KEY, None)
-        if agent is not None:
-            agent.stop()
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
-    display = ProgressDisplay.create(config, option(config, "benchflow_progress"))
     if display is not None:
         run.progress = display.callback
     writer = ResultsWriter(
@@ -297,7 +327,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     reporter = ResultsReporter(
         run,
         writer,
-        config.stash.get(AGENT_KEY, None),
         html=option(config, "benchflow_html") or None,
         baseline=option(config, "benchflow_baseline") or None,
     )

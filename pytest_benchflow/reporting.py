@@ -24,11 +24,10 @@ class ResultsReporter:
     """Registered only where reports arrive and are written: the xdist controller or the only process."""
 
     def __init__(
-        self, run: BenchflowRun, writer: ResultsWriter, agent: Any, html: str | None = None, baseline: str | None = None
+        self, run: BenchflowRun, writer: ResultsWriter, html: str | None = None, baseline: str | None = None
     ) -> None:
         self.run = run
         self.writer = writer
-        self.agent = agent
         self.html = html
         self.baseline = baseline
         self.summary: dict[str, Any] | None = None
@@ -43,28 +42,28 @@ class ResultsReporter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        try:
-            run = self.run
-            bench_info = {
-                name: {
-                    "bench_class": f"{type(ctx.bench).__module__}:{type(ctx.bench).__qualname__}",
-                    "runner": ctx.runner_name,
-                    "args": ctx.bench.args.public(),
-                    "summary_metrics": _list_or_none(ctx.bench.summary_metrics),
-                }
-                for name, ctx in run.benches.items()
+        run = self.run
+        bench_info = {
+            name: {
+                "bench_class": f"{type(ctx.bench).__module__}:{type(ctx.bench).__qualname__}",
+                "runner": ctx.runner_name,
+                "args": ctx.bench.args.public(),
+                "summary_metrics": _list_or_none(ctx.bench.summary_metrics),
             }
-            self.summary = self.writer.finish(
-                exit_status=int(exitstatus),
-                interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
-                bench_info=bench_info,
-                breakdown=lambda name, records: run.benches[name].bench.summarize(records),
-            )
-            if self.html or self.baseline:
-                self._after_summary(session)
-        finally:
-            if self.agent is not None:
-                self.agent.stop()
+            for name, ctx in run.benches.items()
+        }
+        summary = self.writer.finish(
+            exit_status=int(exitstatus),
+            interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
+            bench_info=bench_info,
+            breakdown=lambda name, records: run.benches[name].bench.summarize(records),
+        )
+        if summary is None:
+            self.notes.append("the session stopped before any task finished: no results written")
+            return
+        self.summary = summary
+        if self.html or self.baseline:
+            self._after_summary(session)
 
     def _after_summary(self, session: pytest.Session) -> None:
         current = load_run(self.run.run_dir)
@@ -84,9 +83,11 @@ class ResultsReporter:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.summary is None:
-            return
         tr = terminalreporter
+        if self.summary is None:
+            for note in self.notes:
+                tr.line(f"benchflow: {note}")
+            return
         tr.section("benchflow summary")
         if self.summary["interrupted"]:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +19,8 @@ from .stats import mean_and_stderr, wilson_interval
 
 __all__ = ["SCHEMA_VERSION", "BenchTally", "ResultsWriter", "RunData", "load_run", "now_iso"]
 
+# pytest's exit codes for a session that stopped before running: INTERNAL_ERROR, USAGE_ERROR.
+_NEVER_RAN = (3, 4)
 #: Bumped whenever a field changes meaning or disappears (adding fields does not bump it).
 SCHEMA_VERSION = 1
 
@@ -33,6 +37,27 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return found
+
+
+def finite(value: Any, path: str = "") -> tuple[Any, list[tuple[str, float]]]:
+    """``value`` with every NaN or infinite float replaced by None, and where each was (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [(path.lstrip("."), value)]
+    replaced: list[tuple[str, float]] = []
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out[k], found = finite(v, f"{path}.{k}")
+            replaced += found
+        return out, replaced
+    if isinstance(value, (list, tuple)):
+        items = []
+        for i, v in enumerate(value):
+            item, found = finite(v, f"{path}[{i}]")
+            items.append(item)
+            replaced += found
+        return items, replaced
+    return value, replaced
 
 
 @dataclass
@@ -61,10 +86,12 @@ class BenchTally:
         self.records.append({"task_id": record["task_id"], "outcome": outcome, "metrics": record.get("metrics") or {}})
 
     def summary(self, metric_names: Iterable[str] | None = None) -> dict[str, Any]:
-        """Counts, the resolution rate with its interval, and the mean of each metric in ``metric_names`` (None: all)."""
+        """Counts, the resolution rate with its interval, and the means of ``metric_names`` (None: all)."""
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
         low, high = wilson_interval(self.resolved, self.tasks)
-        averaged = self.metrics if metric_names is None else {n: self.metrics[n] for n in metric_names if n in self.metrics}
+        averaged = (
+            self.metrics if metric_names is None else {n: self.metrics[n] for n in metric_names if n in self.metrics}
+        )
         return {
             "tasks": self.tasks,
             "resolved": self.resolved,
@@ -95,7 +122,16 @@ class ResultsWriter:
         self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
 
     def add(self, record: dict[str, Any]) -> None:
-        self._jsonl.write(json.dumps({"schema_version": SCHEMA_VERSION, **record}, ensure_ascii=False) + "\n")
+        # Only the bench's values can be NaN or infinite; they become null, with a note saying so.
+        notes = []
+        for key in ("metrics", "other"):
+            if key in record:
+                record[key], replaced = finite(record[key], key)
+                notes += [f"{path} was {value}, stored as null" for path, value in replaced]
+        if notes:
+            record["notes"] = notes
+        line = json.dumps({"schema_version": SCHEMA_VERSION, **record}, ensure_ascii=False, allow_nan=False)
+        self._jsonl.write(line + "\n")
         self._jsonl.flush()
         self.tallies.setdefault(record["bench"], BenchTally()).add(record)
         self.durations.append(
@@ -114,9 +150,16 @@ class ResultsWriter:
         interrupted: bool,
         bench_info: Mapping[str, dict[str, Any]],
         breakdown: Callable[[str, list[dict[str, Any]]], Any],
-    ) -> dict[str, Any]:
-        """Write ``summary.json`` (atomically) and return it."""
+    ) -> dict[str, Any] | None:
+        """Write ``summary.json`` (atomically) and return it.
+
+        A session that ended in a usage or internal error before any task finished leaves no
+        run directory (None is returned): ``benchflow compare`` would take it for the newest run.
+        """
         self._jsonl.close()
+        if not self.durations and exit_status in _NEVER_RAN:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return None
         benches: dict[str, Any] = {}
         for name, info in bench_info.items():
             tally = self.tallies.get(name, BenchTally())
@@ -135,7 +178,7 @@ class ResultsWriter:
             "tasks": self.durations,
         }
         tmp = self.run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
         os.replace(tmp, self.run_dir / "summary.json")
         return summary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Protocol
 from .bench import BaseBench
 from .environment import ProgressCallback, TaskEnvironment, task_environment
 from .errors import BenchflowError, ResultError, TaskError, TaskTimeout
+from .extract import make_task_dir
 from .schemas import BenchmarkResult, ResolvedArgs, to_result
 
 __all__ = ["LocalRunner", "Runner", "TaskSpec", "collect_result", "prepare_task", "run_task"]
@@ -30,6 +30,8 @@ class TaskSpec:
     timeout: float | None = None
     progress: ProgressCallback | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Values to redact from whatever the runner writes (container logs).
+    secret_values: list[str] = field(default_factory=list)
 
 
 class Runner(Protocol):
@@ -43,15 +45,9 @@ def _ignore_progress(done: int, total: int) -> None:
 
 
 def prepare_task(spec: TaskSpec) -> TaskEnvironment:
-    """Create the task's directories and build its environment."""
+    """Create the task's directories (never through a symlink) and build its environment."""
     for directory in (spec.results_dir, spec.log_dir):
-        try:
-            # The common case, one system call: on a slow disk, creating entries dominates a small task.
-            os.mkdir(directory)
-        except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-        except FileExistsError:
-            pass
+        make_task_dir(directory.parent, directory.name)
     env = task_environment(
         agent_url=spec.agent_url,
         task_id=spec.task_id,

@@ -16,7 +16,7 @@ from .bench import BaseBench
 from .environment import ProgressCallback
 from .errors import ArgumentError, BenchflowError, TaskError
 from .items import BenchItem
-from .redaction import public_url, redact
+from .redaction import public_url, redact, redact_data, redact_files
 from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
 from .schemas import BenchArgs, ResolvedArgs
 
@@ -68,16 +68,12 @@ class BenchflowRun:
     benches: dict[str, BenchContext] = field(default_factory=dict)
     agent_url: str = ""
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
+    #: Every secret value seen: session and task arguments, credentials of the agent URL.
+    secrets: set[str] = field(default_factory=set)
     _runner_lock: threading.Lock = field(default_factory=threading.Lock)
-    _secrets: list[str] | None = None
-
-    def secret_values(self) -> list[str]:
-        if self._secrets is None:
-            self._secrets = [v for ctx in self.benches.values() for v in ctx.bench.args.secret_values()]
-        return self._secrets
 
     def redact(self, text: str) -> str:
-        return redact(text, self.secret_values())
+        return redact(text, self.secrets)
 
     def public_agent_url(self) -> str:
         return public_url(self.agent_url)
@@ -99,23 +95,27 @@ class BenchflowRun:
         started = time.perf_counter()
         try:
             args = ctx.resolve(item.task_id)
-            known = self.secret_values()
-            known.extend(v for v in args.secret_values() if v not in known)
+            self.secrets.update(args.secret_values())
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,
                 agent_url=self.agent_url,
                 args=args,
-                results_dir=self.run_dir / ctx.name / "results" / item.name,
-                log_dir=self.run_dir / ctx.name / "logs" / item.name,
+                results_dir=self.run_dir / ctx.name / "results" / item.dir_name,
+                log_dir=self.run_dir / ctx.name / "logs" / item.dir_name,
                 split=self.split,
                 timeout=self.timeout,
                 progress=self.progress(ctx.name, item.task_id),
                 labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
+                secret_values=sorted(self.secrets),
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)
-            self.runner_for(ctx).execute(ctx.bench, spec, env)
+            try:
+                self.runner_for(ctx).execute(ctx.bench, spec, env)
+            finally:
+                # Logs are files people share: no secret stays in them, whatever the bench wrote.
+                redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
         except ArgumentError as e:
@@ -137,17 +137,17 @@ class BenchflowRun:
             "nodeid": item.nodeid,
             "outcome": outcome,
             "is_resolved": result.is_resolved if result else None,
-            "metrics": result.metrics if result else {},
+            "metrics": redact_data(result.metrics, self.secrets) if result else {},
             "duration": round(item.duration or 0.0, 6),
             "reason": self.redact(reason) if reason else None,
-            "results_dir": f"{item.bench_name}/results/{item.name}",
-            "log_dir": f"{item.bench_name}/logs/{item.name}",
+            "results_dir": f"{item.bench_name}/results/{item.dir_name}",
+            "log_dir": f"{item.bench_name}/logs/{item.dir_name}",
             "finished_at": time.time(),
         }
         if details:
             record["details"] = self.redact(details[-_DETAILS_LIMIT:])
         if result and result.other:
-            record["other"] = result.other
+            record["other"] = redact_data(result.other, self.secrets)
         return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,10 @@ def test_awkward_task_ids_give_working_stable_node_ids(toy: pytest.Pytester, mon
         "../../escape",
         "/abs",
         "a//b",
+        "x",
+        "x/y",
+        "x%2Fy",
+        ".",
     ]
     monkeypatch.setenv("TOY_TASKS", json.dumps(awkward))
     first = toy.runpytest(*TOY, "--collect-only", "-q").outlines
@@ -48,7 +53,11 @@ def test_awkward_task_ids_give_working_stable_node_ids(toy: pytest.Pytester, mon
     # Every task's directories stay inside the run directory.
     (run_dir,) = (toy.path / ".benchflow").iterdir()
     assert not (toy.path / "escape").exists() and not (run_dir / "escape").exists()
-    for record in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines()):
+    records = list(map(json.loads, (run_dir / "results.jsonl").read_text().splitlines()))
+    # One flat directory per task: "x" and "x/y" are siblings, never one inside the other.
+    assert len({r["results_dir"] for r in records}) == len(awkward)
+    for record in records:
+        assert Path(record["results_dir"]).parent == Path("ToyBench/results")
         assert (run_dir / record["results_dir"]).resolve().is_relative_to(run_dir / "ToyBench" / "results")
 
 

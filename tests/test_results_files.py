@@ -57,7 +57,9 @@ def test_terminal_summary(toy: pytest.Pytester) -> None:
         ]
     )
     one = toy.runpytest(*TOY, "-k", "good")
-    one.stdout.fnmatch_lines(["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors; *", "  score: 1 ± 0 (macro mean over 1 task, *"])
+    one.stdout.fnmatch_lines(
+        ["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors; *", "  score: 1 ± 0 (macro mean over 1 task, *"]
+    )
 
 
 def test_demo_summary_averages_only_scores(pytester: pytest.Pytester) -> None:
