@@ -2,38 +2,43 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
-import os
 import random
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable
+from .envnumbers import env_number
+from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
 
-__all__ = ["BenchClient", "ClientSettings"]
+__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientSettings", "cancel_scope"]
 
 _EXCERPT = 200
 _MAX_BACKOFF = 30.0
 _MAX_RETRY_AFTER = 120.0
+#: Largest answer body accepted from an agent (``BENCHFLOW_MAX_RESPONSE_BYTES``).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+# Set by the runner for a task with a time limit: once set, the task's clients start no request.
+_CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("benchflow_cancel", default=None)
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+def cancel_scope(event: threading.Event) -> contextvars.Context:
+    """A context in which every :class:`BenchClient` call stops starting requests once ``event`` is set.
+
+    Threads that :meth:`BenchClient.get_responses` starts inherit it.
+    """
+    context = contextvars.copy_context()
+    context.run(_CANCEL.set, event)
+    return context
 
 
 def excerpt(text: str, limit: int = _EXCERPT) -> str:
@@ -62,14 +67,15 @@ class ClientSettings:
         max_concurrency: int | None = None,
     ) -> None:
         self.connect_timeout = (
-            connect_timeout if connect_timeout is not None else _env_float("BENCHFLOW_CONNECT_TIMEOUT", 10.0)
+            connect_timeout if connect_timeout is not None else env_number("BENCHFLOW_CONNECT_TIMEOUT", 10.0)
         )
-        self.read_timeout = read_timeout if read_timeout is not None else _env_float("BENCHFLOW_READ_TIMEOUT", 300.0)
-        self.retries = int(retries if retries is not None else _env_float("BENCHFLOW_RETRIES", 3))
-        self.backoff = backoff if backoff is not None else _env_float("BENCHFLOW_BACKOFF", 0.5)
+        self.read_timeout = read_timeout if read_timeout is not None else env_number("BENCHFLOW_READ_TIMEOUT", 300.0)
+        self.retries = int(retries if retries is not None else env_number("BENCHFLOW_RETRIES", 3))
+        self.backoff = backoff if backoff is not None else env_number("BENCHFLOW_BACKOFF", 0.5)
         self.max_concurrency = int(
-            max_concurrency if max_concurrency is not None else _env_float("BENCHFLOW_MAX_CONCURRENCY", 8)
+            max_concurrency if max_concurrency is not None else env_number("BENCHFLOW_MAX_CONCURRENCY", 8, minimum=1)
         )
+        self.max_response_bytes = env_number("BENCHFLOW_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES, minimum=1)
         if self.retries < 0 or self.max_concurrency < 1 or min(self.connect_timeout, self.read_timeout) <= 0:
             raise ValueError("BenchClient: retries must be >= 0, max_concurrency >= 1 and timeouts > 0")
 
@@ -88,6 +94,14 @@ _SESSIONS = threading.local()
 def _transient(status: int) -> bool:
     """Worth retrying: overload (429) and server errors (5xx); other 4xx will not change."""
     return status == 429 or status >= 500
+
+
+def _cut_off(e: requests.exceptions.RequestException) -> bool:
+    """The connection was made and then dropped mid-exchange (as opposed to never made)."""
+    if isinstance(e, requests.exceptions.ChunkedEncodingError):
+        return True
+    text = str(e)
+    return "RemoteDisconnected" in text or "IncompleteRead" in text or "Connection aborted" in text
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -251,34 +265,42 @@ class BenchClient(ABC):
         if workers == 1:
             return self._serially(inputs, return_exceptions, on_done)
         results: list[Any] = [None] * len(inputs)
-        done = 0
+        failures: dict[int, BaseException] = {}
         lock = threading.Lock()
-        stop = threading.Event()
+        next_index = done = 0
 
-        def one(i: int) -> None:
-            nonlocal done
-            if stop.is_set():
-                return
-            try:
-                results[i] = self.get_response(inputs[i])
-            except Exception as e:
-                if not return_exceptions:
-                    stop.set()
-                    raise
-                results[i] = e
-            with lock:  # callbacks in order, so progress never goes backwards
-                done += 1
-                if on_done is not None:
-                    on_done(done, len(inputs))
+        def work() -> None:
+            nonlocal next_index, done
+            while True:
+                with lock:
+                    if next_index >= len(inputs) or (failures and not return_exceptions):
+                        return
+                    i, next_index = next_index, next_index + 1
+                try:
+                    results[i] = self.get_response(inputs[i])
+                except Exception as e:
+                    with lock:
+                        failures[i] = e
+                    if not return_exceptions:
+                        return
+                    results[i] = e
+                with lock:  # callbacks in order, so progress never goes backwards
+                    done += 1
+                    if on_done is not None:
+                        on_done(done, len(inputs))
 
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="benchflow-client") as pool:
-            futures: list[Future[None]] = [pool.submit(one, i) for i in range(len(inputs))]
-            _, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-        for f in futures:
-            if not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+        # Daemon threads, each in the caller's context: a task abandoned at its time limit
+        # (see cancel_scope) neither starts new requests nor keeps the process from exiting.
+        threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(work,), name="benchflow-client", daemon=True)
+            for _ in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures and not return_exceptions:
+            raise failures[min(failures)]
         return results
 
     def _serially(
@@ -301,21 +323,52 @@ class BenchClient(ABC):
         settings = self.settings
         timeout = (settings.connect_timeout, settings.read_timeout)
         attempts = settings.retries + 1
+        cancel = _CANCEL.get()
         for attempt in range(attempts):
+            if cancel is not None and cancel.is_set():
+                raise TaskCancelled(f"request to {self._shown_url} not sent: the task was stopped at its time limit")
             try:
-                response = self._session().post(self.response_url, data=body, headers=_JSON, timeout=timeout)
+                response = self._session().post(
+                    self.response_url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
+                )
+                with response:
+                    content = self._read_body(response)
             except requests.exceptions.RequestException as e:
                 error, retry_after = self._transport_error(e, attempt), None
             else:
                 if response.status_code < 300:
-                    return self._decode(response)
-                error, retry_after = self._http_error(response, attempt), _retry_after(response)
+                    return self._decode(response, content)
+                error, retry_after = self._http_error(response, content, attempt), _retry_after(response)
                 if not _transient(response.status_code):
                     raise error
             if attempt == attempts - 1:
                 raise error
-            time.sleep(settings.delay(attempt, retry_after))
+            delay = settings.delay(attempt, retry_after)
+            if cancel is not None:
+                cancel.wait(delay)
+            else:
+                time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_body(self, response: requests.Response) -> bytes:
+        """The whole body, refusing more than ``max_response_bytes`` (declared or sent)."""
+        cap = self.settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_large(cap)
+        chunks, size = [], 0
+        for chunk in response.iter_content(256 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise self._too_large(cap)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, cap: int) -> AgentBadResponse:
+        return AgentBadResponse(
+            f"agent at {self._shown_url} answered with more than {cap} bytes (BENCHFLOW_MAX_RESPONSE_BYTES)",
+            url=self._shown_url,
+        )
 
     def _transport_error(self, e: requests.exceptions.RequestException, attempt: int) -> AgentError:
         url, settings = self._shown_url, self.settings
@@ -326,6 +379,11 @@ class BenchClient(ABC):
             error = AgentUnreachable(message + "; is it running?", url=url)
         elif isinstance(e, requests.exceptions.Timeout):
             error = AgentTimeout(f"agent at {url} did not answer within {settings.read_timeout:g} s ({tries})", url=url)
+        elif _cut_off(e):
+            reason = excerpt(str(e.args[0] if e.args else e), 120)
+            error = AgentUnreachable(
+                f"agent at {url} closed the connection before its answer was complete ({tries}): {reason}", url=url
+            )
         else:
             reason = excerpt(str(e.args[0] if e.args else e), 120)
             error = AgentUnreachable(
@@ -334,14 +392,13 @@ class BenchClient(ABC):
         error.__cause__ = e
         return error
 
-    def _http_error(self, response: requests.Response, attempt: int) -> AgentHTTPError:
-        url, status, body = self._shown_url, response.status_code, excerpt(response.text)
+    def _http_error(self, response: requests.Response, content: bytes, attempt: int) -> AgentHTTPError:
+        url, status, body = self._shown_url, response.status_code, excerpt(content.decode("utf-8", errors="replace"))
         after = f" after {attempt + 1} attempts" if attempt else ""
         message = f"agent at {url} answered HTTP {status}{after}: {body or '(empty body)'}"
         return AgentHTTPError(message, url=url, status=status, body_excerpt=body)
 
-    def _decode(self, response: requests.Response) -> Any:
-        content = response.content
+    def _decode(self, response: requests.Response, content: bytes) -> Any:
         try:
             return json.loads(content)
         except ValueError:
@@ -349,5 +406,6 @@ class BenchClient(ABC):
             if not content:
                 message = f"agent at {url} answered HTTP {response.status_code} with an empty body"
             else:
-                message = f"agent at {url} answered with a body that is not JSON: {excerpt(response.text)}"
+                text = content.decode("utf-8", errors="replace")
+                message = f"agent at {url} answered with a body that is not JSON: {excerpt(text)}"
             raise AgentBadResponse(message, url=url) from None

@@ -12,6 +12,7 @@ __all__ = [
     "BenchflowError",
     "ResultError",
     "ResultsFormatError",
+    "TaskCancelled",
     "TaskError",
     "TaskListError",
     "TaskTimeout",
@@ -69,6 +70,10 @@ class TaskError(BenchflowError):
 
 class TaskTimeout(TaskError):
     """A task ran past its time limit and was stopped."""
+
+
+class TaskCancelled(BenchflowError):
+    """A request was not sent because its task had already been stopped (at its time limit)."""
 
 
 class ResultsFormatError(BenchflowError):

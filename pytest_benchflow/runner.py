@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .bench import BaseBench
+from .client import cancel_scope
 from .environment import ProgressCallback, TaskEnvironment, task_environment
 from .errors import BenchflowError, ResultError, TaskError, TaskTimeout
 from .extract import make_task_dir
@@ -78,9 +79,12 @@ class LocalRunner:
     """Runs the bench's in-process entrance in this process.
 
     ``os.environ`` is never touched: the entrance gets the task's environment as a
-    mapping. With a timeout the entrance runs in a thread of its own: on timeout the
-    task errors at once, and the thread, which cannot be killed, is left to finish in
-    the background (a daemon thread). Without one it runs in the calling thread.
+    mapping. With a timeout the entrance runs in a daemon thread of its own: at the
+    limit the task errors at once, its :class:`BenchClient` calls stop (no new request
+    or retry starts; requests in flight are abandoned, in daemon threads), and nothing
+    it left running keeps the process from exiting. Threads the bench starts itself are
+    its own business: use :meth:`BenchClient.get_responses` for concurrency. Without a
+    timeout the entrance runs in the calling thread.
     """
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
@@ -104,10 +108,14 @@ class LocalRunner:
             except BaseException as e:
                 failure.append(e)
 
-        thread = threading.Thread(target=target, name=f"benchflow-task-{spec.task_id}", daemon=True)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=cancel_scope(stop).run, args=(target,), name=f"benchflow-task-{spec.task_id}", daemon=True
+        )
         thread.start()
         thread.join(spec.timeout)
         if thread.is_alive():
+            stop.set()
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s")
         if failure:
             raise _evaluation_error(spec, failure[0]) from failure[0]

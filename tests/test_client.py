@@ -162,7 +162,7 @@ def test_subclass_without_init_and_env_overrides(monkeypatch: pytest.MonkeyPatch
 
 def test_bad_environment_override_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCHFLOW_READ_TIMEOUT", "soon")
-    with pytest.raises(ValueError, match="BENCHFLOW_READ_TIMEOUT='soon' is not a number"):
+    with pytest.raises(ValueError, match="BENCHFLOW_READ_TIMEOUT='soon' must be a finite number"):
         QAClient("http://h")
 
 

@@ -1,0 +1,107 @@
+"""--benchflow-timeout bounds the process, not just the report: a hanging agent cannot keep pytest alive."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import pytest
+
+from conftest import Reply, ScriptedServer
+
+HANGING_BENCH = """
+import json
+from pathlib import Path
+from pytest_benchflow import BaseBench, BenchArgs, BenchClient
+
+
+class Client(BenchClient):
+    def prepare_input(self, raw):
+        return {"question": raw}
+
+    def parse_response(self, raw):
+        return {"answer": raw}
+
+
+def evaluate(env):
+    client = Client(env["INTELLIGENCE_URL"], retries=5, backoff=0.2)
+    answers = client.get_responses([f"q{i}" for i in range(20)], max_concurrency=2)
+    Path(env["BENCHFLOW_RESULTS_DIR"], "done.json").write_text(json.dumps(len(answers)))
+
+
+class Hanging(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+
+    def get_image_name(self):
+        return "none"
+
+    def get_results_dir_in_container(self):
+        return "/r"
+
+    def get_log_files_dir_in_container(self):
+        return "/l"
+
+    def get_all_tasks(self, split):
+        return {"task_ids": ["slow"], "error_message": None}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        return {"is_resolved": True, "metrics": {}}
+"""
+
+
+@pytest.fixture
+def hanging(pytester: pytest.Pytester, scripted: ScriptedServer) -> ScriptedServer:
+    pytester.makepyfile(hanging=HANGING_BENCH)
+    # The health check is answered at once; every request after it hangs for a minute.
+    scripted.script(Reply(), Reply(delay=60))
+    return scripted
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_hanging_agent_ends_the_session_within_the_timeout(
+    pytester: pytest.Pytester, hanging: ScriptedServer, xdist: list[str]
+) -> None:
+    started = time.monotonic()
+    proc = pytester.popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--benchflow=hanging.py:Hanging",
+            f"--agent-url={hanging.url}",
+            "--benchflow-timeout=2",
+            "-p",
+            "no:cacheprovider",
+            *xdist,
+        ],
+        stdout=sys.stdout,
+        stderr=sys.stderr,
+    )
+    # Timeout 2 s plus start-up and a small grace; the agent would hang for 60 s.
+    code = proc.wait(timeout=30)
+    elapsed = time.monotonic() - started
+    assert code == pytest.ExitCode.TESTS_FAILED and elapsed < 20, elapsed
+    posts = [r for r in hanging.requests if r[0] == "/response"]
+    assert len(posts) == 2  # the two in flight at the limit; the other 18 were never sent
+    time.sleep(1.5)
+    assert len([r for r in hanging.requests if r[0] == "/response"]) == 2
+    (jsonl,) = pytester.path.glob(".benchflow/*/results.jsonl")
+    (record,) = map(json.loads, jsonl.read_text().splitlines())
+    assert record["outcome"] == "error" and record["reason"] == "task 'slow' timed out after 2 s"
+
+
+def test_retries_stop_at_the_timeout(pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
+    pytester.makepyfile(hanging=HANGING_BENCH.replace("max_concurrency=2", "max_concurrency=1"))
+    scripted.script(Reply(), Reply(status=503, body=b'"busy"'))
+    result = pytester.runpytest_subprocess(
+        "--benchflow=hanging.py:Hanging", f"--agent-url={scripted.url}", "--benchflow-timeout=1"
+    )
+    result.assert_outcomes(errors=1)
+    sent = len(scripted.requests)
+    time.sleep(2)
+    assert len(scripted.requests) == sent  # no retry after the task was declared failed
