@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import threading
@@ -110,12 +111,14 @@ def _number(config: pytest.Config, name: str, kind: type) -> Any:
     raw = option(config, name)
     if raw in (None, ""):
         return None
+    flag = f"--{name.replace('_', '-')}"
     try:
         value = kind(raw)
     except ValueError:
-        raise pytest.UsageError(f"--{name.replace('_', '-')} {raw!r} is not a number") from None
-    if value <= 0:
-        raise pytest.UsageError(f"--{name.replace('_', '-')} must be positive, got {raw}")
+        noun = "a whole number" if kind is int else "a number of seconds"
+        raise pytest.UsageError(f"{flag} {raw!r} is not {noun}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise pytest.UsageError(f"{flag} must be a positive finite number, got {raw}")
     return value
 
 

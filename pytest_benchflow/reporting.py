@@ -37,8 +37,16 @@ class ResultsReporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # Taken off the report once written: pytest keeps every report until the session ends.
         record = report.__dict__.pop("benchflow", None)
+        if record is None and _crashed(report):
+            record = self.run.crash_record(report.nodeid, str(report.longrepr))
         if record is not None:
             self.writer.add(record)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        # xdist reports a task whose worker died as a failure of phase "???": it never ran, so it is
+        # an error, here as in results.jsonl and summary.json.
+        return ("error", "E", "ERROR") if _crashed(report) else None
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -113,6 +121,10 @@ class ResultsReporter:
             tr.section("benchflow comparison with baseline")
             for line in self.comparison.splitlines():
                 tr.line(line, red="REGRESSION" in line)
+
+
+def _crashed(report: pytest.TestReport) -> bool:
+    return report.when == "???" and report.failed and report.nodeid.startswith("benchflow:")  # type: ignore[comparison-overlap]
 
 
 def _count(n: int, noun: str) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from .bench import BaseBench
+from .bench import BaseBench, list_task_ids
 from .environment import ProgressCallback
 from .errors import ArgumentError, BenchflowError, TaskError
-from .items import BenchItem
+from .items import BenchItem, item_name, task_dir_name
 from .redaction import public_url, redact, redact_data, redact_files
 from .runner import LocalRunner, Runner, TaskSpec, collect_result, prepare_task
 from .schemas import BenchArgs, ResolvedArgs
@@ -150,10 +150,37 @@ class BenchflowRun:
             record["other"] = redact_data(result.other, self.secrets)
         return record
 
+    def crash_record(self, nodeid: str, reason: str) -> dict[str, Any]:
+        """The error record of a task whose process died while running it (an xdist worker killed)."""
+        bench, _, name = nodeid.removeprefix("benchflow:").partition("::")
+        ctx = self.benches.get(bench)
+        task_id = name
+        if ctx is not None and item_name(name) != name:
+            # A hashed node name: the task listing (read only now, on this rare path) says which id it was.
+            task_id = next((t for t in list_task_ids(ctx.bench, self.split) if item_name(t) == name), name)
+        dir_name = task_dir_name(task_id)
+        return {
+            "bench": bench,
+            "task_id": task_id,
+            "nodeid": nodeid,
+            "outcome": "error",
+            "is_resolved": None,
+            "metrics": {},
+            "duration": 0.0,
+            "reason": self.redact(first_line_of(reason)),
+            "results_dir": f"{bench}/results/{dir_name}",
+            "log_dir": f"{bench}/logs/{dir_name}",
+            "finished_at": time.time(),
+        }
+
 
 RUN_KEY = pytest.StashKey[BenchflowRun]()
 # The end of a failure's report kept in results.jsonl: enough to see why, small enough for 12k tasks.
 _DETAILS_LIMIT = 4000
+
+
+def first_line_of(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def first_line(error: BaseException | None) -> str | None:

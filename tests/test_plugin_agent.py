@@ -58,12 +58,38 @@ def test_two_agents_is_a_usage_error(toy: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["ERROR: name the agent one way only, not with --agent-url and --agent"])
 
 
-@pytest.mark.parametrize("url", ["localhost:8000", "ftp://host/x", "http://:80", "http://host:port"])
-def test_malformed_agent_url(toy: pytest.Pytester, url: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("localhost:8000", "is not an http:// or https:// URL with a host"),
+        ("ftp://host/x", "is not an http:// or https:// URL with a host"),
+        ("http://:80", "is not an http:// or https:// URL with a host"),
+        ("http://host:port", "has an invalid port"),
+        ("http://[::1", "is not a valid URL: Invalid IPv6 URL"),
+        ("http://host:99999", "has an invalid port"),
+    ],
+)
+def test_malformed_agent_url(toy: pytest.Pytester, url: str, expected: str) -> None:
     result = toy.runpytest(*BENCH, f"--agent-url={url}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    expected = "has an invalid port" if url.endswith("port") else "is not an http:// or https:// URL with a host"
     result.stderr.fnmatch_lines([f"ERROR: agent URL {url!r} {expected}"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            "python 'serve.py {port}",
+            'ERROR: --agent-cmd "python \'serve.py {port}": No closing quotation (check the quotes)',
+        ),
+        ("/no/such/binary {port}", "ERROR: --agent-cmd: cannot start '/no/such/binary': No such file or directory"),
+    ],
+)
+def test_unusable_agent_cmd(toy: pytest.Pytester, command: str, expected: str) -> None:
+    result = toy.runpytest(*BENCH, f"--agent-cmd={command}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
 
 
 def test_agent_down_at_start_is_one_message(

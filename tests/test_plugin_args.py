@@ -86,8 +86,13 @@ def test_secret_reaches_bench_but_no_report(toy: pytest.Pytester) -> None:
     ("option", "message"),
     [
         ("--benchflow-runner=podman", "ERROR: --benchflow-runner 'podman': choose local or docker"),
-        ("--benchflow-timeout=soon", "ERROR: --benchflow-timeout 'soon' is not a number"),
-        ("--benchflow-limit=0", "ERROR: --benchflow-limit must be positive, got 0"),
+        ("--benchflow-timeout=soon", "ERROR: --benchflow-timeout 'soon' is not a number of seconds"),
+        ("--benchflow-timeout=nan", "ERROR: --benchflow-timeout must be a positive finite number, got nan"),
+        ("--benchflow-timeout=inf", "ERROR: --benchflow-timeout must be a positive finite number, got inf"),
+        ("--benchflow-timeout=1e400", "ERROR: --benchflow-timeout must be a positive finite number, got 1e400"),
+        ("--benchflow-timeout=-1", "ERROR: --benchflow-timeout must be a positive finite number, got -1"),
+        ("--benchflow-limit=0", "ERROR: --benchflow-limit must be a positive finite number, got 0"),
+        ("--benchflow-limit=2.5", "ERROR: --benchflow-limit '2.5' is not a whole number"),
         ("--benchflow-pull=sometimes", "ERROR: --benchflow-pull 'sometimes': choose never, missing or always"),
     ],
 )
@@ -95,3 +100,5 @@ def test_bad_option_values(toy: pytest.Pytester, option: str, message: str) -> N
     result = toy.runpytest(*TOY, option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert not (toy.path / ".benchflow").exists() or not list((toy.path / ".benchflow").iterdir())
