@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
+from .envnumbers import env_number
+
+__all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
 
 logger = logging.getLogger("pytest_benchflow.agent")
 
 #: Largest request body the agent server accepts (413 above it); ``BENCHFLOW_AGENT_MAX_BODY`` overrides.
 MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Seconds a connection may sit idle or half-sent before the server closes it (``BENCHFLOW_AGENT_IDLE_TIMEOUT``).
+IDLE_TIMEOUT = 30.0
 # How often the serving loop checks for shutdown: stop() returns within this.
 _POLL = 0.05
 
@@ -27,8 +30,13 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], agent: BaseAgent) -> None:
         self.agent = agent
-        self.max_body = int(os.environ.get("BENCHFLOW_AGENT_MAX_BODY", MAX_BODY_BYTES))
+        self.max_body = env_number("BENCHFLOW_AGENT_MAX_BODY", MAX_BODY_BYTES, minimum=1)
+        self.idle_timeout = env_number("BENCHFLOW_AGENT_IDLE_TIMEOUT", IDLE_TIMEOUT, minimum=0.001)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanished or stalled mid-exchange is routine for a server: no traceback on stderr.
+        logger.debug("connection from %s ended abnormally", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,6 +47,12 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # A timeout on every read and write: an idle keep-alive connection, or a client that sends
+        # half a request and stops, is closed instead of holding a thread forever.
+        self.connection.settimeout(self.server.idle_timeout)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -66,25 +80,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard_body()
             self._send_json(404, {"detail": f"no such endpoint: POST {path}; use POST /response"})
             return
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            self._send_json(411, {"detail": "Content-Length is required"})
+        length = self._body_length()
+        if length is None:
             return
         try:
-            length = int(length_header)
-        except ValueError:
+            body = self.rfile.read(length)
+        except TimeoutError:
             self.close_connection = True
-            self._send_json(400, {"detail": f"bad Content-Length: {length_header!r}"})
+            self._send_json(408, {"detail": f"request body not received within {self.server.idle_timeout:g} s"})
             return
-        if length > self.server.max_body:
-            self.close_connection = True
-            self._send_json(413, {"detail": f"body of {length} bytes exceeds the limit of {self.server.max_body}"})
+        if len(body) < length:
+            self.close_connection = True  # the client went away mid-body: nobody to answer
             return
         try:
-            payload = json.loads(self.rfile.read(length))
+            payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
             self._send_json(400, {"detail": f"body is not valid JSON: {e}"})
+            return
+        except RecursionError:
+            self._send_json(400, {"detail": "body is JSON nested too deeply"})
             return
         if not isinstance(payload, dict):
             self._send_json(400, {"detail": f"body must be a JSON object, not {type(payload).__name__}"})
@@ -101,11 +115,33 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("call_api failed")
             self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})
 
+    def _body_length(self) -> int | None:
+        """The request's Content-Length, or None after answering why it is unusable (4xx)."""
+        keep_alive = not self.close_connection
+        self.close_connection = True  # unless the length turns out usable
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._send_json(400, {"detail": "chunked transfer encoding is not supported; send Content-Length"})
+            return None
+        header = self.headers.get("Content-Length")
+        if header is None:
+            self._send_json(411, {"detail": "Content-Length is required"})
+            return None
+        if not header.strip().isdigit():
+            self._send_json(400, {"detail": f"bad Content-Length: {header!r}"})
+            return None
+        length = int(header)
+        if length > self.server.max_body:
+            self._send_json(413, {"detail": f"body of {length} bytes exceeds the limit of {self.server.max_body}"})
+            return None
+        self.close_connection = not keep_alive
+        return length
+
     def _discard_body(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= self.server.max_body:
+        header = self.headers.get("Content-Length", "").strip()
+        length = int(header) if header.isdigit() else -1
+        if 0 <= length <= self.server.max_body:
             self.rfile.read(length)
-        elif length:
+        else:
             self.close_connection = True
 
 

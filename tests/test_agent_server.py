@@ -90,3 +90,78 @@ def test_serve_stops_cleanly_and_frees_port() -> None:
     server.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/health", timeout=1)
+
+
+def raw_exchange(url: str, request: bytes, timeout: float = 5) -> bytes:
+    """Send ``request`` as is on a new connection; everything the server answers before closing."""
+    import socket
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received and b"Connection: close" not in received and b"HTTP/1.1 200" in received:
+                break
+        return received
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "detail"),
+    [
+        ("Content-Length: -5", b"{}", b"400", b"bad Content-Length"),
+        ("Content-Length: 1e3", b"{}", b"400", b"bad Content-Length"),
+        ("Content-Length: 2\r\nTransfer-Encoding: chunked", b"{}", b"400", b"chunked transfer encoding"),
+        ("Transfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n", b"400", b"chunked transfer encoding"),
+    ],
+)
+def test_malformed_framing_gets_a_4xx(echo_agent: str, headers: str, body: bytes, status: bytes, detail: bytes) -> None:
+    answer = raw_exchange(echo_agent, f"POST /response HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\n".encode() + body)
+    assert answer.startswith(b"HTTP/1.1 " + status) and detail in answer
+
+
+def test_json_nested_too_deeply_is_400(echo_agent: str) -> None:
+    body = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    r = requests.post(echo_agent + "/response", data=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"] == "body is JSON nested too deeply"
+    assert requests.post(echo_agent + "/response", json={"question": "still up"}).json() == "STILL UP"
+
+
+def test_unserialisable_answer_is_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Odd(BaseAgent):
+        def call_api(self, task_step_inputs: dict[str, Any]) -> Any:
+            return {1, 2}
+
+    with Odd().serve() as server:
+        r = requests.post(server.url + "/response", json={})
+        assert r.status_code == 500 and "not JSON serializable" in r.json()["detail"]
+
+
+def test_idle_and_half_sent_connections_are_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("BENCHFLOW_AGENT_IDLE_TIMEOUT", "0.5")
+    with EchoAgent().serve() as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as idle:
+            started = time.monotonic()
+            assert idle.recv(100) == b""  # closed by the server, not by our timeout
+            assert time.monotonic() - started < 5
+        half = b'POST /response HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"question":'
+        answer = raw_exchange(server.url, half, timeout=10)
+        assert answer.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in answer
+        # Keep-alive still works for a client that keeps talking.
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        for word in ("one", "two"):
+            conn.request(
+                "POST", "/response", body=json.dumps({"question": word}), headers={"Content-Type": "application/json"}
+            )
+            assert json.loads(conn.getresponse().read()) == word.upper()
+
+
+def test_bad_idle_timeout_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHFLOW_AGENT_IDLE_TIMEOUT", "forever")
+    with pytest.raises(ValueError, match="BENCHFLOW_AGENT_IDLE_TIMEOUT='forever' must be a finite number"):
+        EchoAgent().serve()

@@ -228,3 +228,75 @@ class TestBatch:
         for t in threads:
             t.join()
         assert errors == []
+
+
+class RawServer:
+    """Answers every connection with the same raw bytes, then closes it: for broken HTTP."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                conn.recv(65536)
+                conn.sendall(self.answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"partial',
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"part',
+        b"",
+    ],
+)
+def test_connection_closed_mid_answer_says_so(answer: bytes) -> None:
+    server = RawServer(answer)
+    with pytest.raises(AgentUnreachable) as caught:
+        fast(server.url, retries=1).get_response({"q": "x"})
+    message = str(caught.value)
+    assert "closed the connection before its answer was complete (2 attempts)" in message
+    assert "is it running" not in message
+    server.listener.close()
+
+
+def test_body_over_the_cap_is_refused(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHFLOW_MAX_RESPONSE_BYTES", "1000")
+    scripted.script(json_reply("x" * 5000))
+    with pytest.raises(AgentBadResponse, match=r"answered with more than 1000 bytes \(BENCHFLOW_MAX_RESPONSE_BYTES\)"):
+        fast(scripted.url).get_response({"q": "x"})
+    # Without a Content-Length the body is counted as it arrives.
+    chunk = b'"' + b"y" * 4000 + b'"'
+    server = RawServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + chunk)
+    with pytest.raises(AgentBadResponse, match="more than 1000 bytes"):
+        fast(server.url).get_response({"q": "x"})
+    server.listener.close()
+
+
+def test_redirects_are_not_followed(scripted: ScriptedServer, echo_agent: str) -> None:
+    scripted.script(Reply(status=307, headers={"Location": echo_agent + "/response"}, body=b""))
+    with pytest.raises(AgentHTTPError, match="answered HTTP 307"):
+        fast(scripted.url).get_response({"q": "x"})
+
+
+def test_cancelled_scope_sends_nothing(echo_agent: str) -> None:
+    from pytest_benchflow import TaskCancelled
+    from pytest_benchflow.client import cancel_scope
+
+    stop = threading.Event()
+    stop.set()
+    client = fast(echo_agent)
+    with pytest.raises(TaskCancelled, match="not sent: the task was stopped at its time limit"):
+        cancel_scope(stop).run(client.get_responses, [{"q": "a"}, {"q": "b"}], max_concurrency=2)
