@@ -11,7 +11,7 @@ from .compare import compare_runs, format_comparison
 from .errors import ResultsFormatError
 from .loader import BenchLoadError, installed_benchmarks, load_bench_class
 from .report import render_html
-from .results import load_run
+from .results import RunData, load_run
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "main"]
 
@@ -19,8 +19,15 @@ __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "main"]
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
 
 
+def _load(path: str) -> RunData:
+    run = load_run(Path(path))
+    for warning in run.warnings:
+        print(f"benchflow: warning: {warning}", file=sys.stderr)
+    return run
+
+
 def _report(args: argparse.Namespace) -> int:
-    run = load_run(Path(args.results_dir))
+    run = _load(args.results_dir)
     output = Path(args.output)
     output.write_text(render_html(run), encoding="utf-8")
     print(f"report of {run.path} written to {output}")
@@ -28,8 +35,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    base, new = load_run(Path(args.base_dir)), load_run(Path(args.new_dir))
+    base, new = _load(args.base_dir), _load(args.new_dir)
     comparisons = compare_runs(base, new, alpha=args.alpha, max_drop=args.max_drop)
+    if not comparisons:
+        # A gate that compared nothing must not pass: say so, with the input-error code.
+        print(format_comparison(comparisons, base, new), file=sys.stderr)
+        return EXIT_ERROR
     if args.json:
         payload = {
             "base": str(base.path),
@@ -99,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except ResultsFormatError as e:
         print(f"benchflow {args.command}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # never a traceback with exit code 1, which a CI gate would read as "regression"
+        print(f"benchflow {args.command}: unexpected {type(e).__name__}: {e} (please report this)", file=sys.stderr)
         return EXIT_ERROR
 
 

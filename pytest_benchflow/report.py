@@ -36,7 +36,10 @@ def _chart_rows(bench: dict[str, Any]) -> list[tuple[str, float, float, float, b
     """(label, value, low, high, is_overall) bars: the bench's breakdown, else its rates and 0–1 metrics."""
     breakdown = bench.get("breakdown") or {}
     rows = []
-    if breakdown and all(isinstance(r, dict) and "correct" in r and "total" in r for r in breakdown.values()):
+    if breakdown and all(
+        isinstance(r, dict) and isinstance(r.get("correct"), int) and isinstance(r.get("total"), int) and r["total"] >= 0
+        for r in breakdown.values()
+    ):
         for label, r in breakdown.items():
             if r["total"]:
                 low, high = wilson_interval(int(r["correct"]), int(r["total"]))
@@ -157,7 +160,8 @@ def render_html(run: RunData) -> str:
         ("interrupted", meta.get("interrupted")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or None),
     ]
-    data = json.dumps(_task_rows(run), ensure_ascii=False).replace("</", "<\\/")
+    # Inside <script>, "<!--", "<script" and "</script" change how the page parses: no "<" stays literal.
+    data = json.dumps(_task_rows(run), ensure_ascii=False).replace("<", "\\u003c")
     benches = run.benches()
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -75,6 +75,7 @@ class ResultsReporter:
 
     def _after_summary(self, session: pytest.Session) -> None:
         current = load_run(self.run.run_dir)
+        self.notes += current.warnings
         if self.html:
             path = Path(self.html)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +84,7 @@ class ResultsReporter:
         if self.baseline:
             try:
                 base = load_run(Path(self.baseline))
+                self.notes += base.warnings
             except ResultsFormatError as e:
                 raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
             comparisons = compare_runs(base, current)

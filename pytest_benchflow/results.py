@@ -191,6 +191,8 @@ class RunData:
     metadata: dict[str, Any]
     records: list[dict[str, Any]]
     bench_info: dict[str, dict[str, Any]]
+    #: What was skipped while reading (a truncated last line, a newer run that never ran).
+    warnings: list[str] = field(default_factory=list)
 
     def benches(self) -> dict[str, dict[str, Any]]:
         """Per bench: the written metadata (args, breakdown, …) with counts and statistics from the records."""
@@ -207,8 +209,42 @@ class RunData:
         }
 
 
+OUTCOMES = ("passed", "failed", "error")
+# Optional fields of a task record and of a bench's summary entry, with the JSON types they must have.
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "metrics": (dict,),
+    "other": (dict,),
+    "duration": (int, float),
+    "reason": (str,),
+    "details": (str,),
+    "nodeid": (str,),
+}
+_BENCH_FIELDS: dict[str, tuple[type, ...]] = {"args": (dict,), "breakdown": (dict,), "summary_metrics": (list,)}
+_JSON_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _json_type(value: Any) -> str:
+    return "null" if value is None else _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _check_fields(data: dict[str, Any], fields: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, kinds in fields.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ResultsFormatError(f"{where}: {key!r} must be {_JSON_NAMES[kinds[0]]}, not {_json_type(value)}")
+
+
 def _check_version(data: Any, where: str) -> None:
-    version = data.get("schema_version", 1) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        raise ResultsFormatError(f"{where}: expected a JSON object, found {_json_type(data)}")
+    version = data.get("schema_version", 1)
     if not isinstance(version, int):
         raise ResultsFormatError(f"{where}: not a pytest-benchflow results record")
     if version > SCHEMA_VERSION:
@@ -218,52 +254,94 @@ def _check_version(data: Any, where: str) -> None:
         )
 
 
-def _run_directory(path: Path) -> Path:
+def _check_record(record: Any, where: str) -> dict[str, Any]:
+    _check_version(record, where)
+    if not all(isinstance(record.get(k), str) for k in ("bench", "task_id", "outcome")):
+        raise ResultsFormatError(f"{where}: record lacks bench, task_id or outcome (strings)")
+    if record["outcome"] not in OUTCOMES:
+        raise ResultsFormatError(f"{where}: outcome {record['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+    _check_fields(record, _RECORD_FIELDS, where)
+    return dict(record)
+
+
+def _check_summary(summary: Any, where: str) -> dict[str, Any]:
+    _check_version(summary, where)
+    benches = summary.get("benches", {})
+    if not isinstance(benches, dict):
+        raise ResultsFormatError(f"{where}: 'benches' must be an object, not {_json_type(benches)}")
+    for name, info in benches.items():
+        if not isinstance(info, dict):
+            raise ResultsFormatError(f"{where}: benches.{name} must be an object, not {_json_type(info)}")
+        _check_fields(info, _BENCH_FIELDS, f"{where}: benches.{name}")
+    _check_fields(summary, {"versions": (dict,)}, where)
+    return dict(summary)
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ResultsFormatError(f"{path}: not valid JSON ({e})") from None
+    return _check_summary(data, str(path))
+
+
+def _run_directory(path: Path, warnings: list[str]) -> Path:
     if not path.exists():
         raise ResultsFormatError(f"{path}: no such results directory")
     if (path / "results.jsonl").exists() or (path / "summary.json").exists():
         return path
     runs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()) if path.is_dir() else []
-    if not runs:
-        raise ResultsFormatError(
-            f"{path}: no benchflow results here "
-            "(expected results.jsonl or summary.json, or run directories holding them)"
-        )
-    return runs[-1]  # run ids sort by start time
+    for run in reversed(runs):  # run ids sort by start time: the newest run that ran
+        status = _read_summary(run).get("exit_status")
+        if status in _NEVER_RAN:
+            warnings.append(f"skipped {run.name}: that session stopped with exit status {status} before running")
+            continue
+        return run
+    raise ResultsFormatError(
+        f"{path}: no benchflow results here (expected results.jsonl or summary.json, or run directories holding them)"
+    )
+
+
+def _read_records(jsonl: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    if not jsonl.exists():
+        return []
+    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            if i == last:
+                # A run killed while writing leaves half a line: keep every record before it.
+                warnings.append(f"{jsonl}:{i + 1}: incomplete last line skipped (the run was cut off while writing)")
+                break
+            raise ResultsFormatError(f"{jsonl}:{i + 1}: not valid JSON ({e})") from None
+        records.append(_check_record(record, f"{jsonl}:{i + 1}"))
+    return records
 
 
 def load_run(path: Path) -> RunData:
-    """Read a run directory (or the newest run in an output directory such as ``.benchflow``).
+    """Read a run directory (or the newest run that ran in an output directory such as ``.benchflow``).
 
-    A run interrupted before its summary was written is read from ``results.jsonl`` alone.
+    A run interrupted before its summary was written is read from ``results.jsonl`` alone; a
+    truncated last line is skipped with a warning (``RunData.warnings``).
 
     Raises:
-        ResultsFormatError: missing directory, malformed files, or a newer schema version.
+        ResultsFormatError: missing directory, malformed files or fields of the wrong type, or a
+        newer schema version.
     """
-    run_dir = _run_directory(path)
-    summary: dict[str, Any] = {}
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        try:
-            summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise ResultsFormatError(f"{summary_path}: not valid JSON ({e})") from None
-        _check_version(summary, str(summary_path))
-    records: list[dict[str, Any]] = []
-    jsonl = run_dir / "results.jsonl"
-    if jsonl.exists():
-        with open(jsonl, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError as e:
-                    raise ResultsFormatError(f"{jsonl}:{number}: not valid JSON ({e})") from None
-                _check_version(record, f"{jsonl}:{number}")
-                if not {"bench", "task_id", "outcome"} <= record.keys():
-                    raise ResultsFormatError(f"{jsonl}:{number}: record lacks bench, task_id or outcome")
-                records.append(record)
+    warnings: list[str] = []
+    run_dir = _run_directory(path, warnings)
+    summary = _read_summary(run_dir)
+    records = _read_records(run_dir / "results.jsonl", warnings)
     metadata = {k: v for k, v in summary.items() if k not in ("benches", "tasks")}
     metadata.setdefault("run_id", run_dir.name)
-    return RunData(path=run_dir, metadata=metadata, records=records, bench_info=summary.get("benches", {}))
+    return RunData(
+        path=run_dir, metadata=metadata, records=records, bench_info=summary.get("benches", {}), warnings=warnings
+    )

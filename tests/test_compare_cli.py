@@ -116,7 +116,8 @@ def test_bad_results_directories(tmp_path: Path) -> None:
     assert missing.returncode == EXIT_ERROR and "no such results directory" in missing.stderr
     empty = cli("compare", str(tmp_path), str(tmp_path))
     assert empty.returncode == EXIT_ERROR and "no benchflow results here" in empty.stderr
-    (tmp_path / "results.jsonl").write_text('{"bench": "b", "task_id": "t", "outcome": "passed"}\n{broken\n')
+    line = '{"bench": "b", "task_id": "t", "outcome": "passed"}\n'
+    (tmp_path / "results.jsonl").write_text(line + "{broken\n" + line)
     broken = cli("report", str(tmp_path))
     assert broken.returncode == EXIT_ERROR and "results.jsonl:2: not valid JSON" in broken.stderr
     (tmp_path / "results.jsonl").write_text(
@@ -146,3 +147,86 @@ def test_report_from_interrupted_run_without_summary(tmp_path: Path) -> None:
     result = cli("report", str(tmp_path), "-o", str(tmp_path / "r.html"))
     assert result.returncode == 0 and "run1" in result.stdout
     assert 'data-bench="b"' in (tmp_path / "r.html").read_text()
+
+
+def write_run(directory: Path, lines: list[str], summary: object | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.jsonl").write_text("".join(line + "\n" for line in lines))
+    if summary is not None:
+        (directory / "summary.json").write_text(json.dumps(summary))
+    return directory
+
+
+GOOD = json.dumps({"bench": "b", "task_id": "t1", "outcome": "passed", "duration": 1.0, "metrics": {"s": 1.0}})
+
+
+@pytest.mark.parametrize(
+    ("lines", "summary", "message"),
+    [
+        ([json.dumps(["a", "list"]), GOOD], None, "results.jsonl:1: expected a JSON object, found a list"),
+        (
+            [json.dumps({"bench": "b", "task_id": "t", "outcome": "passed", "metrics": [1]}), GOOD],
+            None,
+            "'metrics' must be an object, not a list",
+        ),
+        (
+            [json.dumps({"bench": "b", "task_id": 3, "outcome": "passed"}), GOOD],
+            None,
+            "record lacks bench, task_id or outcome",
+        ),
+        (
+            [json.dumps({"bench": "b", "task_id": "t", "outcome": "won"}), GOOD],
+            None,
+            "outcome 'won' is not one of passed, failed, error",
+        ),
+        (
+            [json.dumps({"bench": "b", "task_id": "t", "outcome": "passed", "duration": "long"}), GOOD],
+            None,
+            "'duration' must be a number, not a string",
+        ),
+        ([GOOD], ["not", "an", "object"], "summary.json: expected a JSON object, found a list"),
+        ([GOOD], {"benches": []}, "'benches' must be an object, not a list"),
+        ([GOOD], {"benches": {"b": {"breakdown": "x"}}}, "benches.b: 'breakdown' must be an object, not a string"),
+    ],
+)
+def test_type_malformed_results_exit_2_with_a_message(
+    tmp_path: Path, lines: list[str], summary: object, message: str
+) -> None:
+    run = write_run(tmp_path / "run", lines, summary)
+    good = write_run(tmp_path / "good", [GOOD])
+    for args in (
+        ["compare", str(good), str(run), "--fail-on-regression"],
+        ["report", str(run), "-o", str(tmp_path / "r.html")],
+    ):
+        result = cli(*args)
+        assert result.returncode == EXIT_ERROR, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    second = json.dumps({"bench": "b", "task_id": "t2", "outcome": "failed", "duration": 1.0})
+    run = write_run(tmp_path / "run", [GOOD, second])
+    with open(run / "results.jsonl", "a") as f:
+        f.write('{"bench": "b", "task_id": "t3", "outc')
+    result = cli("compare", str(run), str(run), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "results.jsonl:3: incomplete last line skipped" in result.stderr
+    assert json.loads(result.stdout)["benches"][0]["paired_tasks"] == 2
+    (run / "results.jsonl").write_text(GOOD + "\n{broken\n" + second + "\n")
+    assert "results.jsonl:2: not valid JSON" in cli("report", str(run)).stderr  # a bad line in the middle is an error
+
+
+def test_compare_with_nothing_in_common_is_an_input_error(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", [GOOD])
+    b = write_run(tmp_path / "b", [json.dumps({"bench": "other", "task_id": "t", "outcome": "passed"})])
+    result = cli("compare", str(a), str(b), "--fail-on-regression")
+    assert result.returncode == EXIT_ERROR and "no benchmark appears in both runs" in result.stderr
+
+
+def test_newest_run_skips_sessions_that_never_ran(tmp_path: Path) -> None:
+    write_run(tmp_path / "20260101T000000-aaaaaa", [GOOD], {"exit_status": 0, "benches": {}})
+    write_run(tmp_path / "20260102T000000-bbbbbb", [], {"exit_status": 4, "benches": {}})
+    result = cli("compare", str(tmp_path), str(tmp_path), "--json")
+    assert result.returncode == 0
+    assert "skipped 20260102T000000-bbbbbb" in result.stderr
+    assert json.loads(result.stdout)["new"].endswith("20260101T000000-aaaaaa")

@@ -169,3 +169,40 @@ def test_twelve_thousand_tasks_render(tmp_path: Path) -> None:
     page.write_text(render_html(load_run(tmp_path)))
     dom = browse(page, fragment="#outcome=error")
     assert "showing 4010 of 12032 tasks" in dom and len(elements(dom, "task")) == 4010
+
+
+HOSTILE = "<!--<script>document.title='pwned'</script>"
+
+
+def hostile_run(tmp_path: Path) -> Path:
+    writer = ResultsWriter(tmp_path / "run", {"run_id": "r"})
+    for task_id, outcome in ((HOSTILE, "failed"), ("</script><script>document.title='pwned2'</script>", "error")):
+        writer.add(
+            {
+                "bench": "b<i>",
+                "task_id": task_id,
+                "outcome": outcome,
+                "metrics": {"x<b>": "<img src=x onerror=\"document.title='pwned3'\">"},
+                "duration": 1.0,
+                "reason": "<b>bold</b>",
+                "details": "<script>document.title='pwned4'</script>",
+            }
+        )
+    writer.finish(exit_status=1, interrupted=False, bench_info={"b<i>": {}}, breakdown=lambda n, r: None)
+    page = tmp_path / "report.html"
+    page.write_text(render_html(load_run(tmp_path / "run")))
+    return page
+
+
+def test_embedded_data_cannot_break_out_of_its_script(tmp_path: Path) -> None:
+    text = hostile_run(tmp_path).read_text()
+    data = text.split('id="task-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and json.loads(data)[0]["task_id"] == HOSTILE
+
+
+def test_hostile_fields_render_as_text_in_the_browser(tmp_path: Path) -> None:
+    dom = browse(hostile_run(tmp_path), fragment="#open=1")
+    assert "pwned" not in dom.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "&lt;!--&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom or "&lt;!--&lt;script&gt;" in dom
+    assert "<b>bold</b>" not in dom and "&lt;b&gt;bold&lt;/b&gt;" in dom
+    assert len(elements(dom, "task")) == 2

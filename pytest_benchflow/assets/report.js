@@ -4,14 +4,14 @@ const body=document.querySelector('#task-table tbody');
 const outcome=document.getElementById('outcome-filter'), search=document.getElementById('search');
 const shown=document.getElementById('shown');
 let sortKey='index', asc=true;
-const esc=s=>String(s==null?'':s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));
+const esc=s=>String(s==null?'':s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
 function render(){
   const want=outcome.value, q=search.value.toLowerCase();
   let rows=tasks.filter(t=>(want==='all'||t.outcome===want)&&(!q||t.task_id.toLowerCase().includes(q)||t.bench.toLowerCase().includes(q)));
   rows.sort((a,b)=>{const x=a[sortKey],y=b[sortKey];const c=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));return asc?c:-c;});
-  body.innerHTML=rows.map(t=>'<tr class="task'+(t.details?' has-details':'')+'" data-index="'+t.index+'" data-outcome="'+t.outcome+'">'
-    +'<td>'+esc(t.bench)+'</td><td>'+esc(t.task_id)+'</td><td class="'+t.outcome+'">'+t.outcome+'</td>'
-    +'<td class="num">'+t.duration.toFixed(2)+'</td><td>'+esc(t.metrics)+'</td><td>'+esc(t.reason)+'</td></tr>').join('');
+  body.innerHTML=rows.map(t=>'<tr class="task'+(t.details?' has-details':'')+'" data-index="'+esc(t.index)+'" data-outcome="'+esc(t.outcome)+'">'
+    +'<td>'+esc(t.bench)+'</td><td>'+esc(t.task_id)+'</td><td class="'+esc(t.outcome)+'">'+esc(t.outcome)+'</td>'
+    +'<td class="num">'+esc(Number(t.duration).toFixed(2))+'</td><td>'+esc(t.metrics)+'</td><td>'+esc(t.reason)+'</td></tr>').join('');
   shown.textContent='showing '+rows.length+' of '+tasks.length+' tasks';
   document.querySelectorAll('#task-table th').forEach(th=>{th.classList.toggle('sorted',th.dataset.key===sortKey);th.classList.toggle('asc',asc);});
 }
