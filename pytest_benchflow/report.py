@@ -32,14 +32,15 @@ def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else html.escape(str(x))
 
 
+def _is_count_row(row: Any) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("correct"), int) and isinstance(row.get("total"), int)
+
+
 def _chart_rows(bench: dict[str, Any]) -> list[tuple[str, float, float, float, bool]]:
     """(label, value, low, high, is_overall) bars: the bench's breakdown, else its rates and 0–1 metrics."""
     breakdown = bench.get("breakdown") or {}
     rows = []
-    if breakdown and all(
-        isinstance(r, dict) and isinstance(r.get("correct"), int) and isinstance(r.get("total"), int) and r["total"] >= 0
-        for r in breakdown.values()
-    ):
+    if breakdown and all(_is_count_row(r) for r in breakdown.values()):
         for label, r in breakdown.items():
             if r["total"]:
                 low, high = wilson_interval(int(r["correct"]), int(r["total"]))

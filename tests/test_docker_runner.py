@@ -25,6 +25,7 @@ COPY wheels /tmp/wheels
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels requests pydantic PyYAML \\
  && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/pytest_benchflow-*.whl && rm -rf /tmp/wheels
 COPY entry.py /app/entry.py
+RUN mkdir -p /app/results /app/logs && chmod 1777 /app/results /app/logs
 ENTRYPOINT ["/opt/venv/bin/python", "-u", "/app/entry.py"]
 """
 TOY_ENTRY = """
@@ -47,6 +48,12 @@ if task == "invalid":
     sys.exit(0)
 if task == "symlink":
     os.symlink("/etc", os.path.join(results, "etc"))
+if task == "linkescape":
+    # Lexically inside, physically the parent of the results directory.
+    os.symlink(".", os.path.join(results, "here"))
+    os.symlink("here/..", os.path.join(results, "up"))
+if task == "bigresults":
+    open(os.path.join(results, "big.bin"), "wb").write(os.urandom(3 * 1024 * 1024))
 if task == "manyfiles":
     for i in range(10000):
         open(os.path.join(results, f"f{i}.txt"), "w").write(str(i))
@@ -60,7 +67,7 @@ class Client(BenchClient):
 answer = Client(os.environ["INTELLIGENCE_URL"], retries=0, connect_timeout=3).get_response(task)["answer"]
 report_progress(os.environ, 1, 1)
 print("secret in container:", os.environ.get("TOY_TOKEN"))
-json.dump({"answer": answer, "token_seen": bool(os.environ.get("TOY_TOKEN"))}, open(os.path.join(results, "result.json"), "w"))
+json.dump({"answer": answer, "token_seen": bool(os.environ.get("TOY_TOKEN")), "uid": os.getuid()}, open(os.path.join(results, "result.json"), "w"))
 os.makedirs("/app/logs", exist_ok=True)
 open("/app/logs/trace.txt", "w").write("trace of " + task)
 """
@@ -84,7 +91,7 @@ class DockerToy(BaseBench):
     def get_result(self, task_id):
         data = json.loads(Path(self.results_dir, "result.json").read_text())
         trace = Path(self.log_files_dir, "trace.txt").read_text()
-        return {"is_resolved": data["answer"] == task_id.upper(), "metrics": {"token_seen": data["token_seen"]}, "log": trace}
+        return {"is_resolved": data["answer"] == task_id.upper(), "metrics": {"token_seen": data["token_seen"], "uid": data.get("uid", -1)}, "log": trace}
 
 class Upper(BaseAgent):
     def call_api(self, inputs):
@@ -145,8 +152,12 @@ def test_task_in_container_with_results_logs_and_secret(
         "BENCHFLOW_SPLIT",
     ):
         assert name in stdout
+    assert "secret in container: ***" in (logs / "container.stdout.log").read_text()
     for text in (result.stdout.str(), (docker_toy.path / "j.xml").read_text(), (run_dir / "summary.json").read_text()):
         assert secret not in text
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.name != "result.json":  # the bench's own results are read by get_result
+            assert secret not in path.read_text(errors="replace"), path
     assert leftover(run_dir) == []
 
 
@@ -157,6 +168,7 @@ def test_task_in_container_with_results_logs_and_secret(
         ("noresults", "*get_result raised FileNotFoundError*result.json*"),
         ("invalid", "*get_result raised JSONDecodeError*"),
         ("symlink", "*symlink 'results/etc' -> '/etc' points outside the task directory*"),
+        ("linkescape", "*symlink 'up' resolves outside the task directory (removed)*"),
     ],
 )
 def test_faults_are_errors_with_reasons(
@@ -170,7 +182,54 @@ def test_faults_are_errors_with_reasons(
         result.stdout.fnmatch_lines(["last lines of the container's output:", "fatal: something broke"])
     run_dir = run_dir_of(docker_toy)
     assert not (run_dir / "DockerToy" / "results" / task / "etc").exists()
+    assert not (run_dir / "DockerToy" / "results" / task / "up").exists()
     assert leftover(run_dir) == []
+
+
+def test_archive_over_the_cap_errors_fast_and_cleans_up(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["bigresults", "alpha"]')
+    monkeypatch.setenv("BENCHFLOW_MAX_ARCHIVE_BYTES", "100000")
+    started = time.monotonic()
+    result = docker_toy.runpytest_subprocess(*ARGS)
+    result.assert_outcomes(errors=1, passed=1)
+    result.stdout.fnmatch_lines(
+        ["*results archive of /app/results is larger than the 100000 byte cap (BENCHFLOW_MAX_ARCHIVE_BYTES)*"]
+    )
+    assert time.monotonic() - started < 45
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    run_dir = run_dir_of(docker_toy)
+    assert json.loads((run_dir / "summary.json").read_text())["benches"]["DockerToy"]["errors"] == 1
+    assert leftover(run_dir) == []
+
+
+def test_user_and_capabilities(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["alpha"]')
+    docker_toy.makeini("[pytest]\nbenchflow_user = 4321:4321\n")
+    docker_toy.runpytest(*ARGS).assert_outcomes(passed=1)
+    (line,) = (run_dir_of(docker_toy) / "results.jsonl").read_text().splitlines()
+    assert json.loads(line)["metrics"]["uid"] == 4321
+
+
+def test_default_capabilities_are_dropped(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_benchflow.docker_runner import DEFAULT_CAP_DROP
+
+    monkeypatch.setenv("TOY_TASKS", '["sleep"]')
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], stdout=sys.stdout, stderr=sys.stderr)
+    client = engine()
+    try:
+        deadline = time.monotonic() + 60
+        found: list[Any] = []
+        while not found and time.monotonic() < deadline:
+            found = client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE})
+            time.sleep(0.2)
+        assert found
+        assert set(found[0].attrs["HostConfig"]["CapDrop"]) == set(DEFAULT_CAP_DROP)
+        assert found[0].attrs["Config"]["User"] == ""
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
 
 
 def test_timeout_kills_and_removes(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
