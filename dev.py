@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
-# What each command needs installed: the demo only the package, the tests and benchmarks also their tools.
+# What each command needs installed: the demo only the package, the tests and performance benchmarks also their tools.
 EXTRAS = {"demo": "", "test": "[test]", "bench": "[test]", "setup": "[test]"}
 # Images the container tests build on: the first one present is used (tests/images.py).
 BASE_IMAGES = ("benchflow/base:bookworm", "python:3.11-slim")
@@ -104,7 +104,7 @@ def test(extra: list[str]) -> int:
 
 def bench(extra: list[str]) -> int:
     """The performance benchmarks (docs/performance.md): `python3 dev.py bench [section ...]`."""
-    return subprocess.run([str(PYTHON), str(ROOT / "benchmarks" / "run.py"), *extra], cwd=ROOT).returncode
+    return subprocess.run([str(PYTHON), str(ROOT / "perf" / "run.py"), *extra], cwd=ROOT).returncode
 
 
 def main() -> int:

@@ -18,13 +18,13 @@ from .errors import (
     TaskListError,
     TaskTimeout,
 )
-from .runner import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
+from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
 
 __version__ = "0.2.0"
 
 # `pytest -p pytest_benchflow` (plugin autoload off) loads the plugin through this.
-pytest_plugins = ["pytest_benchflow.plugin"]
+pytest_plugins = ["pytest_benchflow.plugin.hooks"]
 
 __all__ = [
     "AgentBadResponse",

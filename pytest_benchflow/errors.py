@@ -6,16 +6,22 @@ __all__ = [
     "AgentBadResponse",
     "AgentError",
     "AgentHTTPError",
+    "AgentLaunchError",
     "AgentTimeout",
     "AgentUnreachable",
     "ArgumentError",
+    "BenchLoadError",
     "BenchflowError",
     "ResultError",
     "ResultsFormatError",
+    "RunnerError",
     "TaskCancelled",
     "TaskError",
     "TaskListError",
     "TaskTimeout",
+    "UnsafeArchive",
+    "first_line",
+    "one_line_reason",
 ]
 
 
@@ -76,5 +82,33 @@ class TaskCancelled(BenchflowError):
     """A request was not sent because its task had already been stopped (at its time limit)."""
 
 
+class UnsafeArchive(TaskError):
+    """A container's archive tried to write outside its directory, or was too large."""
+
+
 class ResultsFormatError(BenchflowError):
     """A results directory is missing, malformed, or written by a newer pytest-benchflow."""
+
+
+class BenchLoadError(BenchflowError):
+    """The named benchmark cannot be found or does not implement the interface."""
+
+
+class AgentLaunchError(BenchflowError):
+    """The session's agent is misnamed, does not start, or does not answer."""
+
+
+class RunnerError(BenchflowError):
+    """A runner is unknown, or its settings are invalid (reported as a usage error)."""
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of ``text`` (``text`` itself when it has none)."""
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else text
+
+
+def one_line_reason(error: BaseException) -> str:
+    """How an error is shown in one line: our messages as they are, others prefixed by their type."""
+    text = str(error) if isinstance(error, BenchflowError) else f"{type(error).__name__}: {error}"
+    return first_line(text) if text.strip() else type(error).__name__

@@ -1,4 +1,4 @@
-"""Finding benchmark classes: by registered name, ``package.module:Class`` or ``path/file.py:Class``."""
+"""Finding classes by reference: a registered benchmark name, ``package.module:Class`` or ``path/file.py:Class``."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from .bench import BaseBench
+from .errors import BenchLoadError
 
-__all__ = ["ENTRY_POINT_GROUP", "BenchLoadError", "import_file", "installed_benchmarks", "load_bench_class"]
+__all__ = ["ENTRY_POINT_GROUP", "import_file", "import_object", "installed_benchmarks", "load_bench_class"]
 
 #: Installed benchmark packages register their BaseBench classes under this group.
 ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"
-
-
-class BenchLoadError(Exception):
-    """The named benchmark cannot be found or does not implement the interface."""
 
 
 def installed_benchmarks() -> dict[str, str]:
@@ -40,6 +37,38 @@ def import_file(path: Path) -> object:
     return module
 
 
+def import_object(ref: str, *, what: str, rootdir: Path | None = None) -> object:
+    """The object ``module:Name`` or ``path/file.py:Name`` refers to.
+
+    A relative file path is looked up in the working directory, then in ``rootdir``.
+
+    Raises:
+        BenchLoadError: a malformed reference, a missing file, an import that fails, a missing name;
+        each message starts with ``what``.
+    """
+    module_ref, sep, attr = ref.rpartition(":")
+    if not sep or not module_ref or not attr:
+        raise BenchLoadError(f"{what}: expected module:Class or path/file.py:Class")
+    try:
+        if module_ref.endswith(".py"):
+            path = Path(module_ref)
+            if not path.is_absolute() and rootdir is not None and not path.exists():
+                path = rootdir / path
+            if not path.exists():
+                raise BenchLoadError(f"{what}: file not found: {module_ref}")
+            module = import_file(path)
+        else:
+            module = importlib.import_module(module_ref)
+    except BenchLoadError:
+        raise
+    except Exception as e:
+        raise BenchLoadError(f"{what}: cannot import {module_ref}: {type(e).__name__}: {e}") from e
+    found = getattr(module, attr, None)
+    if found is None:
+        raise BenchLoadError(f"{what}: {module_ref} has no attribute {attr!r}")
+    return found
+
+
 def load_bench_class(ref: str, rootdir: Path | None = None) -> type[BaseBench]:
     """The BaseBench subclass that ``ref`` names.
 
@@ -54,24 +83,7 @@ def load_bench_class(ref: str, rootdir: Path | None = None) -> type[BaseBench]:
         raise BenchLoadError(
             f"unknown benchmark {ref!r}; installed: {names} (or give package.module:Class or path/file.py:Class)"
         )
-    module_ref, _, attr = target.rpartition(":")
-    try:
-        if module_ref.endswith(".py"):
-            path = Path(module_ref)
-            if not path.is_absolute() and rootdir is not None and not path.exists():
-                path = rootdir / path
-            if not path.exists():
-                raise BenchLoadError(f"benchmark file not found: {module_ref}")
-            module = import_file(path)
-        else:
-            module = importlib.import_module(module_ref)
-    except BenchLoadError:
-        raise
-    except Exception as e:
-        raise BenchLoadError(f"cannot import benchmark {ref!r} from {module_ref}: {type(e).__name__}: {e}") from e
-    cls = getattr(module, attr, None)
-    if cls is None:
-        raise BenchLoadError(f"benchmark {ref!r}: {module_ref} has no attribute {attr!r}")
+    cls = import_object(target, what=f"benchmark {ref!r}", rootdir=rootdir)
     if not (inspect.isclass(cls) and issubclass(cls, BaseBench)):
         raise BenchLoadError(f"benchmark {ref!r}: {target} is not a subclass of pytest_benchflow.BaseBench")
     if inspect.isabstract(cls):

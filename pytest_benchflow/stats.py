@@ -6,18 +6,26 @@ import math
 from collections.abc import Iterable
 
 __all__ = [
+    "Z95",
     "mcnemar_exact",
     "mean_and_stderr",
     "mean_difference",
+    "percent",
     "proportion_difference",
     "two_proportion_p",
     "wilson_interval",
 ]
 
-_Z95 = 1.959963984540054
+#: The two-sided 95% quantile of the standard normal distribution.
+Z95 = 1.959963984540054
 
 
-def wilson_interval(successes: int, n: int, z: float = _Z95) -> tuple[float, float]:
+def percent(x: float | None) -> str:
+    """``x`` (a proportion) as a percentage with one decimal, ``n/a`` when unknown."""
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The 95% Wilson score interval of a proportion; (0, 1) when ``n`` is 0."""
     if n == 0:
         return 0.0, 1.0
@@ -53,7 +61,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def proportion_difference(s1: int, n1: int, s2: int, n2: int, z: float = _Z95) -> tuple[float, float, float]:
+def proportion_difference(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
     """(p2 - p1, low, high): the difference of two independent proportions with a Wald 95% interval."""
     if n1 == 0 or n2 == 0:
         return math.nan, math.nan, math.nan
@@ -62,7 +70,7 @@ def proportion_difference(s1: int, n1: int, s2: int, n2: int, z: float = _Z95) -
     return p2 - p1, p2 - p1 - half, p2 - p1 + half
 
 
-def mean_difference(m1: float, se1: float, m2: float, se2: float, z: float = _Z95) -> tuple[float, float, float]:
+def mean_difference(m1: float, se1: float, m2: float, se2: float, z: float = Z95) -> tuple[float, float, float]:
     """(m2 - m1, low, high) with a normal 95% interval from the two standard errors."""
     half = z * math.sqrt(se1 * se1 + se2 * se2)
     return m2 - m1, m2 - m1 - half, m2 - m1 + half

@@ -19,7 +19,7 @@ def test_mypy_strict() -> None:
 
 
 def test_ruff_lint_and_format() -> None:
-    paths = ["pytest_benchflow", "example_bench", "tests", "benchmarks", "dev.py"]
+    paths = ["pytest_benchflow", "example_bench", "tests", "perf", "dev.py"]
     lint = run("ruff", "check", *paths)
     assert lint.returncode == 0, lint.stdout
     fmt = run("ruff", "format", "--check", *paths)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from test_mmlu_pro import HISTORY
 
-from pytest_benchflow.cli import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, main
 from pytest_benchflow.results import SCHEMA_VERSION
+from pytest_benchflow.results.cli import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, main
 
 
 def replay_run(pytester: pytest.Pytester, replay_file: Path, output: str, *extra: str) -> pytest.RunResult:
@@ -108,7 +108,7 @@ def test_baseline_inside_pytest(pytester: pytest.Pytester, runs: dict[str, Path]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_benchflow.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pytest_benchflow.results.cli", *args], capture_output=True, text=True)
 
 
 def test_bad_results_directories(tmp_path: Path) -> None:

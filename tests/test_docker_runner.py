@@ -213,7 +213,7 @@ def test_user_and_capabilities(docker_toy: pytest.Pytester, monkeypatch: pytest.
 
 
 def test_default_capabilities_are_dropped(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_benchflow.docker_runner import DEFAULT_CAP_DROP
+    from pytest_benchflow.runners.docker import DEFAULT_CAP_DROP
 
     monkeypatch.setenv("TOY_TASKS", '["sleep"]')
     proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], stdout=sys.stdout, stderr=sys.stderr)

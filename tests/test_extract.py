@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_benchflow.extract import UnsafeArchive, extract_archive, make_task_dir, spool
+from pytest_benchflow.errors import UnsafeArchive
+from pytest_benchflow.runners.archive import extract_archive, make_task_dir, spool
 
 
 def archive(*members: tuple[str, str, bytes | str]) -> io.BytesIO:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pytest_benchflow.report import render_html
-from pytest_benchflow.results import ResultsWriter, load_run
+from pytest_benchflow.results import BenchInfo, ResultsWriter, TaskRecord, load_run
+from pytest_benchflow.results.html import render_html
 from pytest_benchflow.stats import wilson_interval
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -154,17 +154,17 @@ def test_twelve_thousand_tasks_render(tmp_path: Path) -> None:
     for i in range(12032):
         outcome = ("passed", "failed", "error")[i % 3]
         writer.add(
-            {
-                "bench": "mmlu_pro",
-                "task_id": f"law/{i}",
-                "outcome": outcome,
-                "metrics": {"correct": int(outcome == "passed")},
-                "duration": 0.01,
-                "reason": None if outcome == "passed" else outcome,
-                "details": "x" * 200,
-            }
+            TaskRecord(
+                bench="mmlu_pro",
+                task_id=f"law/{i}",
+                outcome=outcome,
+                metrics={"correct": int(outcome == "passed")},
+                duration=0.01,
+                reason=None if outcome == "passed" else outcome,
+                details="x" * 200,
+            )
         )
-    writer.finish(exit_status=1, interrupted=False, bench_info={"mmlu_pro": {}}, breakdown=lambda n, r: None)
+    writer.finish(exit_status=1, interrupted=False, bench_info={"mmlu_pro": BenchInfo()}, breakdown=lambda n, r: None)
     page = tmp_path / "big.html"
     page.write_text(render_html(load_run(tmp_path)))
     dom = browse(page, fragment="#outcome=error")
@@ -178,17 +178,17 @@ def hostile_run(tmp_path: Path) -> Path:
     writer = ResultsWriter(tmp_path / "run", {"run_id": "r"})
     for task_id, outcome in ((HOSTILE, "failed"), ("</script><script>document.title='pwned2'</script>", "error")):
         writer.add(
-            {
-                "bench": "b<i>",
-                "task_id": task_id,
-                "outcome": outcome,
-                "metrics": {"x<b>": "<img src=x onerror=\"document.title='pwned3'\">"},
-                "duration": 1.0,
-                "reason": "<b>bold</b>",
-                "details": "<script>document.title='pwned4'</script>",
-            }
+            TaskRecord(
+                bench="b<i>",
+                task_id=task_id,
+                outcome=outcome,
+                metrics={"x<b>": "<img src=x onerror=\"document.title='pwned3'\">"},
+                duration=1.0,
+                reason="<b>bold</b>",
+                details="<script>document.title='pwned4'</script>",
+            )
         )
-    writer.finish(exit_status=1, interrupted=False, bench_info={"b<i>": {}}, breakdown=lambda n, r: None)
+    writer.finish(exit_status=1, interrupted=False, bench_info={"b<i>": BenchInfo()}, breakdown=lambda n, r: None)
     page = tmp_path / "report.html"
     page.write_text(render_html(load_run(tmp_path / "run")))
     return page

@@ -130,7 +130,7 @@ def test_bench_without_entrance(tmp_path: Path) -> None:
     bench = FileBench()
     bench.entrance = None
     bench.get_entrypoint = lambda: None  # type: ignore[method-assign]
-    with pytest.raises(TaskError, match=r"file has no in-process entrance .* --benchflow-runner docker"):
+    with pytest.raises(TaskError, match=r"file has no in-process entrance .* container runner \(--benchflow-runner\)"):
         run_task(bench, spec(tmp_path))
 
 

@@ -130,7 +130,7 @@ def test_usage_error_after_start_leaves_no_run_directory(toy: pytest.Pytester, m
     result = toy.runpytest(*TOY)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert not list((toy.path / ".benchflow").glob("*")) if (toy.path / ".benchflow").exists() else True
-    from pytest_benchflow.cli import main
+    from pytest_benchflow.results.cli import main
 
     assert main(["compare", str(toy.path / ".benchflow"), str(toy.path / ".benchflow")]) == 2
 

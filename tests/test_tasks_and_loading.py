@@ -66,7 +66,7 @@ def test_module_and_file_references(tmp_path: Path) -> None:
         match=r"Half does not implement get_all_tasks, get_entrypoint|Half does not implement get_all_tasks",
     ):
         load_bench_class(f"{tmp_path}/mine.py:Half")
-    with pytest.raises(BenchLoadError, match=r"benchmark file not found"):
+    with pytest.raises(BenchLoadError, match=r"benchmark 'missing.py:X': file not found: missing.py"):
         load_bench_class("missing.py:X")
     with pytest.raises(BenchLoadError, match=r"has no attribute 'Nope'"):
         load_bench_class(f"{tmp_path}/mine.py:Nope")

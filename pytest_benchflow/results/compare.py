@@ -6,8 +6,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .results import RunData
-from .stats import mcnemar_exact, mean_difference, proportion_difference, two_proportion_p
+from ..stats import mcnemar_exact, mean_difference, percent, proportion_difference, two_proportion_p
+from .reader import RunData
+from .records import TaskRecord
 
 __all__ = ["BenchComparison", "MetricChange", "compare_runs", "format_comparison"]
 
@@ -43,8 +44,8 @@ class BenchComparison:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
-def _resolved(records: list[dict[str, Any]], bench: str) -> dict[str, bool]:
-    return {r["task_id"]: r["outcome"] == "passed" for r in records if r["bench"] == bench}
+def _resolved(records: list[TaskRecord], bench: str) -> dict[str, bool]:
+    return {r.task_id: r.outcome == "passed" for r in records if r.bench == bench}
 
 
 def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: float = 0.0) -> list[BenchComparison]:
@@ -57,8 +58,8 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     base_benches, new_benches = base.benches(), new.benches()
     comparisons = []
     for name in [b for b in new_benches if b in base_benches]:
-        b, n = base_benches[name], new_benches[name]
-        diff, low, high = proportion_difference(b["resolved"], b["tasks"], n["resolved"], n["tasks"])
+        b, n = base_benches[name].stats, new_benches[name].stats
+        diff, low, high = proportion_difference(b.resolved, b.tasks, n.resolved, n.tasks)
         before, after = _resolved(base.records, name), _resolved(new.records, name)
         shared = [t for t in after if t in before]
         regressed = [t for t in shared if before[t] and not after[t]]
@@ -66,19 +67,19 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
         if shared:
             test, p = "mcnemar-exact", mcnemar_exact(len(regressed), len(fixed))
         else:
-            test, p = "two-proportion-z", two_proportion_p(b["resolved"], b["tasks"], n["resolved"], n["tasks"])
+            test, p = "two-proportion-z", two_proportion_p(b.resolved, b.tasks, n.resolved, n.tasks)
         drop = -diff if not math.isnan(diff) else 0.0
         metrics = []
-        for metric, s_new in n["metrics"].items():
-            s_base = b["metrics"].get(metric)
+        for metric, s_new in n.metrics.items():
+            s_base = b.metrics.get(metric)
             if s_base:
-                d, lo, hi = mean_difference(s_base["mean"], s_base["stderr"], s_new["mean"], s_new["stderr"])
-                metrics.append(MetricChange(metric, s_base["mean"], s_new["mean"], d, (lo, hi)))
+                d, lo, hi = mean_difference(s_base.mean, s_base.stderr, s_new.mean, s_new.stderr)
+                metrics.append(MetricChange(metric, s_base.mean, s_new.mean, d, (lo, hi)))
         comparisons.append(
             BenchComparison(
                 bench=name,
-                base_rate=b["resolution_rate"],
-                new_rate=n["resolution_rate"],
+                base_rate=b.resolution_rate,
+                new_rate=n.resolution_rate,
                 difference=diff,
                 ci95=(low, high),
                 paired_tasks=len(shared),
@@ -93,10 +94,6 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     return comparisons
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
-
-
 def _signed(x: float, scale: float = 100, unit: str = "pp") -> str:
     return "n/a" if math.isnan(x) else f"{x * scale:+.1f}{unit}"
 
@@ -109,7 +106,7 @@ def format_comparison(comparisons: list[BenchComparison], base: RunData, new: Ru
     for c in comparisons:
         verdict = "REGRESSION" if c.regression else "no significant regression"
         lines.append(
-            f"{c.bench}: resolution rate {_pct(c.base_rate)} -> {_pct(c.new_rate)} "
+            f"{c.bench}: resolution rate {percent(c.base_rate)} -> {percent(c.new_rate)} "
             f"({_signed(c.difference)}, 95% CI {_signed(c.ci95[0])} to {_signed(c.ci95[1])}); "
             f"{c.test} p={c.p_value:.3g}: {verdict}"
         )

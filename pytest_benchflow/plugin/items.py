@@ -7,21 +7,25 @@ import json
 import os
 import re
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
 
-from .errors import BenchflowError
-from .schemas import BenchmarkResult
+from ..errors import BenchflowError
+from ..schemas import BenchmarkResult
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-__all__ = ["BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name", "task_dir_name"]
+__all__ = ["NODE_PREFIX", "BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name", "task_dir_name"]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Node ids of benchmark tasks start with this: ``benchflow:<bench>::<name>``.
+NODE_PREFIX = "benchflow:"
+
+# Frames of pytest-benchflow itself say nothing to a bench's author.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PLAIN = re.compile(r"[\w.\-/@+=,]+(:[\w.\-/@+=,]+)*")
 _MAX_PLAIN = 80
 _MAX_DIR_NAME = 100
@@ -95,12 +99,15 @@ class TaskBroken(pytest.fail.Exception):  # type: ignore[name-defined,misc]
 
 
 class BenchCollector(pytest.Collector):
-    """The tasks of one benchmark; node id ``benchflow:<bench>``."""
+    """The tasks of one benchmark; node id ``benchflow:<bench>``. ``execute`` runs one item's task."""
 
-    def __init__(self, *, bench_name: str, task_ids: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *, bench_name: str, task_ids: list[str], execute: Callable[[BenchItem], None], **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.bench_name = bench_name
         self.task_ids = task_ids
+        self.execute = execute
 
     def collect(self) -> Iterator[BenchItem]:
         for task_id in self.task_ids:
@@ -123,10 +130,9 @@ class BenchItem(pytest.Item):
         self.user_properties.append(("task_id", task_id))
 
     def setup(self) -> None:
-        from .session import RUN_KEY
-
+        assert isinstance(self.parent, BenchCollector)
         try:
-            self.config.stash[RUN_KEY].run_item(self)
+            self.parent.execute(self)
         except BenchflowError as e:
             # A broken run is reported as its one-line reason (plus the bench's own traceback, if any).
             raise TaskBroken(e) from None

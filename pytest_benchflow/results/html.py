@@ -9,12 +9,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .results import RunData
-from .stats import wilson_interval
+from ..stats import Z95, percent, wilson_interval
+from .reader import RunData
+from .records import BenchSummary
 
 __all__ = ["render_html"]
 
-_Z95 = 1.959963984540054
 _ASSETS = Path(__file__).parent / "assets"
 
 
@@ -22,10 +22,6 @@ _ASSETS = Path(__file__).parent / "assets"
 def _asset(name: str) -> str:
     # Inlined into every report, so it opens with no network and no other files.
     return (_ASSETS / name).read_text(encoding="utf-8")
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
 
 def _fmt(x: Any) -> str:
@@ -36,9 +32,10 @@ def _is_count_row(row: Any) -> bool:
     return isinstance(row, dict) and isinstance(row.get("correct"), int) and isinstance(row.get("total"), int)
 
 
-def _chart_rows(bench: dict[str, Any]) -> list[tuple[str, float, float, float, bool]]:
+def _chart_rows(bench: BenchSummary) -> list[tuple[str, float, float, float, bool]]:
     """(label, value, low, high, is_overall) bars: the bench's breakdown, else its rates and 0–1 metrics."""
-    breakdown = bench.get("breakdown") or {}
+    breakdown = bench.info.breakdown or {}
+    stats = bench.stats
     rows = []
     if breakdown and all(_is_count_row(r) for r in breakdown.values()):
         for label, r in breakdown.items():
@@ -46,13 +43,12 @@ def _chart_rows(bench: dict[str, Any]) -> list[tuple[str, float, float, float, b
                 low, high = wilson_interval(int(r["correct"]), int(r["total"]))
                 rows.append((label, r["correct"] / r["total"], low, high, label == "overall"))
         return rows
-    if bench["tasks"]:
-        low, high = bench["resolution_rate_ci95"]
-        rows.append(("resolution rate", bench["resolution_rate"], low, high, True))
-    for name, m in bench["metrics"].items():
-        mean, se = m["mean"], m["stderr"]
-        if 0 <= mean <= 1 and not math.isnan(se):
-            rows.append((name, mean, max(0.0, mean - _Z95 * se), min(1.0, mean + _Z95 * se), False))
+    if stats.tasks and stats.resolution_rate is not None:
+        low, high = stats.resolution_rate_ci95
+        rows.append(("resolution rate", stats.resolution_rate, low, high, True))
+    for name, m in stats.metrics.items():
+        if 0 <= m.mean <= 1 and not math.isnan(m.stderr):
+            rows.append((name, m.mean, max(0.0, m.mean - Z95 * m.stderr), min(1.0, m.mean + Z95 * m.stderr), False))
     return rows
 
 
@@ -89,23 +85,24 @@ def _svg_chart(bench_name: str, rows: list[tuple[str, float, float, float, bool]
     return "".join(parts)
 
 
-def _bench_section(name: str, bench: dict[str, Any]) -> str:
-    low, high = bench["resolution_rate_ci95"]
+def _bench_section(name: str, bench: BenchSummary) -> str:
+    stats = bench.stats
+    low, high = stats.resolution_rate_ci95
     cards = [
-        (str(bench["tasks"]), "tasks", ""),
-        (str(bench["resolved"]), "resolved", "passed"),
-        (str(bench["failed"]), "unresolved", "failed"),
-        (str(bench["errors"]), "errors", "error"),
-        (_pct(bench["resolution_rate"]), f"resolution rate, 95% CI {_pct(low)}–{_pct(high)}", ""),
+        (str(stats.tasks), "tasks", ""),
+        (str(stats.resolved), "resolved", "passed"),
+        (str(stats.failed), "unresolved", "failed"),
+        (str(stats.errors), "errors", "error"),
+        (percent(stats.resolution_rate), f"resolution rate, 95% CI {percent(low)}–{percent(high)}", ""),
     ]
     metric_rows = "".join(
-        f'<tr data-metric="{html.escape(m)}"><td>{html.escape(m)}</td><td class="num">{_fmt(s["mean"])}</td>'
-        f'<td class="num">{_fmt(s["mean"] - _Z95 * s["stderr"])} – {_fmt(s["mean"] + _Z95 * s["stderr"])}</td>'
-        f'<td class="num">{s["count"]}</td></tr>'
-        for m, s in bench["metrics"].items()
+        f'<tr data-metric="{html.escape(m)}"><td>{html.escape(m)}</td><td class="num">{_fmt(s.mean)}</td>'
+        f'<td class="num">{_fmt(s.mean - Z95 * s.stderr)} – {_fmt(s.mean + Z95 * s.stderr)}</td>'
+        f'<td class="num">{s.count}</td></tr>'
+        for m, s in stats.metrics.items()
     )
     rows = _chart_rows(bench)
-    args = bench.get("args") or {}
+    args = bench.info.args
     return (
         f'<section class="bench" data-bench="{html.escape(name)}"><h2>{html.escape(name)}</h2>'
         + '<div class="cards">'
@@ -132,17 +129,17 @@ def _bench_section(name: str, bench: dict[str, Any]) -> str:
 def _task_rows(run: RunData) -> list[dict[str, Any]]:
     rows = []
     for i, r in enumerate(run.records):
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in (r.get("metrics") or {}).items())
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
         rows.append(
             {
                 "index": i,
-                "bench": r["bench"],
-                "task_id": r["task_id"],
-                "outcome": r["outcome"],
-                "duration": float(r.get("duration") or 0.0),
+                "bench": r.bench,
+                "task_id": r.task_id,
+                "outcome": r.outcome,
+                "duration": float(r.duration),
                 "metrics": html.unescape(metrics),
-                "reason": r.get("reason") or "",
-                "details": r.get("details") or "",
+                "reason": r.reason or "",
+                "details": r.details or "",
             }
         )
     return rows

@@ -10,13 +10,12 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from .envnumbers import env_number
-from .errors import TaskError
+from ..envnumbers import env_number
+from ..errors import UnsafeArchive
 
 __all__ = [
     "MAX_ARCHIVE_BYTES",
     "MAX_ARCHIVE_MEMBERS",
-    "UnsafeArchive",
     "check_links",
     "extract_archive",
     "make_task_dir",
@@ -31,10 +30,6 @@ MAX_ARCHIVE_MEMBERS = 100_000
 # Opening a directory never follows a symlink: a link planted by a container fails here (ELOOP or ENOTDIR).
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class UnsafeArchive(TaskError):
-    """A container's archive tried to write outside its directory, or was too large."""
 
 
 def max_archive_bytes() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .environment import ProgressCallback
+from ..environment import ProgressCallback
 
 __all__ = ["ProgressDisplay"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shlex
 import signal
@@ -10,20 +9,49 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import requests
 
-from .agent import AgentServer, BaseAgent
-from .loader import import_file
-from .redaction import public_url
+from ..agent import AgentServer, BaseAgent
+from ..errors import AgentLaunchError, BenchLoadError
+from ..loader import import_object
+from ..redaction import public_url
 
-__all__ = ["AgentLaunchError", "AgentProcess", "check_agent", "check_url", "serve_agent_class"]
+__all__ = ["AgentProcess", "Stoppable", "check_agent", "check_url", "provide_agent", "serve_agent_class"]
 
 
-class AgentLaunchError(Exception):
-    """The session's agent is misnamed, does not start, or does not answer."""
+class Stoppable(Protocol):
+    """An agent the session started: stopping it is safe more than once."""
+
+    url: str
+
+    def stop(self) -> None: ...
+
+
+def provide_agent(url: str | None, agent_ref: str | None, command: str | None) -> tuple[str, Stoppable | None]:
+    """The agent's URL, and what the session started to serve it (None for a given URL).
+
+    At most one of ``url`` (else ``$INTELLIGENCE_URL``), ``agent_ref`` and ``command`` may be given.
+
+    Raises:
+        AgentLaunchError: none or several given, a malformed URL, or an agent that does not start.
+    """
+    given = [flag for flag, v in (("--agent-url", url), ("--agent", agent_ref), ("--agent-cmd", command)) if v]
+    if len(given) > 1:
+        raise AgentLaunchError(f"name the agent one way only, not with {' and '.join(given)}")
+    if not given:
+        url = os.environ.get("INTELLIGENCE_URL")
+        if not url:
+            raise AgentLaunchError(
+                "no agent: give --agent-url URL (or $INTELLIGENCE_URL), --agent module:Class "
+                "or --agent-cmd 'COMMAND {port}'"
+            )
+    if url:
+        return check_url(url), None
+    agent: Stoppable = serve_agent_class(agent_ref) if agent_ref else AgentProcess(str(command))
+    return agent.url, agent
 
 
 def check_url(url: str) -> str:
@@ -57,16 +85,13 @@ def check_agent(url: str, timeout: float = 5.0) -> str | None:
 
 def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:
     """Instantiate the BaseAgent named ``module:Class`` (or ``file.py:Class``) and serve it."""
-    module_ref, sep, attr = ref.rpartition(":")
-    if not sep or not module_ref or not attr:
-        raise AgentLaunchError(f"--agent {ref!r}: expected module:Class or path/file.py:Class")
     try:
-        module = import_file(Path(module_ref)) if module_ref.endswith(".py") else importlib.import_module(module_ref)
-    except Exception as e:
-        raise AgentLaunchError(f"--agent {ref!r}: cannot import {module_ref}: {type(e).__name__}: {e}") from e
-    cls = getattr(module, attr, None)
+        cls = import_object(ref, what=f"--agent {ref!r}")
+    except BenchLoadError as e:
+        raise AgentLaunchError(str(e)) from e
     if not (isinstance(cls, type) and issubclass(cls, BaseAgent)):
-        raise AgentLaunchError(f"--agent {ref!r}: {attr} is not a subclass of pytest_benchflow.BaseAgent")
+        name = ref.rpartition(":")[2]
+        raise AgentLaunchError(f"--agent {ref!r}: {name} is not a subclass of pytest_benchflow.BaseAgent")
     try:
         agent = cls()
     except Exception as e:

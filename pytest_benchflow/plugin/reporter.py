@@ -7,17 +7,16 @@ from typing import Any
 
 import pytest
 
-from .compare import compare_runs, format_comparison
-from .errors import ResultsFormatError
-from .report import render_html
-from .results import ResultsWriter, load_run
-from .session import BenchflowRun
+from ..errors import ResultsFormatError
+from ..results.compare import compare_runs, format_comparison
+from ..results.html import render_html
+from ..results.reader import load_run
+from ..results.writer import ResultsWriter, RunSummary
+from ..stats import percent
+from .items import NODE_PREFIX
+from .session import BenchflowRun, take_record
 
 __all__ = ["ResultsReporter"]
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
 class ResultsReporter:
@@ -30,13 +29,12 @@ class ResultsReporter:
         self.writer = writer
         self.html = html
         self.baseline = baseline
-        self.summary: dict[str, Any] | None = None
+        self.summary: RunSummary | None = None
         self.comparison: str | None = None
         self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # Taken off the report once written: pytest keeps every report until the session ends.
-        record = report.__dict__.pop("benchflow", None)
+        record = take_record(report)
         if record is None and _crashed(report):
             record = self.run.crash_record(report.nodeid, str(report.longrepr))
         if record is not None:
@@ -51,19 +49,10 @@ class ResultsReporter:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
-        bench_info = {
-            name: {
-                "bench_class": f"{type(ctx.bench).__module__}:{type(ctx.bench).__qualname__}",
-                "runner": ctx.runner_name,
-                "args": ctx.bench.args.public(),
-                "summary_metrics": _list_or_none(ctx.bench.summary_metrics),
-            }
-            for name, ctx in run.benches.items()
-        }
         summary = self.writer.finish(
             exit_status=int(exitstatus),
             interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
-            bench_info=bench_info,
+            bench_info={name: ctx.info() for name, ctx in run.benches.items()},
             breakdown=lambda name, records: run.benches[name].bench.summarize(records),
         )
         if summary is None:
@@ -84,9 +73,9 @@ class ResultsReporter:
         if self.baseline:
             try:
                 base = load_run(Path(self.baseline))
-                self.notes += base.warnings
             except ResultsFormatError as e:
                 raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
+            self.notes += base.warnings
             comparisons = compare_runs(base, current)
             self.comparison = format_comparison(comparisons, base, current)
             if any(c.regression for c in comparisons) and session.exitstatus == pytest.ExitCode.OK:
@@ -99,23 +88,23 @@ class ResultsReporter:
                 tr.line(f"benchflow: {note}")
             return
         tr.section("benchflow summary")
-        if self.summary["interrupted"]:
+        if self.summary.interrupted:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
-        for name, b in self.summary["benches"].items():
-            low, high = b["resolution_rate_ci95"]
+        for name, bench in self.summary.benches.items():
+            b = bench.stats
+            low, high = b.resolution_rate_ci95
             tr.line(
-                f"{name} ({self.run.split}): {_count(b['tasks'], 'task')}, {b['resolved']} resolved, "
-                f"{b['failed']} failed, {_count(b['errors'], 'error')}; resolution rate {_pct(b['resolution_rate'])} "
-                f"(95% CI {_pct(low)}–{_pct(high)})"
+                f"{name} ({self.run.split}): {_count(b.tasks, 'task')}, {b.resolved} resolved, "
+                f"{b.failed} failed, {_count(b.errors, 'error')}; resolution rate {percent(b.resolution_rate)} "
+                f"(95% CI {percent(low)}–{percent(high)})"
             )
-            for metric, stats in b["metrics"].items():
+            for metric, stats in b.metrics.items():
                 tr.line(
-                    f"  {metric}: {stats['mean']:.4g} ± {stats['stderr']:.2g} "
-                    f"(macro mean over {_count(stats['count'], 'task')}, ± one standard error)"
+                    f"  {metric}: {stats.mean:.4g} ± {stats.stderr:.2g} "
+                    f"(macro mean over {_count(stats.count, 'task')}, ± one standard error)"
                 )
-            breakdown = b.get("breakdown")
-            if breakdown:
-                _table(tr, breakdown)
+            if bench.info.breakdown:
+                _table(tr, bench.info.breakdown)
         tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
         for note in self.notes:
             tr.line(note)
@@ -126,15 +115,12 @@ class ResultsReporter:
 
 
 def _crashed(report: pytest.TestReport) -> bool:
-    return report.when == "???" and report.failed and report.nodeid.startswith("benchflow:")  # type: ignore[comparison-overlap]
+    phase: str = report.when or ""
+    return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
 
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _list_or_none(names: tuple[str, ...] | None) -> list[str] | None:
-    return None if names is None else list(names)
 
 
 def _table(tr: Any, rows: dict[str, dict[str, Any]]) -> None:

@@ -367,8 +367,8 @@ def bench_docker() -> None:
         return
     sys.path.insert(0, str(ROOT))
     from example_bench.mmlu_pro import MMLUProBench
-    from pytest_benchflow.docker_runner import DockerRunner
-    from pytest_benchflow.runner import TaskSpec, prepare_task
+    from pytest_benchflow.runners import TaskSpec, prepare_task
+    from pytest_benchflow.runners.docker import DockerRunner
     from pytest_benchflow.schemas import ResolvedArgs
 
     argv, port = ours()

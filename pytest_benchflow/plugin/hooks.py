@@ -1,0 +1,237 @@
+"""The pytest plugin's hook implementations: wiring that hands each step to the room that does it."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..bench import list_task_ids
+from ..errors import AgentLaunchError, BenchflowError, RunnerError
+from ..redaction import url_secrets
+from ..results.writer import ResultsWriter
+from ..runners import Runner, installed_runners, runner_class
+from . import hookspec
+from .items import NODE_PREFIX, BenchCollector, BenchItem
+from .launch import check_agent, provide_agent
+from .loading import load_benches
+from .options import add_options, arg_values, positive, value
+from .process import interrupt_on_sigterm, redact_logging
+from .progress import ProgressDisplay
+from .reporter import ResultsReporter
+from .selection import rewrite_node_id_arguments, select_tasks, selected_benches
+from .session import RUN_KEY, BenchflowRun, attach_record, new_run_id
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser, [option for name in installed_runners() for option in runner_class(name).options()])
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    rewrite_node_id_arguments(early_config, args)
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
+    refs = value(config, "benchflow") or selected_benches(config)
+    if not refs:
+        return
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    run_id = workerinput.get("benchflow_run_id") or new_run_id()
+    output = Path(value(config, "benchflow_output"))
+    if not output.is_absolute():
+        output = config.invocation_params.dir / output
+    run = BenchflowRun(
+        config=config,
+        run_id=run_id,
+        run_dir=output / run_id,
+        split=value(config, "benchflow_split"),
+        timeout=positive(config, "benchflow_timeout", float),
+        limit=positive(config, "benchflow_limit", int),
+    )
+    runners: dict[str, Runner] = {}
+
+    def make_runner(name: str) -> Runner:
+        if name not in runners:
+            made = config.hook.pytest_benchflow_make_runner(config=config, name=name, run_id=run_id)
+            if made is None:
+                raise RunnerError(f"--benchflow-runner {name!r}: no installed runner or plugin provides it")
+            runners[name] = made
+        return runners[name]
+
+    run.benches.update(
+        load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
+    )
+    # A runner's settings are checked when given, even if no bench of this session uses the runner.
+    for name in installed_runners():
+        if name not in runners and any(
+            value(config, o.name) not in (None, "", o.default) for o in runner_class(name).options()
+        ):
+            try:
+                make_runner(name)
+            except BenchflowError as e:
+                raise pytest.UsageError(str(e)) from None
+    stray = [n for n in selected_benches(config) if n not in run.benches]
+    if stray:
+        raise pytest.UsageError(
+            f"node id {NODE_PREFIX}{stray[0]}::… names a benchmark this session does not run "
+            f"(running: {', '.join(run.benches)}); give --benchflow for it"
+        )
+    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
+    if is_worker(config):
+        run.agent_url = workerinput["benchflow_agent_url"]
+        run.secrets.update(url_secrets(run.agent_url))
+    config.stash[RUN_KEY] = run
+    redact_logging(config, run.secrets)
+    interrupt_on_sigterm()
+    config.pluginmanager.register(_RunnerLifecycle(run, controller=not is_worker(config)), "benchflow-runners")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) -> Runner:
+    cls = runner_class(name)
+    settings = {o.name: str(value(config, o.name) or o.default) for o in cls.options()}
+    return cls.from_options(settings, run_id)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    # --collect-only runs nothing: no agent is started (a started command would outlive the session).
+    if run is None or is_worker(config) or config.option.collectonly:
+        return
+    _check_output_directory(run.run_dir.parent, run.run_id)
+    display = ProgressDisplay.create(config, value(config, "benchflow_progress"))
+    try:
+        run.agent_url, agent = provide_agent(
+            value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd")
+        )
+    except AgentLaunchError as e:
+        raise pytest.UsageError(str(e)) from None
+    if agent is not None:
+        config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
+    run.secrets.update(url_secrets(run.agent_url))
+    problem = check_agent(run.agent_url)
+    if problem:
+        raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    if display is not None:
+        run.progress = display.callback
+    metadata = {
+        "run_id": run.run_id,
+        "split": run.split,
+        "agent_url": run.public_agent_url(),
+        "argv": [run.redact(a) for a in config.invocation_params.args],
+    }
+    reporter = ResultsReporter(
+        run,
+        ResultsWriter(run.run_dir, metadata),
+        html=value(config, "benchflow_html") or None,
+        baseline=value(config, "benchflow_baseline") or None,
+    )
+    config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _check_output_directory(output: Path, run_id: str) -> None:
+    """A usage error, before anything is started, when the run directory could not be written."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        probe = output / f".benchflow-write-check-{run_id}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise pytest.UsageError(
+            f"--benchflow-output {output}: not a writable directory ({e.strerror or e}); choose another"
+        ) from None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # `pytest --benchflow X` from a project root runs the benchmark, not the project's tests.
+    if RUN_KEY in config.stash and config.args_source != pytest.Config.ArgsSource.ARGS:
+        return True
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    bench_items: list[pytest.Item] = []
+    for name, ctx in run.benches.items():
+        try:
+            task_ids = list_task_ids(ctx.bench, run.split)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+        task_ids = select_tasks(config, name, task_ids[: run.limit] if run.limit else task_ids)
+        collector = BenchCollector.from_parent(
+            session,
+            name=f"{NODE_PREFIX}{name}",
+            nodeid=f"{NODE_PREFIX}{name}",
+            bench_name=name,
+            task_ids=task_ids,
+            execute=run.run_item,
+        )
+        # genitems reports the collector like any other, so "collected N items" counts the tasks.
+        bench_items.extend(session.genitems(collector))
+    items[:0] = bench_items
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not isinstance(item, BenchItem):
+        return report
+    if call.when != "teardown":
+        # JUnit reads properties from the teardown report; copies on the other two phases only
+        # cost memory and xdist traffic (a third of the controller's peak at 12,032 tasks).
+        report.user_properties = []
+    run = item.config.stash[RUN_KEY]
+    # Secrets reach the bench; whatever it printed or raised is redacted before anyone reports it.
+    run.redact_report(report)
+    if (call.when == "setup" and report.failed) or call.when == "call":
+        attach_record(report, run.record(item, call, report))
+        item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
+    return report
+
+
+class _RunnerLifecycle:
+    """The runners' last steps: ``interrupt`` on Ctrl-C or SIGTERM, ``cleanup`` and ``cleanup_run`` at the end."""
+
+    def __init__(self, run: BenchflowRun, controller: bool) -> None:
+        self.run = run
+        self.controller = controller
+
+    def pytest_keyboard_interrupt(self) -> None:
+        for runner in self.run.runners():
+            runner.interrupt()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        for runner in self.run.runners():
+            runner.cleanup()
+            # Only the controller: a worker that finishes early must not remove its siblings' work.
+            if self.controller:
+                runner.cleanup_run()
+
+
+class _XdistHooks:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        run = node.config.stash[RUN_KEY]
+        node.workerinput["benchflow_run_id"] = run.run_id
+        node.workerinput["benchflow_agent_url"] = run.agent_url

@@ -1,0 +1,109 @@
+"""The plugin's options: one table of names, defaults and help; reading and validating their values."""
+
+from __future__ import annotations
+
+import math
+from argparse import SUPPRESS
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ..runners import RunnerOption
+
+__all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "value"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """A ``--flag-with-dashes`` and the ini setting ``name`` (the command line wins)."""
+
+    name: str
+    help: str
+    default: Any = None
+    repeatable: bool = False
+    flag: bool = True
+
+
+OPTIONS = [
+    Option("benchflow", "benchmark to run: registered name, package.module:Class or path/file.py:Class", [], True),
+    Option("agent_url", "URL of the agent to evaluate (default: $INTELLIGENCE_URL)"),
+    Option("agent", "serve this BaseAgent (module:Class) on a free loopback port for the session"),
+    Option("agent_cmd", "start the agent with this command, '{port}' replaced by a free port"),
+    Option("benchflow_split", "split of the benchmark (default: test)", "test"),
+    Option("benchflow_arg", "benchmark argument NAME=VALUE (repeatable; overrides $NAME)", [], True),
+    Option("benchflow_runner", "where tasks run: local, docker or any installed runner (default: local if possible)"),
+    Option("benchflow_timeout", "seconds a task may run before it errors"),
+    Option("benchflow_limit", "run only the first N task ids of each benchmark"),
+    Option("benchflow_output", "directory for results and task outputs (default: .benchflow)", ".benchflow"),
+    Option("benchflow_progress", "live task progress: auto (on a terminal, not in CI), always, never", "auto"),
+    Option("benchflow_html", "write the run's self-contained HTML report to this file"),
+    Option("benchflow_baseline", "compare with this earlier run; a significant regression fails the session"),
+]
+
+
+def add_options(parser: pytest.Parser, runner_options: Iterable[RunnerOption]) -> None:
+    """Register the plugin's options and the installed runners' settings."""
+    group = parser.getgroup("benchflow", "benchmarks as test suites (pytest-benchflow)")
+    options = [*OPTIONS, *(Option(o.name, o.help, o.default, flag=o.flag) for o in runner_options)]
+    for option in {o.name: o for o in options}.values():
+        if option.flag:
+            group.addoption(
+                "--" + option.name.replace("_", "-"),
+                action="append" if option.repeatable else "store",
+                dest=option.name,
+                default=None,
+                metavar="VALUE",
+                help=option.help,
+            )
+        if option.repeatable:
+            parser.addini(option.name, option.help, type="linelist", default=option.default)
+        else:
+            parser.addini(option.name, option.help, type="string", default=option.default)
+    # Node ids given as arguments end up here (see selection.py).
+    group.addoption("--benchflow-select", action="append", dest="benchflow_select", default=[], help=SUPPRESS)
+
+
+def value(config: pytest.Config, name: str) -> Any:
+    """The command-line value of ``name``, else its ini value."""
+    given = config.getoption(name, None)
+    return given if given is not None else config.getini(name)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def positive(config: pytest.Config, name: str, kind: type[int] | type[float]) -> Any:
+    """The option as a positive finite number, None when unset; a usage error otherwise."""
+    raw = value(config, name)
+    if raw in (None, ""):
+        return None
+    try:
+        number = kind(raw)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number of seconds"
+        raise pytest.UsageError(f"{_flag(name)} {raw!r} is not {noun}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {raw}")
+    return number
+
+
+def choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """The option's value, which must be one of ``choices``."""
+    given = str(value(config, name))
+    if given not in choices:
+        raise pytest.UsageError(f"{_flag(name)} {given!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
+    return given
+
+
+def arg_values(config: pytest.Config) -> dict[str, str]:
+    """The ``--benchflow-arg NAME=VALUE`` pairs."""
+    values: dict[str, str] = {}
+    for item in value(config, "benchflow_arg") or []:
+        name, sep, given = item.partition("=")
+        if not sep or not name.strip():
+            raise pytest.UsageError(f"--benchflow-arg {item!r} must be NAME=VALUE")
+        values[name.strip()] = given
+    return values

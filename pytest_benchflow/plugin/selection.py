@@ -1,0 +1,44 @@
+"""Node ids as arguments: ``pytest "benchflow:mmlu_pro::law"`` runs that task, and implies its bench."""
+
+from __future__ import annotations
+
+import pytest
+
+from .items import NODE_PREFIX, item_name
+
+__all__ = ["rewrite_node_id_arguments", "select_tasks", "selected_benches"]
+
+
+def rewrite_node_id_arguments(config: pytest.Config, args: list[str]) -> None:
+    """Turn each positional ``benchflow:…`` argument into a hidden ``--benchflow-select`` (in place).
+
+    A node id is not a path: pytest would answer "file or directory not found". As an option
+    it also reaches xdist workers with the others.
+    """
+    positional = set(getattr(config.known_args_namespace, "file_or_dir", None) or [])
+    for i, arg in enumerate(args):
+        if arg.startswith(NODE_PREFIX) and arg in positional and (i == 0 or args[i - 1] != "--deselect"):
+            args[i] = f"--benchflow-select={arg}"
+
+
+def selected_benches(config: pytest.Config) -> list[str]:
+    """Bench names of the node ids given as arguments (``benchflow:<bench>[::<task>]``)."""
+    nodeids = config.getoption("benchflow_select", None) or []
+    return list(dict.fromkeys(nodeid[len(NODE_PREFIX) :].partition("::")[0] for nodeid in nodeids))
+
+
+def select_tasks(config: pytest.Config, bench: str, task_ids: list[str]) -> list[str]:
+    """The tasks of ``bench`` the node id arguments name: all of them for ``benchflow:<bench>`` or no node ids."""
+    selected = set(config.getoption("benchflow_select", None) or [])
+    prefix = f"{NODE_PREFIX}{bench}"
+    if not selected or prefix in selected:
+        return task_ids
+    wanted = {nodeid[len(prefix) + 2 :] for nodeid in selected if nodeid.startswith(prefix + "::")}
+    chosen = [t for t in task_ids if item_name(t) in wanted]
+    missing = wanted - {item_name(t) for t in chosen}
+    if missing:
+        raise pytest.UsageError(
+            f"{prefix}::{sorted(missing)[0]}: no such task in {bench} ({len(task_ids)} tasks; "
+            "`pytest --collect-only -q` lists their node ids)"
+        )
+    return chosen

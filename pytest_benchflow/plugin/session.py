@@ -1,0 +1,209 @@
+"""The state of one benchflow session, and executing a task into its typed record."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ..bench import BaseBench, list_task_ids
+from ..environment import ProgressCallback
+from ..errors import ArgumentError, TaskError, first_line, one_line_reason
+from ..redaction import public_url, redact, redact_data, redact_files
+from ..results.records import BenchInfo, Outcome, TaskRecord
+from ..runners import Runner, TaskSpec, collect_result, prepare_task
+from ..schemas import BenchArgs, ResolvedArgs
+from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, task_dir_name
+
+__all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
+
+# The end of a failure's report kept in results.jsonl: enough to see why, small enough for 12k tasks.
+_DETAILS_LIMIT = 4000
+# Where a task's record rides from the process that ran it to the one that writes (plain JSON, as xdist
+# serialises every report attribute).
+_RECORD_ATTRIBUTE = "benchflow_record"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def attach_record(report: pytest.TestReport, record: TaskRecord) -> None:
+    report.__dict__[_RECORD_ATTRIBUTE] = record.to_json()
+
+
+def take_record(report: pytest.TestReport) -> TaskRecord | None:
+    """The record attached to ``report``, removed from it (pytest keeps every report until the end)."""
+    data = report.__dict__.pop(_RECORD_ATTRIBUTE, None)
+    return None if data is None else TaskRecord.from_json(data, report.nodeid)
+
+
+@dataclass
+class BenchContext:
+    """One benchmark of the session: its instance, the user's argument values, and its runner."""
+
+    name: str
+    bench: BaseBench
+    values: dict[str, str]
+    runner_name: str
+    runner: Runner
+    _last: tuple[BenchArgs, ResolvedArgs] | None = None
+
+    def resolve(self, task_id: str | None) -> ResolvedArgs:
+        try:
+            spec = self.bench.get_args(task_id)
+            # Most benches declare the same arguments for every task: resolve them once.
+            cached = self._last
+            if cached is not None and cached[0] == spec:
+                return cached[1]
+            resolved = spec.resolve(self.values, allow_unknown=True)
+            self._last = (spec, resolved)
+            return resolved
+        except ArgumentError as e:
+            where = f"task {task_id!r}" if task_id is not None else "session"
+            raise ArgumentError(
+                f"{self.name} ({where}): {e}; pass --benchflow-arg NAME=VALUE or set the environment variable"
+            ) from None
+
+    def info(self) -> BenchInfo:
+        bench = type(self.bench)
+        metrics = bench.summary_metrics
+        return BenchInfo(
+            bench_class=f"{bench.__module__}:{bench.__qualname__}",
+            runner=self.runner_name,
+            args=self.bench.args.public(),
+            summary_metrics=None if metrics is None else list(metrics),
+        )
+
+
+@dataclass
+class BenchflowRun:
+    """Everything the hooks share, kept in ``config.stash[RUN_KEY]``."""
+
+    config: pytest.Config
+    run_id: str
+    run_dir: Path
+    split: str
+    timeout: float | None
+    limit: int | None
+    benches: dict[str, BenchContext] = field(default_factory=dict)
+    agent_url: str = ""
+    progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
+    #: Every secret value seen: session and task arguments, credentials of the agent URL.
+    secrets: set[str] = field(default_factory=set)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def public_agent_url(self) -> str:
+        return public_url(self.agent_url)
+
+    def runners(self) -> list[Runner]:
+        """The session's runners, each once."""
+        return list({id(ctx.runner): ctx.runner for ctx in self.benches.values()}.values())
+
+    def run_item(self, item: BenchItem) -> None:
+        """Run ``item``'s task; set its result, duration and JUnit properties."""
+        ctx = self.benches[item.bench_name]
+        started = time.perf_counter()
+        try:
+            args = ctx.resolve(item.task_id)
+            self.secrets.update(args.secret_values())
+            spec = TaskSpec(
+                bench_name=ctx.name,
+                task_id=item.task_id,
+                agent_url=self.agent_url,
+                args=args,
+                results_dir=self.run_dir / ctx.name / "results" / item.dir_name,
+                log_dir=self.run_dir / ctx.name / "logs" / item.dir_name,
+                split=self.split,
+                timeout=self.timeout,
+                progress=self.progress(ctx.name, item.task_id),
+                labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
+                secret_values=sorted(self.secrets),
+            )
+            env = prepare_task(spec)
+            self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)
+            try:
+                ctx.runner.execute(ctx.bench, spec, env)
+            finally:
+                # Logs are files people share: no secret stays in them, whatever the bench wrote.
+                redact_files(spec.log_dir, self.secrets)
+            result = collect_result(ctx.bench, spec)
+            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
+        except ArgumentError as e:
+            raise TaskError(str(e)) from None
+        finally:
+            item.duration = time.perf_counter() - started
+            item.user_properties.append(("duration", f"{item.duration:.3f}"))
+        item.result = result
+        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
+        for name, value in result.metrics.items():
+            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+
+    def record(self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> TaskRecord:
+        """The record of ``item``'s finished task, from its final report (secrets redacted)."""
+        outcome: Outcome
+        if report.passed:
+            outcome, reason = "passed", None
+        elif call.excinfo is not None and isinstance(call.excinfo.value, TaskUnresolved):
+            outcome, reason = "failed", "unresolved"
+        else:
+            outcome = "error" if call.when == "setup" else "failed"
+            error = call.excinfo.value if call.excinfo else None
+            if isinstance(error, TaskBroken):
+                error = error.error
+            reason = one_line_reason(error) if error is not None else None
+        result = item.result
+        details = str(report.longrepr) if report.longrepr is not None else None
+        return TaskRecord(
+            bench=item.bench_name,
+            task_id=item.task_id,
+            nodeid=item.nodeid,
+            outcome=outcome,
+            is_resolved=result.is_resolved if result else None,
+            metrics=redact_data(result.metrics, self.secrets) if result else {},
+            duration=round(item.duration or 0.0, 6),
+            reason=self.redact(reason) if reason else None,
+            results_dir=f"{item.bench_name}/results/{item.dir_name}",
+            log_dir=f"{item.bench_name}/logs/{item.dir_name}",
+            finished_at=time.time(),
+            details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
+            other=redact_data(result.other, self.secrets) if result and result.other else None,
+        )
+
+    def crash_record(self, nodeid: str, reason: str) -> TaskRecord:
+        """The error record of a task whose process died while running it (an xdist worker killed)."""
+        bench, _, name = nodeid.removeprefix(NODE_PREFIX).partition("::")
+        ctx = self.benches.get(bench)
+        task_id = name
+        if ctx is not None and item_name(name) != name:
+            # A hashed node name: the task listing (read only now, on this rare path) says which id it was.
+            task_id = next((t for t in list_task_ids(ctx.bench, self.split) if item_name(t) == name), name)
+        dir_name = task_dir_name(task_id)
+        return TaskRecord(
+            bench=bench,
+            task_id=task_id,
+            nodeid=nodeid,
+            outcome="error",
+            reason=self.redact(first_line(reason)),
+            results_dir=f"{bench}/results/{dir_name}",
+            log_dir=f"{bench}/logs/{dir_name}",
+            finished_at=time.time(),
+        )
+
+    def redact_report(self, report: pytest.TestReport) -> None:
+        """Mask secrets in everything ``report`` shows: captured output and the failure text."""
+        report.sections = [(title, self.redact(text)) for title, text in report.sections]
+        if report.longrepr is not None:
+            text = str(report.longrepr)
+            redacted = self.redact(text)
+            if redacted != text:
+                report.longrepr = redacted
+
+
+RUN_KEY = pytest.StashKey[BenchflowRun]()

@@ -1,0 +1,113 @@
+"""Reading a run back: records and summary validated, the newest run that ran, truncation tolerated."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResultsFormatError
+from .records import BenchInfo, BenchSummary, BenchTally, TaskRecord, check_version, json_type
+from .writer import NEVER_RAN
+
+__all__ = ["RunData", "load_run"]
+
+
+@dataclass
+class RunData:
+    """A run read back from its directory: metadata, per-task records, and per-bench summaries."""
+
+    path: Path
+    metadata: dict[str, Any]
+    records: list[TaskRecord]
+    bench_info: dict[str, BenchInfo]
+    #: What was skipped while reading (a truncated last line, a newer run that never ran).
+    warnings: list[str] = field(default_factory=list)
+
+    def benches(self) -> dict[str, BenchSummary]:
+        """Per bench: the written info (args, breakdown, …) with counts and statistics from the records."""
+        tallies: dict[str, BenchTally] = {}
+        for record in self.records:
+            tallies.setdefault(record.bench, BenchTally()).add(record)
+        names = list(dict.fromkeys([*self.bench_info, *tallies]))
+        found = {}
+        for name in names:
+            info = self.bench_info.get(name, BenchInfo())
+            found[name] = BenchSummary(info, tallies.get(name, BenchTally()).stats(info.summary_metrics))
+        return found
+
+
+def _read_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return {}
+    try:
+        summary = check_version(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except ValueError as e:
+        raise ResultsFormatError(f"{path}: not valid JSON ({e})") from None
+    for key, kind in (("benches", dict), ("versions", dict)):
+        if not isinstance(summary.get(key, {}), kind):
+            raise ResultsFormatError(f"{path}: {key!r} must be an object, not {json_type(summary[key])}")
+    return summary
+
+
+def _run_directory(path: Path, warnings: list[str]) -> Path:
+    if not path.exists():
+        raise ResultsFormatError(f"{path}: no such results directory")
+    if (path / "results.jsonl").exists() or (path / "summary.json").exists():
+        return path
+    runs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()) if path.is_dir() else []
+    for run in reversed(runs):  # run ids sort by start time: the newest run that ran
+        status = _read_summary(run).get("exit_status")
+        if status in NEVER_RAN:
+            warnings.append(f"skipped {run.name}: that session stopped with exit status {status} before running")
+            continue
+        return run
+    raise ResultsFormatError(
+        f"{path}: no benchflow results here (expected results.jsonl or summary.json, or run directories holding them)"
+    )
+
+
+def _read_records(jsonl: Path, warnings: list[str]) -> list[TaskRecord]:
+    if not jsonl.exists():
+        return []
+    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as e:
+            if i == last:
+                # A run killed while writing leaves half a line: keep every record before it.
+                warnings.append(f"{jsonl}:{i + 1}: incomplete last line skipped (the run was cut off while writing)")
+                break
+            raise ResultsFormatError(f"{jsonl}:{i + 1}: not valid JSON ({e})") from None
+        records.append(TaskRecord.from_json(data, f"{jsonl}:{i + 1}"))
+    return records
+
+
+def load_run(path: Path) -> RunData:
+    """Read a run directory (or the newest run that ran in an output directory such as ``.benchflow``).
+
+    A run interrupted before its summary was written is read from ``results.jsonl`` alone; a
+    truncated last line is skipped with a warning (``RunData.warnings``).
+
+    Raises:
+        ResultsFormatError: missing directory, malformed files or fields of the wrong type, or a
+        newer schema version.
+    """
+    warnings: list[str] = []
+    run_dir = _run_directory(path, warnings)
+    summary = _read_summary(run_dir)
+    records = _read_records(run_dir / "results.jsonl", warnings)
+    bench_info = {
+        name: BenchInfo.from_json(info, f"{run_dir / 'summary.json'}: benches.{name}")
+        for name, info in summary.get("benches", {}).items()
+    }
+    metadata = {k: v for k, v in summary.items() if k not in ("benches", "tasks")}
+    metadata.setdefault("run_id", run_dir.name)
+    return RunData(path=run_dir, metadata=metadata, records=records, bench_info=bench_info, warnings=warnings)

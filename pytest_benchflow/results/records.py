@@ -1,0 +1,230 @@
+"""The results format as types: a task's record, a bench's statistics and summary (docs/results.md)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+from ..errors import ResultsFormatError
+from ..stats import mean_and_stderr, wilson_interval
+
+__all__ = [
+    "OUTCOMES",
+    "SCHEMA_VERSION",
+    "BenchInfo",
+    "BenchStats",
+    "BenchSummary",
+    "BenchTally",
+    "MetricStats",
+    "Outcome",
+    "TaskRecord",
+    "check_version",
+    "json_type",
+]
+
+#: Bumped whenever a field changes meaning or disappears (adding fields does not bump it).
+SCHEMA_VERSION = 1
+
+Outcome = Literal["passed", "failed", "error"]
+#: resolved, unresolved, could not be evaluated.
+OUTCOMES: tuple[Outcome, ...] = ("passed", "failed", "error")
+
+_JSON_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def json_type(value: Any) -> str:
+    """How a JSON reader would name the type of ``value``."""
+    return "null" if value is None else _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def check_version(data: Any, where: str) -> dict[str, Any]:
+    """``data`` as an object of a schema this reader understands.
+
+    Raises:
+        ResultsFormatError: not an object, or a newer schema version.
+    """
+    if not isinstance(data, dict):
+        raise ResultsFormatError(f"{where}: expected a JSON object, found {json_type(data)}")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int):
+        raise ResultsFormatError(f"{where}: not a pytest-benchflow results record")
+    if version > SCHEMA_VERSION:
+        raise ResultsFormatError(
+            f"{where}: results schema version {version} is newer than this pytest-benchflow understands "
+            f"({SCHEMA_VERSION}); upgrade pytest-benchflow to read it"
+        )
+    return data
+
+
+def _check_types(data: dict[str, Any], types: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, kinds in types.items():
+        value = data.get(key)
+        if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ResultsFormatError(f"{where}: {key!r} must be {_JSON_NAMES[kinds[0]]}, not {json_type(value)}")
+
+
+@dataclass
+class TaskRecord:
+    """One finished task: a line of ``results.jsonl``."""
+
+    bench: str
+    task_id: str
+    outcome: Outcome
+    nodeid: str = ""
+    is_resolved: bool | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+    reason: str | None = None
+    results_dir: str = ""
+    log_dir: str = ""
+    finished_at: float = 0.0
+    details: str | None = None
+    other: dict[str, Any] | None = None
+    notes: list[str] | None = None
+
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "nodeid": (str,),
+        "is_resolved": (bool,),
+        "metrics": (dict,),
+        "duration": (int, float),
+        "reason": (str,),
+        "results_dir": (str,),
+        "log_dir": (str,),
+        "finished_at": (int, float),
+        "details": (str,),
+        "other": (dict,),
+        "notes": (list,),
+    }
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written, with its schema version; empty optional fields left out."""
+        data = {"schema_version": SCHEMA_VERSION, **asdict(self)}
+        for optional in ("details", "other", "notes"):
+            if not data[optional]:
+                del data[optional]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> TaskRecord:
+        """Validate a record read back (unknown fields ignored).
+
+        Raises:
+            ResultsFormatError: naming ``where`` and the field that is missing or of the wrong type.
+        """
+        data = check_version(data, where)
+        if not all(isinstance(data.get(k), str) for k in ("bench", "task_id", "outcome")):
+            raise ResultsFormatError(f"{where}: record lacks bench, task_id or outcome (strings)")
+        if data["outcome"] not in OUTCOMES:
+            raise ResultsFormatError(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+        _check_types(data, cls._TYPES, where)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        return cls(**values)
+
+
+@dataclass
+class MetricStats:
+    """A metric's macro mean over tasks, its standard error and how many tasks had it."""
+
+    mean: float
+    stderr: float
+    count: int
+
+
+@dataclass
+class BenchStats:
+    """Counts and statistics of one bench's task outcomes."""
+
+    tasks: int = 0
+    resolved: int = 0
+    failed: int = 0
+    errors: int = 0
+    resolution_rate: float | None = None
+    resolution_rate_ci95: tuple[float, float] = (0.0, 1.0)
+    metrics: dict[str, MetricStats] = field(default_factory=dict)
+
+
+@dataclass
+class BenchInfo:
+    """What the session knew of a bench, written beside its statistics in ``summary.json``."""
+
+    bench_class: str = ""
+    runner: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    summary_metrics: list[str] | None = None
+    breakdown: dict[str, Any] | None = None
+
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "bench_class": (str,),
+        "runner": (str,),
+        "args": (dict,),
+        "summary_metrics": (list,),
+        "breakdown": (dict,),
+    }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> BenchInfo:
+        if not isinstance(data, dict):
+            raise ResultsFormatError(f"{where} must be an object, not {json_type(data)}")
+        _check_types(data, cls._TYPES, where)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+
+
+@dataclass
+class BenchSummary:
+    """A bench in ``summary.json``: its info and statistics, flattened into one object."""
+
+    info: BenchInfo
+    stats: BenchStats
+
+    def to_json(self) -> dict[str, Any]:
+        stats = asdict(self.stats)
+        stats["resolution_rate_ci95"] = list(self.stats.resolution_rate_ci95)
+        return {**asdict(self.info), **stats}
+
+
+@dataclass
+class BenchTally:
+    """Running totals of one bench's task outcomes."""
+
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, record: TaskRecord) -> None:
+        self.counts[record.outcome] += 1
+        for name, value in record.metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.metrics.setdefault(name, []).append(float(value))
+        # What BaseBench.summarize receives.
+        self.records.append({"task_id": record.task_id, "outcome": record.outcome, "metrics": record.metrics})
+
+    def stats(self, metric_names: Iterable[str] | None = None) -> BenchStats:
+        """Counts, the resolution rate with its interval, and the means of ``metric_names`` (None: all)."""
+        tasks = sum(self.counts.values())
+        resolved = self.counts["passed"]
+        # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
+        names = self.metrics if metric_names is None else metric_names
+        return BenchStats(
+            tasks=tasks,
+            resolved=resolved,
+            failed=self.counts["failed"],
+            errors=self.counts["error"],
+            resolution_rate=resolved / tasks if tasks else None,
+            resolution_rate_ci95=wilson_interval(resolved, tasks),
+            metrics={
+                n: MetricStats(*mean_and_stderr(self.metrics[n]), count=len(self.metrics[n]))
+                for n in names
+                if n in self.metrics
+            },
+        )

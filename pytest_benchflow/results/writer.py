@@ -1,0 +1,134 @@
+"""Writing a run's results: ``results.jsonl`` as tasks finish, ``summary.json`` at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, TaskRecord
+
+__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "finite", "now_iso"]
+
+# pytest's exit codes of a session that stopped before running: INTERNAL_ERROR, USAGE_ERROR.
+NEVER_RAN = (3, 4)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def package_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("pytest-benchflow", "pytest", "pytest-xdist", "pydantic", "requests", "docker"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def finite(value: Any, path: str = "") -> tuple[Any, list[tuple[str, float]]]:
+    """``value`` with every NaN or infinite float replaced by None, and where each was (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [(path.lstrip("."), value)]
+    replaced: list[tuple[str, float]] = []
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out[k], found = finite(v, f"{path}.{k}")
+            replaced += found
+        return out, replaced
+    if isinstance(value, (list, tuple)):
+        items = []
+        for i, v in enumerate(value):
+            item, found = finite(v, f"{path}[{i}]")
+            items.append(item)
+            replaced += found
+        return items, replaced
+    return value, replaced
+
+
+@dataclass
+class RunSummary:
+    """What ``summary.json`` says, as the terminal summary uses it."""
+
+    interrupted: bool
+    benches: dict[str, BenchSummary] = field(default_factory=dict)
+
+
+class ResultsWriter:
+    """Appends one JSON line per finished task and writes the summary at the end.
+
+    Only one process writes (the xdist controller, or the only process): workers'
+    records reach it inside their test reports.
+    """
+
+    def __init__(self, run_dir: Path, metadata: dict[str, Any]) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
+        self.tallies: dict[str, BenchTally] = {}
+        self.durations: list[dict[str, Any]] = []
+        self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
+
+    def add(self, record: TaskRecord) -> None:
+        # Only the bench's values can be NaN or infinite; they become null, with a note saying so.
+        notes = list(record.notes or [])
+        record.metrics, replaced = finite(record.metrics, "metrics")
+        notes += [f"{path} was {value}, stored as null" for path, value in replaced]
+        if record.other:
+            record.other, replaced = finite(record.other, "other")
+            notes += [f"{path} was {value}, stored as null" for path, value in replaced]
+        record.notes = notes or None
+        self._jsonl.write(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
+        self._jsonl.flush()
+        self.tallies.setdefault(record.bench, BenchTally()).add(record)
+        self.durations.append(
+            {"bench": record.bench, "task_id": record.task_id, "outcome": record.outcome, "duration": record.duration}
+        )
+
+    def finish(
+        self,
+        *,
+        exit_status: int,
+        interrupted: bool,
+        bench_info: Mapping[str, BenchInfo],
+        breakdown: Callable[[str, list[dict[str, Any]]], Any],
+    ) -> RunSummary | None:
+        """Write ``summary.json`` (atomically) and return it.
+
+        A session that ended in a usage or internal error before any task finished leaves no
+        run directory (None is returned): ``benchflow compare`` would take it for the newest run.
+        """
+        self._jsonl.close()
+        if not self.durations and exit_status in NEVER_RAN:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return None
+        result = RunSummary(interrupted=interrupted)
+        for name, info in bench_info.items():
+            tally = self.tallies.get(name, BenchTally())
+            info.breakdown = breakdown(name, tally.records)
+            result.benches[name] = BenchSummary(info, tally.stats(info.summary_metrics))
+        summary = {
+            **self.metadata,
+            "finished_at": now_iso(),
+            "exit_status": exit_status,
+            "interrupted": interrupted,
+            "versions": package_versions(),
+            "benches": {name: bench.to_json() for name, bench in result.benches.items()},
+            "tasks": self.durations,
+        }
+        tmp = self.run_dir / "summary.json.tmp"
+        text = json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.run_dir / "summary.json")
+        return result

@@ -1,0 +1,18 @@
+"""Runners: where a task's evaluation runs (in-process, in a container, or a runner of your own)."""
+
+from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task
+from .local import LocalRunner, run_task
+from .registry import ENTRY_POINT_GROUP, installed_runners, runner_class
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "LocalRunner",
+    "Runner",
+    "RunnerOption",
+    "TaskSpec",
+    "collect_result",
+    "installed_runners",
+    "prepare_task",
+    "run_task",
+    "runner_class",
+]

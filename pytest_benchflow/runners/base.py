@@ -1,0 +1,124 @@
+"""The runner interface and what every runner shares: a task's spec, its directories and environment, its result."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..bench import BaseBench
+from ..environment import ProgressCallback, TaskEnvironment, task_environment
+from ..errors import BenchflowError, ResultError
+from ..schemas import BenchmarkResult, ResolvedArgs, to_result
+from .archive import make_task_dir
+
+__all__ = ["Runner", "RunnerOption", "TaskSpec", "collect_result", "prepare_task"]
+
+
+@dataclass(frozen=True)
+class RunnerOption:
+    """A setting of a runner: an ini option ``name`` (and a ``--name-with-dashes`` flag when ``flag``)."""
+
+    name: str
+    help: str
+    default: str = ""
+    flag: bool = False
+
+
+@dataclass
+class TaskSpec:
+    """Everything needed to run one task of one bench."""
+
+    bench_name: str
+    task_id: str
+    agent_url: str
+    args: ResolvedArgs
+    results_dir: Path
+    log_dir: Path
+    split: str = "test"
+    timeout: float | None = None
+    progress: ProgressCallback | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Values to redact from whatever the runner writes (container logs).
+    secret_values: list[str] = field(default_factory=list)
+
+
+class Runner(ABC):
+    """Runs a task's evaluation so that its results land in ``spec.results_dir``.
+
+    A runner is found by its ``name`` (entry point group ``pytest_benchflow.runners``, or
+    the ``pytest_benchflow_make_runner`` hook) and owns its whole lifecycle, in this order:
+
+    - :meth:`options` — its settings, registered as ini options (and flags) by the plugin;
+    - :meth:`from_options` — validate them (raise :class:`~pytest_benchflow.errors.RunnerError`,
+      shown as a usage error) and build the runner, once per process, before any task;
+    - :meth:`execute` — one task, in whichever thread pytest runs it (several at once are fine);
+    - :meth:`interrupt` — Ctrl-C or SIGTERM arrived: stop what is running now;
+    - :meth:`cleanup` — the process is done: release what it holds;
+    - :meth:`cleanup_run` — in the controller only, at the end: remove what this run left
+      anywhere, including what a crashed worker process could not clean up.
+    """
+
+    #: The name users give to ``--benchflow-runner``.
+    name: ClassVar[str] = ""
+    #: Runs benches that have no in-process entrance when the user names no runner.
+    default_for_images: ClassVar[bool] = False
+
+    @classmethod
+    def options(cls) -> list[RunnerOption]:
+        """The runner's settings (none by default)."""
+        return []
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, values: Mapping[str, str], run_id: str) -> Runner:
+        """A runner for run ``run_id`` configured from its settings' ``values`` (every option present)."""
+
+    @abstractmethod
+    def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
+        """Run one task's evaluation; raise a :class:`~pytest_benchflow.errors.TaskError` when it breaks."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional step of the lifecycle
+        """Ctrl-C or SIGTERM: stop the tasks running in this process now (``execute`` then unwinds)."""
+
+    def cleanup(self) -> None:  # noqa: B027 - optional step of the lifecycle
+        """The process is done with this runner."""
+
+    def cleanup_run(self) -> None:  # noqa: B027 - optional step of the lifecycle
+        """After the session, in the controller only: remove whatever this run left anywhere."""
+
+
+def prepare_task(spec: TaskSpec) -> TaskEnvironment:
+    """Create the task's directories (never through a symlink) and build its environment."""
+    for directory in (spec.results_dir, spec.log_dir):
+        make_task_dir(directory.parent, directory.name)
+    env = task_environment(
+        agent_url=spec.agent_url,
+        task_id=spec.task_id,
+        split=spec.split,
+        args=spec.args,
+        results_dir=str(spec.results_dir),
+        log_dir=str(spec.log_dir),
+    )
+    # In-process, progress goes to the runner's callback, never to stdout.
+    env.progress_callback = spec.progress or _ignore_progress
+    return env
+
+
+def _ignore_progress(done: int, total: int) -> None:
+    pass
+
+
+def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:
+    """Point the bench at the task's directories (for this thread) and validate ``get_result``."""
+    bench.results_dir = str(spec.results_dir)
+    bench.log_files_dir = str(spec.log_dir)
+    try:
+        raw = bench.get_result(spec.task_id)
+    except BenchflowError:
+        raise
+    except Exception as e:
+        raise ResultError(f"task {spec.task_id!r}: get_result raised {type(e).__name__}: {e}") from e
+    return to_result(raw, spec.task_id)

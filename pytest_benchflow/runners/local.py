@@ -1,0 +1,80 @@
+"""``LocalRunner``: the bench's in-process entrance, in this process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from ..bench import BaseBench
+from ..client import cancel_scope
+from ..environment import TaskEnvironment
+from ..errors import BenchflowError, TaskError, TaskTimeout
+from ..schemas import BenchmarkResult
+from .base import Runner, TaskSpec, collect_result, prepare_task
+
+__all__ = ["LocalRunner", "run_task"]
+
+
+class LocalRunner(Runner):
+    """Runs the bench's in-process entrance in this process.
+
+    ``os.environ`` is never touched: the entrance gets the task's environment as a
+    mapping. With a timeout the entrance runs in a daemon thread of its own: at the
+    limit the task errors at once, its :class:`BenchClient` calls stop (no new request
+    or retry starts; requests in flight are abandoned, in daemon threads), and nothing
+    it left running keeps the process from exiting. Threads the bench starts itself are
+    its own business: use :meth:`BenchClient.get_responses` for concurrency. Without a
+    timeout the entrance runs in the calling thread.
+    """
+
+    name = "local"
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, str], run_id: str) -> LocalRunner:
+        return cls()
+
+    def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
+        entrance = bench.get_entrypoint()
+        if entrance is None:
+            raise TaskError(
+                f"{spec.bench_name} has no in-process entrance (get_entrypoint returns None); "
+                "run it with a container runner (--benchflow-runner)"
+            )
+        if spec.timeout is None:
+            try:
+                entrance(env)
+            except Exception as e:
+                raise _evaluation_error(spec, e) from e
+            return
+        failure: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                entrance(env)
+            except BaseException as e:
+                failure.append(e)
+
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=cancel_scope(stop).run, args=(target,), name=f"benchflow-task-{spec.task_id}", daemon=True
+        )
+        thread.start()
+        thread.join(spec.timeout)
+        if thread.is_alive():
+            stop.set()
+            raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s")
+        if failure:
+            raise _evaluation_error(spec, failure[0]) from failure[0]
+
+
+def _evaluation_error(spec: TaskSpec, e: BaseException) -> TaskError:
+    if isinstance(e, BenchflowError):
+        return TaskError(f"task {spec.task_id!r}: {e}")
+    return TaskError(f"task {spec.task_id!r}: the evaluation raised {type(e).__name__}: {e}")
+
+
+def run_task(bench: BaseBench, spec: TaskSpec, runner: Runner | None = None) -> BenchmarkResult:
+    """Run one task without pytest: prepare, execute (in-process by default), collect the result."""
+    env = prepare_task(spec)
+    (runner or LocalRunner()).execute(bench, spec, env)
+    return collect_result(bench, spec)
