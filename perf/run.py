@@ -386,7 +386,11 @@ def bench_docker() -> None:
                 log_dir=Path(tmp) / str(i) / "logs",
             )
             env = prepare_task(spec)
-            bare_env = runner.container_environment(bench, env)
+            bare_env = {
+                **env,
+                "BENCHFLOW_RESULTS_DIR": str(bench.get_results_dir_in_container()),
+                "BENCHFLOW_LOG_DIR": str(bench.get_log_files_dir_in_container()),
+            }
             bare = [
                 "docker",
                 "run",

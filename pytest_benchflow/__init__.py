@@ -1,6 +1,6 @@
 """pytest-benchflow: run AI benchmarks as pytest test suites, with a BenchFlow-compatible SDK."""
 
-from .agent import AgentServer, BaseAgent
+from .agent_server import AgentServer, BaseAgent
 from .bench import BaseBench
 from .client import BenchClient
 from .environment import TaskEnvironment, report_progress

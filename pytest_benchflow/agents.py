@@ -8,8 +8,9 @@ from typing import Any
 
 import requests
 
-from .agent import BaseAgent
+from .agent_server import BaseAgent
 from .client import excerpt
+from .envnumbers import env_number
 
 __all__ = ["OpenAIChatAgent"]
 
@@ -39,9 +40,9 @@ class OpenAIChatAgent(BaseAgent):
         self.base_url = (base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.model = model or env.get("OPENAI_MODEL") or "gpt-4o-mini"
         self._api_key = api_key if api_key is not None else env.get("OPENAI_API_KEY", "")
-        self.temperature = temperature if temperature is not None else float(env.get("OPENAI_TEMPERATURE", 0))
-        self.max_tokens = max_tokens if max_tokens is not None else int(env.get("OPENAI_MAX_TOKENS", 4000))
-        self.timeout = timeout if timeout is not None else float(env.get("OPENAI_TIMEOUT", 300))
+        self.temperature = temperature if temperature is not None else env_number("OPENAI_TEMPERATURE", 0.0)
+        self.max_tokens = max_tokens if max_tokens is not None else env_number("OPENAI_MAX_TOKENS", 4000, minimum=1)
+        self.timeout = timeout if timeout is not None else env_number("OPENAI_TIMEOUT", 300.0)
         self._local = threading.local()
 
     def __repr__(self) -> str:

@@ -28,7 +28,11 @@ def _task_local(bench: BaseBench) -> threading.local:
 
 
 class BaseBench(ABC):
-    """One benchmark. Implement the six methods of the BenchFlow interface.
+    """One benchmark. Implement the BenchFlow interface: ``get_args``, ``get_all_tasks`` and
+    ``get_result``, plus ``get_entrypoint`` to run in-process and/or the three container
+    methods (``get_image_name``, ``get_results_dir_in_container``,
+    ``get_log_files_dir_in_container``) to run in a container. A bench that runs only
+    in-process may leave the container methods out: their defaults say "no container".
 
     While a task runs, ``self.results_dir`` and ``self.log_files_dir`` are that task's
     host directories, even when several tasks of one instance run at once in threads
@@ -68,17 +72,17 @@ class BaseBench(ABC):
     def get_args(self, task_id: str | None) -> BenchArgs:
         """The arguments a task takes (``task_id`` is None when resolving for task listing)."""
 
-    @abstractmethod
-    def get_image_name(self) -> str:
-        """The container image that evaluates one task."""
+    def get_image_name(self) -> str | None:
+        """The container image that evaluates one task; None (the default): no container."""
+        return None
 
-    @abstractmethod
-    def get_results_dir_in_container(self) -> str:
-        """Where, inside the container, the benchmark writes its results."""
+    def get_results_dir_in_container(self) -> str | None:
+        """Where, inside the container, the benchmark writes its results; None without a container."""
+        return None
 
-    @abstractmethod
-    def get_log_files_dir_in_container(self) -> str:
-        """Where, inside the container, the benchmark writes logs (traces, trajectories)."""
+    def get_log_files_dir_in_container(self) -> str | None:
+        """Where, inside the container, the benchmark writes logs (traces, trajectories); None without one."""
+        return None
 
     @abstractmethod
     def get_all_tasks(self, split: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -19,7 +19,10 @@ from .envnumbers import env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
 
-__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientSettings", "cancel_scope"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientOptions", "ClientSettings", "cancel_scope"]
 
 _EXCERPT = 200
 _MAX_BACKOFF = 30.0
@@ -47,6 +50,20 @@ def excerpt(text: str, limit: int = _EXCERPT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`BenchClient` and :class:`ClientSettings` (None: the default)."""
+
+    connect_timeout: float | None
+    read_timeout: float | None
+    retries: int | None
+    backoff: float | None
+    max_concurrency: int | None
+
+
+def _setting(given: float | None, variable: str, default: float) -> float:
+    return given if given is not None else env_number(variable, default)
+
+
 class ClientSettings:
     """Timeouts, retries and concurrency of a :class:`BenchClient`.
 
@@ -57,24 +74,12 @@ class ClientSettings:
     ``BENCHFLOW_MAX_CONCURRENCY`` (8 requests in flight in :meth:`BenchClient.get_responses`).
     """
 
-    def __init__(
-        self,
-        *,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
-        retries: int | None = None,
-        backoff: float | None = None,
-        max_concurrency: int | None = None,
-    ) -> None:
-        self.connect_timeout = (
-            connect_timeout if connect_timeout is not None else env_number("BENCHFLOW_CONNECT_TIMEOUT", 10.0)
-        )
-        self.read_timeout = read_timeout if read_timeout is not None else env_number("BENCHFLOW_READ_TIMEOUT", 300.0)
-        self.retries = int(retries if retries is not None else env_number("BENCHFLOW_RETRIES", 3))
-        self.backoff = backoff if backoff is not None else env_number("BENCHFLOW_BACKOFF", 0.5)
-        self.max_concurrency = int(
-            max_concurrency if max_concurrency is not None else env_number("BENCHFLOW_MAX_CONCURRENCY", 8, minimum=1)
-        )
+    def __init__(self, **given: Unpack[ClientOptions]) -> None:
+        self.connect_timeout = _setting(given.get("connect_timeout"), "BENCHFLOW_CONNECT_TIMEOUT", 10.0)
+        self.read_timeout = _setting(given.get("read_timeout"), "BENCHFLOW_READ_TIMEOUT", 300.0)
+        self.retries = int(_setting(given.get("retries"), "BENCHFLOW_RETRIES", 3))
+        self.backoff = _setting(given.get("backoff"), "BENCHFLOW_BACKOFF", 0.5)
+        self.max_concurrency = int(_setting(given.get("max_concurrency"), "BENCHFLOW_MAX_CONCURRENCY", 8))
         self.max_response_bytes = env_number("BENCHFLOW_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES, minimum=1)
         if self.retries < 0 or self.max_concurrency < 1 or min(self.connect_timeout, self.read_timeout) <= 0:
             raise ValueError("BenchClient: retries must be >= 0, max_concurrency >= 1 and timeouts > 0")
@@ -138,24 +143,13 @@ class BenchClient(ABC):
         self,
         intelligence_url: str,
         max_retry: int | None = None,
-        *,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
-        retries: int | None = None,
-        backoff: float | None = None,
-        max_concurrency: int | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
         """``max_retry`` is BenchFlow 0.1.x's total number of attempts; prefer ``retries``."""
-        if retries is None and max_retry is not None:
-            retries = max(0, max_retry - 1)
+        if options.get("retries") is None and max_retry is not None:
+            options["retries"] = max(0, max_retry - 1)
         self.intelligence_url = intelligence_url.rstrip("/")
-        self.settings = ClientSettings(
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries=retries,
-            backoff=backoff,
-            max_concurrency=max_concurrency,
-        )
+        self.settings = ClientSettings(**options)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

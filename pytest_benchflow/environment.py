@@ -55,7 +55,7 @@ def report_progress(env: Mapping[str, str], done: int, total: int) -> None:
 
     In-process this calls the runner's callback; in a container (``env`` is
     ``os.environ``) it prints one ``BENCHFLOW_PROGRESS {"done": d, "total": t}`` line
-    to stdout, which the Docker runner reads.
+    to stdout, which a container runner reads.
     """
     callback = getattr(env, "progress_callback", None)
     if callback is not None:

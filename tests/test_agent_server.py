@@ -13,7 +13,7 @@ import requests
 
 from conftest import EchoAgent
 from pytest_benchflow import BaseAgent
-from pytest_benchflow.agent import MAX_BODY_BYTES
+from pytest_benchflow.agent_server import MAX_BODY_BYTES
 
 
 def test_get_root_and_health(echo_agent: str) -> None:

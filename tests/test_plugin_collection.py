@@ -93,9 +93,7 @@ def test_class_not_implementing_the_interface(toy: pytest.Pytester) -> None:
     )
     result = toy.runpytest("--benchflow=half.py:Half", "--agent-url=http://127.0.0.1:1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(
-        ["ERROR: benchmark 'half.py:Half': Half does not implement get_all_tasks, get_image_name, *"]
-    )
+    result.stderr.fnmatch_lines(["ERROR: benchmark 'half.py:Half': Half does not implement get_all_tasks, get_result"])
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..agent import AgentServer, BaseAgent
+from ..agent_server import AgentServer, BaseAgent
 from ..errors import AgentLaunchError, BenchLoadError
 from ..loader import import_object
 from ..redaction import public_url

@@ -33,7 +33,10 @@ OPTIONS = [
     Option("agent_cmd", "start the agent with this command, '{port}' replaced by a free port"),
     Option("benchflow_split", "split of the benchmark (default: test)", "test"),
     Option("benchflow_arg", "benchmark argument NAME=VALUE (repeatable; overrides $NAME)", [], True),
-    Option("benchflow_runner", "where tasks run: local, docker or any installed runner (default: local if possible)"),
+    Option(
+        "benchflow_runner",
+        "where tasks run: any installed runner (`benchflow list` shows them; default: local if possible)",
+    ),
     Option("benchflow_timeout", "seconds a task may run before it errors"),
     Option("benchflow_limit", "run only the first N task ids of each benchmark"),
     Option("benchflow_output", "directory for results and task outputs (default: .benchflow)", ".benchflow"),

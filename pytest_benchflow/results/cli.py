@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ResultsFormatError
 from ..loader import installed_benchmarks, load_bench_class
+from ..runners import installed_runners
 from .compare import compare_runs, format_comparison
 from .html import render_html
 from .reader import RunData, load_run
@@ -75,6 +76,7 @@ def _list(args: argparse.Namespace) -> int:
             default = "required" if arg in spec.required else f"default {spec.optional.get(arg)!r}"
             choices = f"; one of {', '.join(map(str, spec.choices[arg]))}" if arg in spec.choices else ""
             print(f"  {arg}: {default}{choices}")
+    print(f"runners: {', '.join(sorted(installed_runners()))} (--benchflow-runner NAME)")
     return EXIT_OK
 
 
@@ -99,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
         "--max-drop", type=float, default=0.0, help="tolerated fall of the resolution rate, e.g. 0.02 (default 0)"
     )
     compare.set_defaults(run=_compare)
-    listing = sub.add_parser("list", help="list installed benchmarks with their splits and arguments")
+    listing = sub.add_parser("list", help="list installed benchmarks (splits, arguments) and runners")
     listing.set_defaults(run=_list)
     return top
 

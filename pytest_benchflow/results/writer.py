@@ -28,7 +28,7 @@ def now_iso() -> str:
 
 def package_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in ("pytest-benchflow", "pytest", "pytest-xdist", "pydantic", "requests", "docker"):
+    for name in ("pytest-benchflow", "pytest", "pytest-xdist", "pydantic", "requests"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

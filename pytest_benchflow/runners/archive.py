@@ -110,7 +110,7 @@ def _relative(name: str, what: str) -> tuple[str, ...]:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
         raise UnsafeArchive(f"{what}: member {name!r} points outside the task directory")
-    # Docker's archive of /a/b holds b/...; the directory's own entry maps to the root.
+    # A container engine's archive of /a/b holds b/...; the directory's own entry maps to the root.
     return tuple(p for p in path.parts[1:] if p != ".")
 
 

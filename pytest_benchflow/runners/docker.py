@@ -79,16 +79,21 @@ def _is_loopback(url: str) -> bool:
 class DockerLimits:
     """Resource limits, network, user and capabilities of task containers (the runner's ini options)."""
 
-    memory: str = "4g"
-    cpus: float = 2.0
-    pids: int = 512
-    network: str = "auto"
-    user: str = ""
-    cap_drop: tuple[str, ...] = DEFAULT_CAP_DROP
+    memory: str
+    cpus: float
+    pids: int
+    network: str
+    user: str
+    cap_drop: tuple[str, ...]
 
     @classmethod
-    def from_options(cls, values: Mapping[str, str]) -> DockerLimits:
-        """Raises RunnerError naming the setting when a number is not one."""
+    def from_options(cls, values: Mapping[str, str] | None = None) -> DockerLimits:
+        """The limits the settings ``values`` give (None: the defaults of ``OPTIONS``).
+
+        Raises:
+            RunnerError: naming the setting when a number is not one.
+        """
+        values = values or {o.name: o.default for o in OPTIONS}
         return cls(
             memory=values["benchflow_memory"],
             cpus=_positive("benchflow_cpus", values["benchflow_cpus"], float),
@@ -133,7 +138,7 @@ class DockerRunner(Runner):
             )
         self.run_id = run_id
         self.pull = pull
-        self.limits = limits or DockerLimits()
+        self.limits = limits or DockerLimits.from_options()
         self._local = threading.local()
         self._pulled: set[str] = set()
         self._pull_lock = threading.Lock()
@@ -179,12 +184,6 @@ class DockerRunner(Runner):
                 raise TaskError(f"image {image!r} is not present and --benchflow-pull=never")
             self._pulled.add(image)
 
-    def container_environment(self, bench: BaseBench, env: TaskEnvironment) -> dict[str, str]:
-        environment = dict(env)
-        environment["BENCHFLOW_RESULTS_DIR"] = str(bench.get_results_dir_in_container())
-        environment["BENCHFLOW_LOG_DIR"] = str(bench.get_log_files_dir_in_container())
-        return environment
-
     def network_mode(self, agent_url: str) -> str | None:
         if self.limits.network != "auto":
             return self.limits.network
@@ -193,14 +192,18 @@ class DockerRunner(Runner):
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         image = bench.get_image_name()
-        if not image:
-            raise TaskError(f"{spec.bench_name} has no container image (get_image_name returns None)")
+        results_dir, log_dir = bench.get_results_dir_in_container(), bench.get_log_files_dir_in_container()
+        if not image or not results_dir or not log_dir:
+            raise TaskError(
+                f"{spec.bench_name} has no container (get_image_name, get_results_dir_in_container and "
+                "get_log_files_dir_in_container must all be given); run it with --benchflow-runner local"
+            )
         self.ensure_image(image)
         client, errors = self.client(), _docker().errors
         try:
             container = client.containers.create(
                 image,
-                environment=self.container_environment(bench, env),
+                environment={**env, "BENCHFLOW_RESULTS_DIR": results_dir, "BENCHFLOW_LOG_DIR": log_dir},
                 labels={RUN_LABEL: self.run_id, **spec.labels},
                 network_mode=self.network_mode(spec.agent_url),
                 privileged=False,
@@ -219,13 +222,13 @@ class DockerRunner(Runner):
         container_id = str(container.id)
         self._running.add(container_id)
         try:
-            self._run(container, image, bench, spec)
+            self._run(container, image, results_dir, log_dir, spec)
         finally:
             # Removing also kills a container still running (timeout, interrupt); never raises.
             _remove(container_id)
             self._running.discard(container_id)
 
-    def _run(self, container: Any, image: str, bench: BaseBench, spec: TaskSpec) -> None:
+    def _run(self, container: Any, image: str, results_dir: str, log_dir: str, spec: TaskSpec) -> None:
         stdout_path, stderr_path = spec.log_dir / "container.stdout.log", spec.log_dir / "container.stderr.log"
 
         def scrub(line: str) -> str:
@@ -248,8 +251,8 @@ class DockerRunner(Runner):
                 + tail(stderr_path, stdout_path)
             )
         client = self.client()
-        self._copy_out(client, container, str(bench.get_results_dir_in_container()), spec.results_dir, "results")
-        self._copy_out(client, container, str(bench.get_log_files_dir_in_container()), spec.log_dir, "logs")
+        self._copy_out(client, container, results_dir, spec.results_dir, "results")
+        self._copy_out(client, container, log_dir, spec.log_dir, "logs")
 
     def _copy_out(self, client: docker.DockerClient, container: Any, path: str, dest: Path, what: str) -> None:
         # The raw request, so that refusing an archive closes its stream: the engine stops sending
