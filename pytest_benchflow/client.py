@@ -348,8 +348,10 @@ class BenchClient(ABC):
         """The whole body, refusing more than ``max_response_bytes`` (declared or sent)."""
         cap = self.settings.max_response_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise self._too_large(cap)
+        if declared.isdigit():
+            if int(declared) > cap:
+                raise self._too_large(cap)
+            return response.content  # no more than declared is read
         chunks, size = [], 0
         for chunk in response.iter_content(256 * 1024):
             size += len(chunk)

@@ -9,20 +9,20 @@ from typing import Any
 import pytest
 
 from ..bench import list_task_ids
-from ..errors import AgentLaunchError, BenchflowError, RunnerError
+from ..errors import AgentLaunchError, BenchflowError
 from ..redaction import url_secrets
 from ..results.writer import ResultsWriter
 from ..runners import Runner, installed_runners, runner_class
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import check_agent, provide_agent
-from .loading import load_benches
-from .options import add_options, arg_values, positive, value
+from .loading import load_session
+from .options import add_options, value
 from .process import interrupt_on_sigterm, redact_logging
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
-from .selection import rewrite_node_id_arguments, select_tasks, selected_benches
-from .session import RUN_KEY, BenchflowRun, attach_record, new_run_id
+from .selection import rewrite_node_id_arguments, select_tasks
+from .session import RUN_KEY, BenchflowRun, attach_record
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -44,54 +44,9 @@ def is_worker(config: pytest.Config) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
-    refs = value(config, "benchflow") or selected_benches(config)
-    if not refs:
+    run = load_session(config)
+    if run is None:
         return
-    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
-    run_id = workerinput.get("benchflow_run_id") or new_run_id()
-    output = Path(value(config, "benchflow_output"))
-    if not output.is_absolute():
-        output = config.invocation_params.dir / output
-    run = BenchflowRun(
-        config=config,
-        run_id=run_id,
-        run_dir=output / run_id,
-        split=value(config, "benchflow_split"),
-        timeout=positive(config, "benchflow_timeout", float),
-        limit=positive(config, "benchflow_limit", int),
-    )
-    runners: dict[str, Runner] = {}
-
-    def make_runner(name: str) -> Runner:
-        if name not in runners:
-            made = config.hook.pytest_benchflow_make_runner(config=config, name=name, run_id=run_id)
-            if made is None:
-                raise RunnerError(f"--benchflow-runner {name!r}: no installed runner or plugin provides it")
-            runners[name] = made
-        return runners[name]
-
-    run.benches.update(
-        load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
-    )
-    # A runner's settings are checked when given, even if no bench of this session uses the runner.
-    for name in installed_runners():
-        if name not in runners and any(
-            value(config, o.name) not in (None, "", o.default) for o in runner_class(name).options()
-        ):
-            try:
-                make_runner(name)
-            except BenchflowError as e:
-                raise pytest.UsageError(str(e)) from None
-    stray = [n for n in selected_benches(config) if n not in run.benches]
-    if stray:
-        raise pytest.UsageError(
-            f"node id {NODE_PREFIX}{stray[0]}::… names a benchmark this session does not run "
-            f"(running: {', '.join(run.benches)}); give --benchflow for it"
-        )
-    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
-    if is_worker(config):
-        run.agent_url = workerinput["benchflow_agent_url"]
-        run.secrets.update(url_secrets(run.agent_url))
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()

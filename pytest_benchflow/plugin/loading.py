@@ -1,20 +1,81 @@
-"""Loading the session's benchmarks: classes by reference, instances, resolved arguments, runners."""
+"""Loading the session from its options: settings, benchmarks (classes, instances, arguments) and runners."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ..errors import BenchflowError, BenchLoadError
+from ..errors import BenchflowError, BenchLoadError, RunnerError
 from ..loader import load_bench_class
-from ..runners import Runner
+from ..redaction import url_secrets
+from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
-from .session import BenchContext
+from .items import NODE_PREFIX
+from .options import arg_values, positive, value
+from .selection import selected_benches
+from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["load_benches"]
+__all__ = ["load_benches", "load_session"]
+
+
+def load_session(config: pytest.Config) -> BenchflowRun | None:
+    """The session's state from its options: settings, benches with arguments and runners; None without benches.
+
+    Every problem is a usage error. On an xdist worker the run id and agent URL come from the controller.
+    """
+    refs = value(config, "benchflow") or selected_benches(config)
+    if not refs:
+        return None
+    workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    run_id = workerinput.get("benchflow_run_id") or new_run_id()
+    output = Path(value(config, "benchflow_output"))
+    if not output.is_absolute():
+        output = config.invocation_params.dir / output
+    run = BenchflowRun(
+        config=config,
+        run_id=run_id,
+        run_dir=output / run_id,
+        split=value(config, "benchflow_split"),
+        timeout=positive(config, "benchflow_timeout", float),
+        limit=positive(config, "benchflow_limit", int),
+    )
+    runners: dict[str, Runner] = {}
+
+    def make_runner(name: str) -> Runner:
+        if name not in runners:
+            made = config.hook.pytest_benchflow_make_runner(config=config, name=name, run_id=run_id)
+            if made is None:
+                raise RunnerError(f"--benchflow-runner {name!r}: no installed runner or plugin provides it")
+            runners[name] = made
+        return runners[name]
+
+    run.benches.update(
+        load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
+    )
+    # A runner's settings are checked when given, even if no bench of this session uses the runner.
+    for name in installed_runners():
+        if name not in runners and any(
+            value(config, o.name) not in (None, "", o.default) for o in runner_class(name).options()
+        ):
+            try:
+                make_runner(name)
+            except BenchflowError as e:
+                raise pytest.UsageError(str(e)) from None
+    stray = [n for n in selected_benches(config) if n not in run.benches]
+    if stray:
+        raise pytest.UsageError(
+            f"node id {NODE_PREFIX}{stray[0]}::… names a benchmark this session does not run "
+            f"(running: {', '.join(run.benches)}); give --benchflow for it"
+        )
+    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
+    if workerinput:
+        run.agent_url = workerinput["benchflow_agent_url"]
+        run.secrets.update(url_secrets(run.agent_url))
+    return run
 
 
 def load_benches(

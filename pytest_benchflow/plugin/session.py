@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,11 @@ def attach_record(report: pytest.TestReport, record: TaskRecord) -> None:
 def take_record(report: pytest.TestReport) -> TaskRecord | None:
     """The record attached to ``report``, removed from it (pytest keeps every report until the end)."""
     data = report.__dict__.pop(_RECORD_ATTRIBUTE, None)
-    return None if data is None else TaskRecord.from_json(data, report.nodeid)
+    if data is None:
+        return None
+    # Written by attach_record in one of this session's processes: no need to validate it again.
+    data.pop("schema_version", None)
+    return TaskRecord(**data)
 
 
 @dataclass
@@ -98,6 +103,10 @@ class BenchflowRun:
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
+
+    def redact_data(self, value: Any) -> Any:
+        # Without secrets (the agent URL's included) there is nothing to mask: skip the walk.
+        return redact_data(value, self.secrets) if self.secrets else value
 
     def public_agent_url(self) -> str:
         return public_url(self.agent_url)
@@ -166,14 +175,14 @@ class BenchflowRun:
             nodeid=item.nodeid,
             outcome=outcome,
             is_resolved=result.is_resolved if result else None,
-            metrics=redact_data(result.metrics, self.secrets) if result else {},
+            metrics=self.redact_data(result.metrics) if result else {},
             duration=round(item.duration or 0.0, 6),
             reason=self.redact(reason) if reason else None,
             results_dir=f"{item.bench_name}/results/{item.dir_name}",
             log_dir=f"{item.bench_name}/logs/{item.dir_name}",
             finished_at=time.time(),
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
-            other=redact_data(result.other, self.secrets) if result and result.other else None,
+            other=self.redact_data(result.other) if result and result.other else None,
         )
 
     def crash_record(self, nodeid: str, reason: str) -> TaskRecord:

@@ -38,6 +38,8 @@ def package_versions() -> dict[str, str]:
 
 def finite(value: Any, path: str = "") -> tuple[Any, list[tuple[str, float]]]:
     """``value`` with every NaN or infinite float replaced by None, and where each was (JSON has no NaN)."""
+    if isinstance(value, dict) and all(_flat_finite(v) for v in value.values()):
+        return value, []  # the common case: a flat dict of strings, integers, booleans and finite floats
     if isinstance(value, float) and not math.isfinite(value):
         return None, [(path.lstrip("."), value)]
     replaced: list[tuple[str, float]] = []
@@ -55,6 +57,13 @@ def finite(value: Any, path: str = "") -> tuple[Any, list[tuple[str, float]]]:
             replaced += found
         return items, replaced
     return value, replaced
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def _flat_finite(value: Any) -> bool:
+    return type(value) in _PLAIN or (type(value) is float and math.isfinite(value))
 
 
 @dataclass

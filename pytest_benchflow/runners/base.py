@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,7 +94,10 @@ class Runner(ABC):
 def prepare_task(spec: TaskSpec) -> TaskEnvironment:
     """Create the task's directories (never through a symlink) and build its environment."""
     for directory in (spec.results_dir, spec.log_dir):
-        make_task_dir(directory.parent, directory.name)
+        try:
+            os.mkdir(directory)  # the common case, one system call: a new directory in an existing one
+        except OSError:
+            make_task_dir(directory.parent, directory.name)  # missing parents, or refuse what is there
     env = task_environment(
         agent_url=spec.agent_url,
         task_id=spec.task_id,
