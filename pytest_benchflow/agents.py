@@ -15,8 +15,15 @@ from .envnumbers import env_number
 __all__ = ["OpenAIChatAgent"]
 
 
+MESSAGE_FORMS = ("user", "system")
+
+
 class OpenAIChatAgent(BaseAgent):
-    """Sends ``prompt`` as the system message and ``input_text`` as the user message.
+    """Asks an OpenAI-compatible chat endpoint: ``prompt`` followed by ``input_text``.
+
+    By default both go in one user message (``OPENAI_MESSAGE_FORM=user``), as the MMLU-Pro
+    authors' API evaluation sends them; ``OPENAI_MESSAGE_FORM=system`` sends ``prompt`` as the
+    system message and ``input_text`` as the user message instead.
 
     Configured from the environment (or keyword arguments): ``OPENAI_BASE_URL``
     (default ``https://api.openai.com/v1``; any compatible server such as vLLM or
@@ -35,6 +42,7 @@ class OpenAIChatAgent(BaseAgent):
         temperature: float | None = None,
         max_tokens: int | None = None,
         timeout: float | None = None,
+        message_form: str | None = None,
     ) -> None:
         env = os.environ
         self.base_url = (base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
@@ -43,16 +51,20 @@ class OpenAIChatAgent(BaseAgent):
         self.temperature = temperature if temperature is not None else env_number("OPENAI_TEMPERATURE", 0.0)
         self.max_tokens = max_tokens if max_tokens is not None else env_number("OPENAI_MAX_TOKENS", 4000, minimum=1)
         self.timeout = timeout if timeout is not None else env_number("OPENAI_TIMEOUT", 300.0)
+        self.message_form = message_form or env.get("OPENAI_MESSAGE_FORM") or "user"
+        if self.message_form not in MESSAGE_FORMS:
+            raise ValueError(f"OPENAI_MESSAGE_FORM={self.message_form!r}: choose user or system")
         self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
 
     def call_api(self, task_step_inputs: dict[str, Any]) -> str:
-        messages = []
-        if task_step_inputs.get("prompt"):
-            messages.append({"role": "system", "content": task_step_inputs["prompt"]})
-        messages.append({"role": "user", "content": task_step_inputs.get("input_text", "")})
+        prompt, text = task_step_inputs.get("prompt") or "", task_step_inputs.get("input_text", "")
+        if self.message_form == "system" and prompt:
+            messages = [{"role": "system", "content": prompt}, {"role": "user", "content": text}]
+        else:
+            messages = [{"role": "user", "content": prompt + text}]
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         url = self.base_url + "/chat/completions"
         session = getattr(self._local, "session", None) or requests.Session()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,69 @@ def test_hugging_face_loading_through_datasets(
     )
     (line,) = next(pytester.path.glob(".benchflow/*/results.jsonl")).read_text().splitlines()
     assert json.loads(line)["metrics"]["correct"] == expected and json.loads(line)["metrics"]["total"] == 30
+
+
+# The authors' strict cascade, as their script writes it: the reference our linear version must match.
+_REF_AGAIN = re.compile(r".*[aA]nswer:\s*([A-J])")
+_REF_FINAL = re.compile(r"\b[A-J]\b(?!.*\b[A-J]\b)", re.DOTALL)
+
+
+def reference_strict(text: str) -> str | None:
+    text = text.replace("**", "")
+    for pattern, group in ((re.compile(r"answer is \(?([ABCDEFGHIJ])\)?"), 1), (_REF_AGAIN, 1), (_REF_FINAL, 0)):
+        match = pattern.search(text)
+        if match:
+            return match.group(group)
+    return None
+
+
+TOKENS = [
+    "A",
+    "B",
+    "J",
+    "K",
+    "a",
+    "answer:",
+    "Answer:",
+    "answer is",
+    "(C)",
+    " ",
+    "  ",
+    "\n",
+    "\t",
+    "**",
+    "x",
+    "word",
+    "D.",
+    "é",
+    "_",
+    "1",
+]
+
+
+def test_strict_extraction_matches_the_authors_regexes_on_varied_texts() -> None:
+    rng = random.Random(20261128)
+    texts = ["".join(rng.choice(TOKENS) for _ in range(rng.randint(0, 60))) for _ in range(5000)]
+    texts += [
+        "Answer:\n\n  B",
+        "first line\nAnswer: C then Answer: D\nAnswer: E",
+        "no letters at all",
+        "**Answer:** F",
+        "The answer is **(G)**",
+        "answer: a\nAnswer: H",
+        "I think A or B... final: C.",
+        "A" * 50,
+    ]
+    for text in texts:
+        assert extract_strict(text) == reference_strict(text), repr(text)
+
+
+def test_strict_extraction_on_long_degenerate_answers() -> None:
+    # The regexes need seconds here (quadratic); the extraction must finish at once and agree.
+    tail = "A " * 2000
+    long_line = "x" * 100_000 + " B"
+    assert extract_strict(tail) == "A"
+    assert extract_strict(long_line) == "B"
+    assert extract_strict("Answer: D" + " z" * 50_000) == "D"
+    moderate = "word " * 400 + "Answer: E " + "q " * 400
+    assert extract_strict(moderate) == reference_strict(moderate) == "E"

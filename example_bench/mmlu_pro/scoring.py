@@ -15,8 +15,10 @@ HEADER = (
     ' step and then output the answer in the format of "The answer is (X)" at the end.\n\n'
 )
 _OFFICIAL = re.compile(r"answer is \(?([ABCDEFGHIJ])\)?")
-_AGAIN = re.compile(r".*[aA]nswer:\s*([A-J])")
-_FINAL = re.compile(r"\b[A-J]\b(?!.*\b[A-J]\b)", re.DOTALL)
+# The authors' second and third levels are r".*[aA]nswer:\s*([A-J])" and r"\b[A-J]\b(?!.*\b[A-J]\b)"
+# (DOTALL). Both backtrack quadratically on long answers; these find the same letters in linear time.
+_ANSWER_COLON = re.compile(r"[aA]nswer:\s*([A-J])")
+_LONE_LETTER = re.compile(r"\b[A-J]\b")
 # The seed the MMLU-Pro authors reset before each guess for an unparsed answer.
 GUESS_SEED = 12345
 
@@ -47,12 +49,33 @@ def extract_official(text: str) -> str | None:
 
 
 def extract_strict(text: str) -> str | None:
-    """The official three-level cascade: ``answer is (X)``, then ``Answer: X``, then the last lone letter."""
-    for pattern, group in ((_OFFICIAL, 1), (_AGAIN, 1), (_FINAL, 0)):
-        match = pattern.search(text)
-        if match:
-            return match.group(group)
-    return None
+    """The authors' current three-level cascade: ``answer is (X)``, then ``Answer: X``, then the last lone letter.
+
+    Like their current script, ``**`` (Markdown bold) is removed first.
+    """
+    text = text.replace("**", "")
+    return extract_official(text) or _answer_colon(text) or _last_lone_letter(text)
+
+
+def _answer_colon(text: str) -> str | None:
+    # r".*[aA]nswer:\s*([A-J])" without DOTALL: the search starts at the first line holding a match,
+    # and the greedy ".*" takes that line's last one (its "\s*" may run on into the next lines).
+    # Matches may overlap ("Answer:Answer:D" holds "Answer:A" and "Answer:D"), so each search
+    # starts one character after the previous match's start.
+    match = _ANSWER_COLON.search(text)
+    if match is None:
+        return None
+    found = text.find("\n", match.start())
+    line_end = len(text) if found < 0 else found
+    while (later := _ANSWER_COLON.search(text, match.start() + 1)) is not None and later.start() < line_end:
+        match = later
+    return match.group(1)
+
+
+def _last_lone_letter(text: str) -> str | None:
+    # r"\b[A-J]\b(?!.*\b[A-J]\b)" with DOTALL: the last lone letter of the whole text.
+    letters = _LONE_LETTER.findall(text)
+    return letters[-1] if letters else None
 
 
 def score(record: dict[str, Any], response: str, mode: str) -> tuple[str | None, bool]:
