@@ -71,6 +71,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"message": "BenchFlow agent API: POST /response"})
         elif path == "/health":
             self._send_json(200, {"status": "ok"})
+        elif path == "/info":
+            try:
+                self._send_json(200, self.server.agent.info())
+            except Exception as e:
+                logger.exception("info failed")
+                self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})
         else:
             self._send_json(404, {"detail": f"no such endpoint: GET {path}"})
 
@@ -193,13 +199,18 @@ class BaseAgent(ABC):
 
     The server speaks the protocol in ``docs/protocol.md``: ``POST /response`` with the
     benchmark's JSON object, answered with the JSON encoding of what ``call_api`` returns;
-    ``GET /`` and ``GET /health`` answer 200. Requests are served concurrently, one
+    ``GET /`` and ``GET /health`` answer 200; ``GET /info`` answers :meth:`info`. Requests are served concurrently, one
     thread per connection, so ``call_api`` must be thread-safe.
     """
 
     @abstractmethod
     def call_api(self, task_step_inputs: dict[str, Any]) -> str:
         """Answer one request of the benchmark; the keys are documented by the benchmark."""
+
+    def info(self) -> dict[str, Any]:
+        """What this agent is, served at ``GET /info`` and kept in the run's summary: its name,
+        and for a model its name and settings. Never put secrets here. Default: the class name."""
+        return {"name": type(self).__name__}
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> AgentServer:
         """Serve in a background thread (port 0: a free one); stop with ``.stop()``."""

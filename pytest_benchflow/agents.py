@@ -11,6 +11,7 @@ import requests
 from .agent_server import BaseAgent
 from .client import excerpt
 from .envnumbers import env_number
+from .redaction import public_url
 
 __all__ = ["OpenAIChatAgent"]
 
@@ -55,6 +56,16 @@ class OpenAIChatAgent(BaseAgent):
         if self.message_form not in MESSAGE_FORMS:
             raise ValueError(f"OPENAI_MESSAGE_FORM={self.message_form!r}: choose user or system")
         self._local = threading.local()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": type(self).__name__,
+            "model": self.model,
+            "base_url": public_url(self.base_url),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "message_form": self.message_form,
+        }
 
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"

@@ -165,3 +165,7 @@ def test_bad_idle_timeout_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("BENCHFLOW_AGENT_IDLE_TIMEOUT", "forever")
     with pytest.raises(ValueError, match="BENCHFLOW_AGENT_IDLE_TIMEOUT='forever' must be a finite number"):
         EchoAgent().serve()
+
+
+def test_info_describes_the_agent(echo_agent: str) -> None:
+    assert requests.get(echo_agent + "/info").json() == {"name": "EchoAgent"}

@@ -105,3 +105,45 @@ def test_evaluates_mmlu_pro_through_the_plugin(
     outcomes = result.parseoutcomes()
     assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 1 and "errors" not in outcomes
     assert len(compat.seen) == 3 and [m["role"] for m in compat.seen[0][2]["messages"]] == ["user"]
+
+
+def test_model_and_settings_reach_the_summary_terminal_and_report(
+    compat: CompatServer, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", compat.url.replace("http://", "http://u:sk-secret-xyz@"))
+    monkeypatch.setenv("OPENAI_MODEL", "local-model")
+    result = pytester.runpytest(
+        "--benchflow=mmlu_pro",
+        "--agent=pytest_benchflow.agents:OpenAIChatAgent",
+        "-k",
+        "law",
+        "--benchflow-html=r.html",
+    )
+    result.stdout.fnmatch_lines(["agent: http://127.0.0.1:*: OpenAIChatAgent (model local-model)"])
+    (summary,) = pytester.path.glob(".benchflow/*/summary.json")
+    agent = json.loads(summary.read_text())["agent"]
+    assert agent["info"] == {
+        "name": "OpenAIChatAgent",
+        "model": "local-model",
+        "base_url": compat.url,
+        "temperature": 0.0,
+        "max_tokens": 4000,
+        "message_form": "user",
+    }
+    assert "OpenAIChatAgent (model local-model)" in (pytester.path / "r.html").read_text()
+    assert "sk-secret-xyz" not in summary.read_text()
+
+
+def test_agents_without_info_keep_working(pytester: pytest.Pytester) -> None:
+    # A 0.1.x-style agent: GET / and POST /response only (GET /info is a 404).
+    from conftest import ScriptedServer, json_reply
+
+    server = ScriptedServer()
+    server.script(json_reply("The answer is (A)."))
+    try:
+        result = pytester.runpytest("--benchflow=mmlu_pro", f"--agent-url={server.url}", "-k", "law")
+    finally:
+        server.stop()
+    assert "errors" not in result.parseoutcomes()
+    (summary,) = pytester.path.glob(".benchflow/*/summary.json")
+    assert json.loads(summary.read_text())["agent"] == {"url": server.url, "info": None}

@@ -15,7 +15,7 @@ from ..results.writer import ResultsWriter
 from ..runners import Runner, installed_runners, runner_class
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
-from .launch import check_agent, provide_agent
+from .launch import agent_info, check_agent, provide_agent
 from .loading import load_session
 from .options import add_options, value
 from .process import interrupt_on_sigterm, redact_logging
@@ -84,10 +84,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
     if display is not None:
         run.progress = display.callback
+    info = agent_info(run.agent_url)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
+        "agent": {"url": run.public_agent_url(), "info": run.redact_data(info) if info else None},
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
     reporter = ResultsReporter(

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -19,7 +19,15 @@ from ..errors import AgentLaunchError, BenchLoadError
 from ..loader import import_object
 from ..redaction import public_url
 
-__all__ = ["AgentProcess", "Stoppable", "check_agent", "check_url", "provide_agent", "serve_agent_class"]
+__all__ = [
+    "AgentProcess",
+    "Stoppable",
+    "agent_info",
+    "check_agent",
+    "check_url",
+    "provide_agent",
+    "serve_agent_class",
+]
 
 
 class Stoppable(Protocol):
@@ -81,6 +89,16 @@ def check_agent(url: str, timeout: float = 5.0) -> str | None:
             return None
         last = f"agent at {public_url(url)} answered GET {path} with HTTP {response.status_code}"
     return last
+
+
+def agent_info(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The agent's ``GET /info`` object (name, model, settings), or None when it has none (0.1.x agents)."""
+    try:
+        response = requests.get(url + "/info", timeout=timeout)
+        info = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:

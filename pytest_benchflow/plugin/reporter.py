@@ -11,6 +11,7 @@ from ..errors import ResultsFormatError
 from ..results.compare import compare_runs, format_comparison
 from ..results.html import render_html
 from ..results.reader import load_run
+from ..results.records import agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import percent
 from .items import NODE_PREFIX
@@ -88,6 +89,9 @@ class ResultsReporter:
                 tr.line(f"benchflow: {note}")
             return
         tr.section("benchflow summary")
+        label = agent_label(self.writer.metadata.get("agent"))
+        if label:
+            tr.line(f"agent: {label}")
         if self.summary.interrupted:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
         for name, bench in self.summary.benches.items():

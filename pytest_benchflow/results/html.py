@@ -11,7 +11,7 @@ from typing import Any
 
 from ..stats import Z95, percent, wilson_interval
 from .reader import RunData
-from .records import BenchSummary
+from .records import BenchSummary, agent_label
 
 __all__ = ["render_html"]
 
@@ -151,7 +151,7 @@ def render_html(run: RunData) -> str:
     shown_meta = [
         ("run", meta.get("run_id")),
         ("split", meta.get("split")),
-        ("agent", meta.get("agent_url")),
+        ("agent", agent_label(meta.get("agent")) or meta.get("agent_url")),
         ("started", meta.get("started_at")),
         ("finished", meta.get("finished_at")),
         ("exit status", meta.get("exit_status")),

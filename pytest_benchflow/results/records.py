@@ -20,6 +20,7 @@ __all__ = [
     "MetricStats",
     "Outcome",
     "TaskRecord",
+    "agent_label",
     "check_version",
     "json_type",
 ]
@@ -39,6 +40,18 @@ _JSON_NAMES = {
     float: "a number",
     bool: "a boolean",
 }
+
+
+def agent_label(agent: Any) -> str | None:
+    """How reports name a run's agent: its URL, and its name and model when it told them (``GET /info``)."""
+    if not isinstance(agent, dict):
+        return None
+    given = agent.get("info")
+    info: dict[str, Any] = given if isinstance(given, dict) else {}
+    about = ", ".join(f"{k} {info[k]}" for k in ("model",) if info.get(k))
+    name = str(info.get("name") or "")
+    described = f"{name} ({about})" if name and about else name or about
+    return f"{agent.get('url')}" + (f": {described}" if described else "")
 
 
 def json_type(value: Any) -> str:
