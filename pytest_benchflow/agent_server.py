@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .envnumbers import env_number
+from .errors import AgentOverloaded
 
 __all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
 
@@ -57,10 +59,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
-    def _send_json(self, status: int, payload: Any) -> None:
+    def _send_json(self, status: int, payload: Any, retry_after: str | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -117,6 +121,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             answer = self.server.agent.call_api(payload)
             self._send_json(200, answer)
+        except AgentOverloaded as e:
+            retry_after = None if e.retry_after is None else str(max(1, math.ceil(e.retry_after)))
+            self._send_json(e.status, {"detail": str(e)}, retry_after=retry_after)
         except Exception as e:
             logger.exception("call_api failed")
             self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})

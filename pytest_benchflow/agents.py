@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from typing import Any
 
 import requests
 
 from .agent_server import BaseAgent
-from .client import excerpt
+from .client import excerpt, retry_after_seconds
 from .envnumbers import env_number
+from .errors import AgentOverloaded
 from .redaction import public_url
 
 __all__ = ["OpenAIChatAgent"]
@@ -30,7 +33,9 @@ class OpenAIChatAgent(BaseAgent):
     (default ``https://api.openai.com/v1``; any compatible server such as vLLM or
     Ollama works), ``OPENAI_MODEL`` (default ``gpt-4o-mini``), ``OPENAI_API_KEY``,
     ``OPENAI_TEMPERATURE`` (default 0), ``OPENAI_MAX_TOKENS`` (default 4000),
-    ``OPENAI_TIMEOUT`` seconds (default 300). The key is sent only in the
+    ``OPENAI_TIMEOUT`` seconds (default 300), ``OPENAI_MAX_RETRY_SECONDS`` (default 600: how long
+    429s, 5xx and connection errors from the provider are retried, honouring ``Retry-After``,
+    before the benchmark is answered 429 or 503 with ``Retry-After``). The key is sent only in the
     ``Authorization`` header and never appears in errors.
     """
 
@@ -44,6 +49,7 @@ class OpenAIChatAgent(BaseAgent):
         max_tokens: int | None = None,
         timeout: float | None = None,
         message_form: str | None = None,
+        max_retry_seconds: float | None = None,
     ) -> None:
         env = os.environ
         self.base_url = (base_url or env.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
@@ -52,6 +58,9 @@ class OpenAIChatAgent(BaseAgent):
         self.temperature = temperature if temperature is not None else env_number("OPENAI_TEMPERATURE", 0.0)
         self.max_tokens = max_tokens if max_tokens is not None else env_number("OPENAI_MAX_TOKENS", 4000, minimum=1)
         self.timeout = timeout if timeout is not None else env_number("OPENAI_TIMEOUT", 300.0)
+        self.max_retry_seconds = (
+            max_retry_seconds if max_retry_seconds is not None else env_number("OPENAI_MAX_RETRY_SECONDS", 600.0)
+        )
         self.message_form = message_form or env.get("OPENAI_MESSAGE_FORM") or "user"
         if self.message_form not in MESSAGE_FORMS:
             raise ValueError(f"OPENAI_MESSAGE_FORM={self.message_form!r}: choose user or system")
@@ -67,6 +76,39 @@ class OpenAIChatAgent(BaseAgent):
             "message_form": self.message_form,
         }
 
+    def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
+        """POST to the provider, retrying 429, 5xx and connection errors within ``max_retry_seconds``.
+
+        Raises:
+            AgentOverloaded: the budget ran out (429 with Retry-After after rate limits, else 503).
+        """
+        session = getattr(self._local, "session", None) or requests.Session()
+        self._local.session = session
+        deadline = time.monotonic() + self.max_retry_seconds
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = session.post(url, json=body, headers=headers, timeout=self.timeout)
+            except requests.RequestException as e:
+                status, reason = 503, f"{url} unreachable: {type(e).__name__}"
+            else:
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                status = 429 if response.status_code == 429 else 503
+                reason = f"{url} answered HTTP {response.status_code}"
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = retry_after if retry_after is not None else min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1)
+            if time.monotonic() + wait > deadline:
+                budget = f"OPENAI_MAX_RETRY_SECONDS={self.max_retry_seconds:g}"
+                raise AgentOverloaded(
+                    f"{reason}; gave up after {attempt + 1} attempts ({budget})",
+                    status=status,
+                    retry_after=wait,
+                )
+            time.sleep(wait)
+            attempt += 1
+
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
 
@@ -78,22 +120,16 @@ class OpenAIChatAgent(BaseAgent):
             messages = [{"role": "user", "content": prompt + text}]
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         url = self.base_url + "/chat/completions"
-        session = getattr(self._local, "session", None) or requests.Session()
-        self._local.session = session
-        response = session.post(
-            url,
-            json={
-                "model": self.model,
-                "messages": messages,
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-            },
-            headers=headers,
-            timeout=self.timeout,
-        )
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
+        response = self._post(url, body, headers)
         if response.status_code != 200:
-            body = excerpt(response.text).replace(self._api_key, "***") if self._api_key else excerpt(response.text)
-            raise RuntimeError(f"{url} answered HTTP {response.status_code}: {body}")
+            shown = excerpt(response.text).replace(self._api_key, "***") if self._api_key else excerpt(response.text)
+            raise RuntimeError(f"{url} answered HTTP {response.status_code}: {shown}")
         try:
             return str(response.json()["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):

@@ -50,6 +50,50 @@ def excerpt(text: str, limit: int = _EXCERPT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+class AdaptiveLimit:
+    """How many requests may be in flight to one agent from this process, adapting to its 429s.
+
+    Shared by every client of the same agent URL: it halves on a 429 and grows back by one per
+    success, never above the largest ``max_concurrency`` asked for, never below one.
+    """
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = self.limit = ceiling
+        self.in_flight = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> AdaptiveLimit:
+        with self._changed:
+            while self.in_flight >= self.limit:
+                self._changed.wait()
+            self.in_flight += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self.in_flight -= 1
+            self._changed.notify()
+
+    def record(self, throttled: bool) -> None:
+        with self._changed:
+            self.limit = max(1, self.limit // 2) if throttled else min(self.ceiling, self.limit + 1)
+            self._changed.notify_all()
+
+
+_LIMITS: dict[str, AdaptiveLimit] = {}
+_LIMITS_LOCK = threading.Lock()
+
+
+def _limit_for(url: str, ceiling: int) -> AdaptiveLimit:
+    with _LIMITS_LOCK:
+        limit = _LIMITS.get(url)
+        if limit is None:
+            limit = _LIMITS[url] = AdaptiveLimit(ceiling)
+        elif ceiling > limit.ceiling:
+            limit.ceiling = ceiling
+        return limit
+
+
 class ClientOptions(TypedDict, total=False):
     """The keyword arguments of :class:`BenchClient` and :class:`ClientSettings` (None: the default)."""
 
@@ -71,7 +115,10 @@ class ClientSettings:
     else from the default: ``BENCHFLOW_CONNECT_TIMEOUT`` (10 s), ``BENCHFLOW_READ_TIMEOUT``
     (300 s), ``BENCHFLOW_RETRIES`` (3 retries after the first attempt),
     ``BENCHFLOW_BACKOFF`` (0.5 s, doubled per retry, with jitter, at most 30 s),
-    ``BENCHFLOW_MAX_CONCURRENCY`` (8 requests in flight in :meth:`BenchClient.get_responses`).
+    ``BENCHFLOW_MAX_CONCURRENCY`` (8 requests in flight in :meth:`BenchClient.get_responses`,
+    and at most that many to one agent from the whole process, fewer while it answers 429),
+    ``BENCHFLOW_RATE_LIMIT_SECONDS`` (600: how long 429 answers are retried; they do not count
+    against the retries).
     """
 
     def __init__(self, **given: Unpack[ClientOptions]) -> None:
@@ -81,6 +128,7 @@ class ClientSettings:
         self.backoff = _setting(given.get("backoff"), "BENCHFLOW_BACKOFF", 0.5)
         self.max_concurrency = int(_setting(given.get("max_concurrency"), "BENCHFLOW_MAX_CONCURRENCY", 8))
         self.max_response_bytes = env_number("BENCHFLOW_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES, minimum=1)
+        self.rate_limit_seconds = env_number("BENCHFLOW_RATE_LIMIT_SECONDS", 600.0)
         if self.retries < 0 or self.max_concurrency < 1 or min(self.connect_timeout, self.read_timeout) <= 0:
             raise ValueError("BenchClient: retries must be >= 0, max_concurrency >= 1 and timeouts > 0")
 
@@ -109,8 +157,8 @@ def _cut_off(e: requests.exceptions.RequestException) -> bool:
     return "RemoteDisconnected" in text or "IncompleteRead" in text or "Connection aborted" in text
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header's value in seconds (delta or HTTP date), None when absent or unreadable."""
     if not value:
         return None
     try:
@@ -316,28 +364,37 @@ class BenchClient(ABC):
     def _post(self, body: bytes) -> Any:
         settings = self.settings
         timeout = (settings.connect_timeout, settings.read_timeout)
-        attempts = settings.retries + 1
         cancel = _CANCEL.get()
-        for attempt in range(attempts):
+        limit = _limit_for(self.intelligence_url, settings.max_concurrency)
+        # 429 is retried for as long as BENCHFLOW_RATE_LIMIT_SECONDS allows; other failures count against `retries`.
+        rate_limited_until = time.monotonic() + settings.rate_limit_seconds
+        attempt = failures = 0
+        while True:
             if cancel is not None and cancel.is_set():
                 raise TaskCancelled(f"request to {self._shown_url} not sent: the task was stopped at its time limit")
             try:
-                response = self._session().post(
-                    self.response_url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
-                )
-                with response:
-                    content = self._read_body(response)
+                with limit:
+                    response = self._session().post(
+                        self.response_url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
+                    )
+                    with response:
+                        content = self._read_body(response)
             except requests.exceptions.RequestException as e:
-                error, retry_after = self._transport_error(e, attempt), None
+                error, retry_after, throttled = self._transport_error(e, attempt), None, False
             else:
+                throttled = response.status_code == 429
+                limit.record(throttled)
                 if response.status_code < 300:
                     return self._decode(response, content)
-                error, retry_after = self._http_error(response, content, attempt), _retry_after(response)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                error = self._http_error(response, content, attempt)
                 if not _transient(response.status_code):
                     raise error
-            if attempt == attempts - 1:
-                raise error
+            failures += not throttled
             delay = settings.delay(attempt, retry_after)
+            if failures > settings.retries or (throttled and time.monotonic() + delay > rate_limited_until):
+                raise error
+            attempt += 1
             if cancel is not None:
                 cancel.wait(delay)
             else:

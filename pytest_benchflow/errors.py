@@ -7,6 +7,7 @@ __all__ = [
     "AgentError",
     "AgentHTTPError",
     "AgentLaunchError",
+    "AgentOverloaded",
     "AgentTimeout",
     "AgentUnreachable",
     "ArgumentError",
@@ -56,6 +57,19 @@ class AgentHTTPError(AgentError):
 
 class AgentBadResponse(AgentError):
     """The agent answered 2xx but the body (or the benchmark's parsing of it) is unusable."""
+
+
+class AgentOverloaded(BenchflowError):
+    """Raised by an agent's ``call_api`` when it cannot answer now (its model is rate-limited or down).
+
+    The agent server answers ``status`` (429 by default, or 503) with ``Retry-After``, which
+    :class:`BenchClient` honours, instead of a 500.
+    """
+
+    def __init__(self, message: str, *, status: int = 429, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class ArgumentError(BenchflowError, ValueError):

@@ -1,0 +1,145 @@
+"""Rate limits never lose answers: the provider adapter retries, the client adapts and waits, both honour Retry-After."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from conftest import Reply, ScriptedServer, json_reply
+from pytest_benchflow import AgentHTTPError, AgentOverloaded, BenchClient
+from pytest_benchflow.agents import OpenAIChatAgent
+from pytest_benchflow.client import AdaptiveLimit
+
+
+class QAClient(BenchClient):
+    def prepare_input(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"question": raw_step_inputs}
+
+    def parse_response(self, raw_response: str) -> dict[str, Any]:
+        return {"answer": raw_response}
+
+
+def completion(text: str) -> Reply:
+    return json_reply({"choices": [{"message": {"role": "assistant", "content": text}}]})
+
+
+def test_openai_agent_waits_out_rate_limits(scripted: ScriptedServer) -> None:
+    scripted.script(Reply(status=429, headers={"Retry-After": "1"}), Reply(status=503), completion("(B)"))
+    agent = OpenAIChatAgent(base_url=scripted.url, max_retry_seconds=30)
+    started = time.monotonic()
+    assert agent.call_api({"input_text": "q"}) == "(B)"
+    assert len(scripted.requests) == 3 and time.monotonic() - started >= 1.0
+
+
+def test_openai_agent_gives_up_with_429_and_retry_after(scripted: ScriptedServer) -> None:
+    scripted.script(Reply(status=429, headers={"Retry-After": "7"}))
+    agent = OpenAIChatAgent(base_url=scripted.url, max_retry_seconds=2)
+    with pytest.raises(AgentOverloaded, match=r"answered HTTP 429; gave up after 1 attempts") as caught:
+        agent.call_api({"input_text": "q"})
+    assert (caught.value.status, caught.value.retry_after) == (429, 7)
+    # Served: the benchmark gets 429 with Retry-After, never a bare 500.
+    with agent.serve() as server:
+        response = requests.post(server.url + "/response", json={"input_text": "q"})
+    assert response.status_code == 429 and response.headers["Retry-After"] == "7"
+
+
+def test_openai_agent_answers_503_when_the_provider_stays_down(free_url: str) -> None:
+    with OpenAIChatAgent(base_url=free_url, max_retry_seconds=0.3).serve() as server:
+        response = requests.post(server.url + "/response", json={"input_text": "q"})
+    assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_client_retries_429_beyond_its_retry_count(scripted: ScriptedServer) -> None:
+    scripted.script(*[Reply(status=429, headers={"Retry-After": "0"})] * 6, json_reply("ok"))
+    assert QAClient(scripted.url, retries=1, backoff=0.01).get_response("q")["answer"] == "ok"
+    assert len(scripted.requests) == 7
+
+
+def test_client_gives_up_on_429_after_its_time_budget(
+    scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCHFLOW_RATE_LIMIT_SECONDS", "0.5")
+    scripted.script(Reply(status=429, headers={"Retry-After": "2"}))
+    started = time.monotonic()
+    with pytest.raises(AgentHTTPError, match="answered HTTP 429"):
+        QAClient(scripted.url, retries=5).get_response("q")
+    assert time.monotonic() - started < 1.5 and len(scripted.requests) == 1
+
+
+def test_adaptive_limit_halves_and_grows_back() -> None:
+    limit = AdaptiveLimit(8)
+    limit.record(throttled=True)
+    limit.record(throttled=True)
+    assert limit.limit == 2
+    for _ in range(10):
+        limit.record(throttled=False)
+    assert limit.limit == 8
+    for _ in range(5):
+        limit.record(throttled=True)
+    assert limit.limit == 1
+
+
+class CappedAgent:
+    """An agent that answers 429 whenever more than ``cap`` requests are in flight."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.in_flight, self.rejected, self.served = cap, 0, 0, 0
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    outer.in_flight += 1
+                    over = outer.in_flight > outer.cap
+                    outer.rejected += over
+                try:
+                    if over:
+                        status, payload, headers = 429, b'"slow down"', {"Retry-After": "0"}
+                    else:
+                        time.sleep(0.05)
+                        status, payload, headers = 200, json.dumps(json.loads(body)["question"]).encode(), {}
+                finally:
+                    with lock:
+                        outer.in_flight -= 1
+                        outer.served += not over
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def capped() -> Iterator[CappedAgent]:
+    agent = CappedAgent(cap=2)
+    yield agent
+    agent.server.shutdown()
+
+
+def test_a_batch_adapts_to_the_agents_capacity_and_loses_nothing(capped: CappedAgent) -> None:
+    questions = [f"q{i}" for i in range(60)]
+    answers = QAClient(capped.url, retries=0, backoff=0.01).get_responses(questions, max_concurrency=8)
+    assert [a["answer"] for a in answers] == questions
+    # Without adapting, six of every eight requests would be turned away, round after round.
+    assert capped.rejected < len(questions)
