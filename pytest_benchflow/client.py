@@ -293,6 +293,7 @@ class BenchClient(ABC):
         *,
         return_exceptions: bool = False,
         on_done: Callable[[int, int], None] | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
     ) -> list[Any]:
         """:meth:`get_response` for many inputs, ``max_concurrency`` requests in flight.
 
@@ -300,12 +301,14 @@ class BenchClient(ABC):
         is false, no further calls are started, the ones in flight finish, and the
         failure of the earliest failed input is raised. With ``return_exceptions``,
         every input is tried and a failed one has its exception in its place.
-        ``on_done(done, total)`` is called (from worker threads) after each call.
+        ``on_done(done, total)`` is called (from worker threads) after each call, and
+        ``on_result(index, result)`` with each answer as it arrives (one call at a time), so a
+        caller can keep what was answered even when the batch then fails.
         """
         inputs = list(raw_step_inputs)
         workers = max(1, min(max_concurrency or self.settings.max_concurrency, len(inputs) or 1))
         if workers == 1:
-            return self._serially(inputs, return_exceptions, on_done)
+            return self._serially(inputs, return_exceptions, on_done, on_result)
         results: list[Any] = [None] * len(inputs)
         failures: dict[int, BaseException] = {}
         lock = threading.Lock()
@@ -326,8 +329,10 @@ class BenchClient(ABC):
                     if not return_exceptions:
                         return
                     results[i] = e
-                with lock:  # callbacks in order, so progress never goes backwards
+                with lock:  # callbacks one at a time, so progress never goes backwards
                     done += 1
+                    if on_result is not None and i not in failures:
+                        on_result(i, results[i])
                     if on_done is not None:
                         on_done(done, len(inputs))
 
@@ -346,7 +351,11 @@ class BenchClient(ABC):
         return results
 
     def _serially(
-        self, inputs: list[dict[str, Any]], return_exceptions: bool, on_done: Callable[[int, int], None] | None
+        self,
+        inputs: list[dict[str, Any]],
+        return_exceptions: bool,
+        on_done: Callable[[int, int], None] | None,
+        on_result: Callable[[int, Any], None] | None,
     ) -> list[Any]:
         # One at a time needs no thread pool (and a one-question task is the common case).
         results: list[Any] = []
@@ -357,6 +366,9 @@ class BenchClient(ABC):
                 if not return_exceptions:
                     raise
                 results.append(e)
+            else:
+                if on_result is not None:
+                    on_result(i, results[i])
             if on_done is not None:
                 on_done(i + 1, len(inputs))
         return results

@@ -342,3 +342,59 @@ def test_strict_extraction_on_long_degenerate_answers() -> None:
     assert extract_strict("Answer: D" + " z" * 50_000) == "D"
     moderate = "word " * 400 + "Answer: E " + "q " * 400
     assert extract_strict(moderate) == reference_strict(moderate) == "E"
+
+
+class FlakyReplay:
+    """Replays the recorded answers, but refuses (HTTP 400) every request after the first ``budget``."""
+
+    def __init__(self, budget: int) -> None:
+        from example_bench.mmlu_pro.agents import ReplayAgent
+
+        outer = self
+        self.budget, self.asked = budget, 0
+        replay = ReplayAgent(str(HISTORY))
+
+        class Flaky(ReplayAgent):
+            def __init__(self) -> None:
+                self.responses = replay.responses
+
+            def call_api(self, task_step_inputs: dict[str, Any]) -> str:
+                outer.asked += 1
+                if outer.asked > outer.budget:
+                    from pytest_benchflow import AgentOverloaded
+
+                    raise AgentOverloaded("quota exhausted", status=503, retry_after=0)
+                return super().call_api(task_step_inputs)
+
+        self.server = Flaky().serve()
+
+
+def test_a_category_keeps_the_answers_it_got_and_asks_only_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from example_bench.mmlu_pro.evaluate import evaluate
+
+    monkeypatch.setenv("BENCHFLOW_RETRIES", "0")
+    flaky = FlakyReplay(budget=100)
+    env = {
+        "TEST_START_ID": "history",
+        "DATA_FILE": str(HISTORY),
+        "NUM_SHOTS": "0",
+        "MAX_CONCURRENCY": "4",
+        "INTELLIGENCE_URL": flaky.server.url,
+        "BENCHFLOW_RESULTS_DIR": str(tmp_path),
+    }
+    try:
+        with pytest.raises(RuntimeError, match=r"^100 of 381 questions answered; then: agent at .* answered HTTP 503"):
+            evaluate(env)
+        kept = json.loads((tmp_path / "history_result.json").read_text())
+        assert len(kept) == 100 and len((tmp_path / "history_answers.jsonl").read_text().splitlines()) == 100
+        assert not (tmp_path / "history_summary.json").exists()
+        refused_in_flight = flaky.asked - 100
+        assert 1 <= refused_in_flight <= 4  # no request is started after the first refusal
+        flaky.budget = 10_000  # the quota is back: the same task asks only what is missing
+        summary = evaluate(env)
+    finally:
+        flaky.server.stop()
+    assert flaky.asked - 100 - refused_in_flight == 281
+    assert summary["total"]["corr"] == PUBLISHED["history"][0]

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -94,29 +95,76 @@ def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
             raise ValueError("FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)")
         shots = by_category(load_questions(s["fewshot_file"], "validation")).get(category, [])[: s["num_shots"]]
     prompt = build_prompt(category, shots)
-    client = MMLUProClient(env["INTELLIGENCE_URL"])
-    answers = client.get_responses(
-        [{"prompt": prompt, "input_text": format_example(q["question"], q["options"]), "record": q} for q in questions],
-        max_concurrency=s["max_concurrency"],
-        on_done=lambda done, total: report_progress(env, done, total),
-    )
+    out = Path(env["BENCHFLOW_RESULTS_DIR"])
+    out.mkdir(parents=True, exist_ok=True)
+    responses, failure = _ask(env, s, out / f"{category}_answers.jsonl", prompt, questions)
     results, corr, unparsed = [], 0, 0
-    for q, answer in zip(questions, answers, strict=True):
-        pred, correct = score(q, answer["response"], s["scoring"])
+    for q in questions:
+        response = responses.get(str(q["question_id"]))
+        if response is None:
+            continue
+        pred, correct = score(q, response, s["scoring"])
         corr += correct
         unparsed += pred is None
-        results.append({**q, "pred": pred, "response": answer["response"], "correct": correct})
-    total = len(questions)
-    figures = {"corr": float(corr), "wrong": float(total - corr), "acc": corr / total if total else 0.0}
-    summary = {category: figures, "total": figures, "unparsed": unparsed, "scoring": s["scoring"]}
-    out = Path(env["BENCHFLOW_RESULTS_DIR"])
-    if not out.is_dir():
-        out.mkdir(parents=True)
+        results.append({**q, "pred": pred, "response": response, "correct": correct})
     # Compact: the per-question file of a large category runs to megabytes.
     (out / f"{category}_result.json").write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+    total = len(questions)
+    if failure is not None:
+        # The answered questions are kept above (and in the answers log, for a resumed run).
+        raise RuntimeError(f"{len(results)} of {total} questions answered; then: {failure}") from failure
+    figures = {"corr": float(corr), "wrong": float(total - corr), "acc": corr / total if total else 0.0}
+    summary = {category: figures, "total": figures, "unparsed": unparsed, "scoring": s["scoring"]}
     if "/" not in env["TEST_START_ID"]:  # a one-question task's record already says it all
         (out / f"{category}_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     return summary
+
+
+def _ask(
+    env: Mapping[str, str], s: Mapping[str, Any], log_path: Path, prompt: str, questions: list[dict[str, Any]]
+) -> tuple[dict[str, str], Exception | None]:
+    """Each question's response by id, and the failure that stopped the batch (None when all were answered).
+
+    With more than one question, every answer is appended to ``log_path`` as it arrives, and
+    answers already there (an earlier, interrupted attempt at this task) are not asked again.
+    """
+    responses = _read_log(log_path) if len(questions) > 1 else {}
+    pending = [q for q in questions if str(q["question_id"]) not in responses]
+    client = MMLUProClient(env["INTELLIGENCE_URL"])
+    with open(log_path, "a", encoding="utf-8") if len(questions) > 1 else nullcontext() as log:
+
+        def keep(i: int, answer: dict[str, Any]) -> None:  # called one at a time
+            question_id = pending[i]["question_id"]
+            responses[str(question_id)] = answer["response"]
+            if log is not None:
+                log.write(json.dumps({"question_id": question_id, "response": answer["response"]}) + "\n")
+                log.flush()
+
+        try:
+            client.get_responses(
+                [
+                    {"prompt": prompt, "input_text": format_example(q["question"], q["options"]), "record": q}
+                    for q in pending
+                ],
+                max_concurrency=s["max_concurrency"],
+                on_done=lambda done, total: report_progress(env, done, total),
+                on_result=keep,
+            )
+        except Exception as e:
+            return responses, e
+    return responses, None
+
+
+def _read_log(path: Path) -> dict[str, str]:
+    responses: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                responses[str(entry["question_id"])] = str(entry["response"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut off by an interruption
+    return responses
 
 
 def main() -> int:
