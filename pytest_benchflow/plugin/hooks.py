@@ -17,8 +17,9 @@ from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, check_agent, provide_agent
 from .loading import load_session
-from .options import add_options, value
+from .options import add_options, choice, value
 from .process import interrupt_on_sigterm, redact_logging
+from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
 from .selection import rewrite_node_id_arguments, select_tasks
@@ -69,7 +70,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if run is None or is_worker(config) or config.option.collectonly:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
-    display = ProgressDisplay.create(config, value(config, "benchflow_progress"))
+    display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
     try:
         run.agent_url, agent = provide_agent(
             value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd")

@@ -11,7 +11,10 @@ import pytest
 
 from ..environment import ProgressCallback
 
-__all__ = ["ProgressDisplay"]
+__all__ = ["MODES", "ProgressDisplay"]
+
+#: auto: on a terminal, not in CI, not under xdist.
+MODES = ("auto", "always", "never")
 
 
 class ProgressDisplay:
@@ -25,9 +28,7 @@ class ProgressDisplay:
 
     @classmethod
     def create(cls, config: pytest.Config, mode: str) -> ProgressDisplay | None:
-        """A display for ``mode`` (auto / always / never), or None where it would only clutter."""
-        if mode not in ("auto", "always", "never"):
-            raise pytest.UsageError(f"--benchflow-progress {mode!r}: choose auto, always or never")
+        """A display for ``mode`` (one of ``MODES``), or None where it would only clutter."""
         if mode == "never" or getattr(config.option, "numprocesses", None):
             return None
         reporter = config.pluginmanager.get_plugin("terminalreporter")
