@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -18,6 +19,7 @@ __all__ = ["ENTRY_POINT_GROUP", "import_file", "import_object", "installed_bench
 ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"
 
 
+@cache  # scanning every installed distribution costs tens of milliseconds; they do not change mid-run
 def installed_benchmarks() -> dict[str, str]:
     """Registered benchmark names and the object references they point to."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}

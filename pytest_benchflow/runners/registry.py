@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import entry_points
 
 from ..errors import RunnerError
@@ -14,6 +15,7 @@ __all__ = ["ENTRY_POINT_GROUP", "default_image_runner", "installed_runners", "ru
 ENTRY_POINT_GROUP = "pytest_benchflow.runners"
 
 
+@cache  # scanning every installed distribution costs tens of milliseconds; they do not change mid-run
 def installed_runners() -> dict[str, str]:
     """Registered runner names and the classes they point to (``module:Class``)."""
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
