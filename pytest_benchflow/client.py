@@ -90,7 +90,10 @@ def _limit_for(url: str, ceiling: int) -> AdaptiveLimit:
         if limit is None:
             limit = _LIMITS[url] = AdaptiveLimit(ceiling)
         elif ceiling > limit.ceiling:
-            limit.ceiling = ceiling
+            with limit._changed:  # a wider batch raises the ceiling; a halving in force stays in force
+                limit.limit += ceiling - limit.ceiling
+                limit.ceiling = ceiling
+                limit._changed.notify_all()
         return limit
 
 
@@ -309,6 +312,7 @@ class BenchClient(ABC):
         workers = max(1, min(max_concurrency or self.settings.max_concurrency, len(inputs) or 1))
         if workers == 1:
             return self._serially(inputs, return_exceptions, on_done, on_result)
+        _limit_for(self.intelligence_url, workers)  # this batch may have that many in flight
         results: list[Any] = [None] * len(inputs)
         failures: dict[int, BaseException] = {}
         lock = threading.Lock()

@@ -90,8 +90,8 @@ def test_adaptive_limit_halves_and_grows_back() -> None:
 class CappedAgent:
     """An agent that answers 429 whenever more than ``cap`` requests are in flight."""
 
-    def __init__(self, cap: int) -> None:
-        self.cap, self.in_flight, self.rejected, self.served = cap, 0, 0, 0
+    def __init__(self, cap: int, delay: float = 0.05) -> None:
+        self.cap, self.in_flight, self.rejected, self.served, self.peak = cap, 0, 0, 0, 0
         lock = threading.Lock()
         outer = self
 
@@ -105,13 +105,14 @@ class CappedAgent:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with lock:
                     outer.in_flight += 1
+                    outer.peak = max(outer.peak, outer.in_flight)
                     over = outer.in_flight > outer.cap
                     outer.rejected += over
                 try:
                     if over:
                         status, payload, headers = 429, b'"slow down"', {"Retry-After": "0"}
                     else:
-                        time.sleep(0.05)
+                        time.sleep(delay)
                         status, payload, headers = 200, json.dumps(json.loads(body)["question"]).encode(), {}
                 finally:
                     with lock:
@@ -143,3 +144,15 @@ def test_a_batch_adapts_to_the_agents_capacity_and_loses_nothing(capped: CappedA
     assert [a["answer"] for a in answers] == questions
     # Without adapting, six of every eight requests would be turned away, round after round.
     assert capped.rejected < len(questions)
+
+
+def test_a_wide_batch_keeps_all_its_requests_in_flight() -> None:
+    agent = CappedAgent(cap=1000, delay=0.3)
+    try:
+        questions = [f"q{i}" for i in range(48)]
+        answers = QAClient(agent.url, max_concurrency=2).get_responses(questions, max_concurrency=24)
+    finally:
+        agent.server.shutdown()
+    assert [a["answer"] for a in answers] == questions
+    # The shared limit follows the batch's own max_concurrency (not the client's 2, nor the default 8).
+    assert 16 < agent.peak <= 24
