@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -66,6 +68,15 @@ class ScriptedServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+#: For Popen of a pytest the test will interrupt: a shell that starts a job in the background
+#: ignores SIGINT in it, and Python then never turns SIGINT into KeyboardInterrupt.
+INTERRUPTIBLE: dict[str, Any] = {"preexec_fn": _default_sigint, "stdout": sys.stdout, "stderr": sys.stderr}
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import pytest
 from images import build, engine
 from legacy import legacy_wheel
 
+from conftest import INTERRUPTIBLE
+
 pytestmark = pytest.mark.docker
 
 TOY_IMAGE = "benchflow-test/toy:1"
@@ -216,7 +218,7 @@ def test_default_capabilities_are_dropped(docker_toy: pytest.Pytester, monkeypat
     from pytest_benchflow.runners.docker import DEFAULT_CAP_DROP
 
     monkeypatch.setenv("TOY_TASKS", '["sleep"]')
-    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], stdout=sys.stdout, stderr=sys.stderr)
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], **INTERRUPTIBLE)
     client = engine()
     try:
         deadline = time.monotonic() + 60
@@ -273,7 +275,7 @@ def test_agent_unreachable_from_inside_the_container(
 def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOY_TASKS", '["sleep"]')
     docker_toy.makeini("[pytest]\nbenchflow_memory = 512m\nbenchflow_cpus = 1.5\nbenchflow_pids = 128\n")
-    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], stdout=sys.stdout, stderr=sys.stderr)
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], **INTERRUPTIBLE)
     client = engine()
     try:
         container = None
@@ -300,7 +302,7 @@ def test_interrupted_run_leaves_no_container(
     docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, sig: int
 ) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha", "sleep", "beta"]')
-    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS, "-n", "2"], stdout=sys.stdout, stderr=sys.stderr)
+    proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS, "-n", "2"], **INTERRUPTIBLE)
     client = engine()
     deadline = time.monotonic() + 60
     while not client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE}):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY
+from conftest import INTERRUPTIBLE, TOY
 from pytest_benchflow.results import SCHEMA_VERSION
 
 
@@ -81,7 +81,7 @@ def test_agent_url_credentials_never_written(toy: pytest.Pytester, echo_agent: s
 
 def test_ctrl_c_keeps_finished_results(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOY_TASKS", json.dumps(["t0", "t1", "sleep30", "t3"]))
-    proc = toy.popen([sys.executable, "-m", "pytest", *TOY], stdout=sys.stdout, stderr=sys.stderr)
+    proc = toy.popen([sys.executable, "-m", "pytest", *TOY], **INTERRUPTIBLE)
     jsonl = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

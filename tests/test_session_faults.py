@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY
+from conftest import INTERRUPTIBLE, TOY
 
 BENCH = ["--benchflow=toy_bench.py:ToyBench", "-p", "no:randomly", "-p", "no:cacheprovider"]
 # An agent command that records its pid, then serves UpperAgent (after ``delay`` seconds).
@@ -75,8 +75,7 @@ def test_sigterm_unwinds_the_local_runner(
     agent = f"--agent-cmd={sys.executable} serve.py {{port}} 0"
     proc = toy.popen(
         [sys.executable, "-m", "pytest", *BENCH, agent, "--junitxml=j.xml", *xdist],
-        stdout=sys.stdout,
-        stderr=sys.stderr,
+        **INTERRUPTIBLE,
     )
     pid = agent_pid(toy)
     wait_for(lambda: any(toy.path.glob(".benchflow/*/results.jsonl")) and len(records(toy)) >= 1)
@@ -93,8 +92,7 @@ def test_agent_cmd_stopped_when_interrupted_during_its_health_check(toy: pytest.
     toy.makepyfile(serve=SERVE)
     proc = toy.popen(
         [sys.executable, "-m", "pytest", *BENCH, f"--agent-cmd={sys.executable} serve.py {{port}} 60"],
-        stdout=sys.stdout,
-        stderr=sys.stderr,
+        **INTERRUPTIBLE,
     )
     pid = agent_pid(toy)
     time.sleep(0.5)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import Reply, ScriptedServer
+from conftest import INTERRUPTIBLE, Reply, ScriptedServer
 
 HANGING_BENCH = """
 import json
@@ -79,8 +79,7 @@ def test_hanging_agent_ends_the_session_within_the_timeout(
             "no:cacheprovider",
             *xdist,
         ],
-        stdout=sys.stdout,
-        stderr=sys.stderr,
+        **INTERRUPTIBLE,
     )
     # Timeout 2 s plus start-up and a small grace; the agent would hang for 60 s.
     code = proc.wait(timeout=30)

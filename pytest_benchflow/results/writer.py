@@ -18,8 +18,9 @@ from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, TaskRe
 
 __all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "finite", "now_iso"]
 
-# pytest's exit codes of a session that stopped before running: INTERNAL_ERROR, USAGE_ERROR.
+# pytest's exit codes of a session that did not run as asked: INTERNAL_ERROR, USAGE_ERROR.
 NEVER_RAN = (3, 4)
+_USAGE_ERROR = 4
 
 
 def now_iso() -> str:
@@ -115,11 +116,12 @@ class ResultsWriter:
     ) -> RunSummary | None:
         """Write ``summary.json`` (atomically) and return it.
 
-        A session that ended in a usage or internal error before any task finished leaves no
-        run directory (None is returned): ``benchflow compare`` would take it for the newest run.
+        A session that ended in a usage error before any task finished leaves no run directory
+        (None is returned): ``benchflow compare`` would take it for the newest run. (Readers
+        also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
-        if not self.durations and exit_status in NEVER_RAN:
+        if not self.durations and exit_status == _USAGE_ERROR:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             return None
         result = RunSummary(interrupted=interrupted)
