@@ -21,6 +21,7 @@ from .errors import (
 )
 from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
+from .usage import AgentAnswer
 
 __version__ = "0.2.0"
 
@@ -28,6 +29,7 @@ __version__ = "0.2.0"
 pytest_plugins = ["pytest_benchflow.plugin.hooks"]
 
 __all__ = [
+    "AgentAnswer",
     "AgentBadResponse",
     "AgentError",
     "AgentHTTPError",

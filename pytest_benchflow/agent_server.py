@@ -12,6 +12,7 @@ from typing import Any
 
 from .envnumbers import env_number
 from .errors import AgentOverloaded
+from .usage import USAGE_HEADER, AgentAnswer
 
 __all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
 
@@ -59,12 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
-    def _send_json(self, status: int, payload: Any, retry_after: str | None = None) -> None:
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        if retry_after is not None:
-            self.send_header("Retry-After", retry_after)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -120,10 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         try:
             answer = self.server.agent.call_api(payload)
-            self._send_json(200, answer)
+            usage = json.dumps(answer.usage) if isinstance(answer, AgentAnswer) and answer.usage else None
+            self._send_json(200, answer, headers={USAGE_HEADER: usage} if usage else None)
         except AgentOverloaded as e:
             retry_after = None if e.retry_after is None else str(max(1, math.ceil(e.retry_after)))
-            self._send_json(e.status, {"detail": str(e)}, retry_after=retry_after)
+            self._send_json(e.status, {"detail": str(e)}, headers={"Retry-After": retry_after} if retry_after else None)
         except Exception as e:
             logger.exception("call_api failed")
             self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})

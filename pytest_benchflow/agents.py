@@ -15,6 +15,7 @@ from .client import excerpt, retry_after_seconds
 from .envnumbers import env_number
 from .errors import AgentOverloaded
 from .redaction import public_url
+from .usage import AgentAnswer
 
 __all__ = ["OpenAIChatAgent"]
 
@@ -112,7 +113,7 @@ class OpenAIChatAgent(BaseAgent):
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
 
-    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
+    def call_api(self, task_step_inputs: dict[str, Any]) -> AgentAnswer:
         prompt, text = task_step_inputs.get("prompt") or "", task_step_inputs.get("input_text", "")
         if self.message_form == "system" and prompt:
             messages = [{"role": "system", "content": prompt}, {"role": "user", "content": text}]
@@ -131,6 +132,18 @@ class OpenAIChatAgent(BaseAgent):
             shown = excerpt(response.text).replace(self._api_key, "***") if self._api_key else excerpt(response.text)
             raise RuntimeError(f"{url} answered HTTP {response.status_code}: {shown}")
         try:
-            return str(response.json()["choices"][0]["message"]["content"])
+            data = response.json()
+            text = str(data["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError):
             raise RuntimeError(f"{url} answered without choices[0].message.content: {excerpt(response.text)}") from None
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            return AgentAnswer(text)
+        # The provider's own counts, passed on to the benchmark (OpenAI names them prompt/completion).
+        return AgentAnswer(
+            text,
+            {
+                "input_tokens": usage.get("prompt_tokens", 0) or 0,
+                "output_tokens": usage.get("completion_tokens", 0) or 0,
+            },
+        )

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from .envnumbers import env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
+from .usage import USAGE_HEADER, current_meter, parse_usage
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -401,6 +402,7 @@ class BenchClient(ABC):
                 throttled = response.status_code == 429
                 limit.record(throttled)
                 if response.status_code < 300:
+                    current_meter().add(parse_usage(response.headers.get(USAGE_HEADER)))
                     return self._decode(response, content)
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = self._http_error(response, content, attempt)

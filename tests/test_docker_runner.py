@@ -76,7 +76,7 @@ open("/app/logs/trace.txt", "w").write("trace of " + task)
 TOY_BENCH = """
 import json
 from pathlib import Path
-from pytest_benchflow import BaseAgent, BaseBench, BenchArgs
+from pytest_benchflow import AgentAnswer, BaseAgent, BaseBench, BenchArgs
 
 class DockerToy(BaseBench):
     def get_args(self, task_id):
@@ -97,7 +97,7 @@ class DockerToy(BaseBench):
 
 class Upper(BaseAgent):
     def call_api(self, inputs):
-        return inputs["question"].upper()
+        return AgentAnswer(inputs["question"].upper(), {"input_tokens": 7, "output_tokens": 2})
 """.replace("IMAGE", TOY_IMAGE)
 
 
@@ -160,6 +160,9 @@ def test_task_in_container_with_results_logs_and_secret(
     for path in run_dir.rglob("*"):
         if path.is_file() and path.name != "result.json":  # the bench's own results are read by get_result
             assert secret not in path.read_text(errors="replace"), path
+    # The client in the container counted its tokens; the runner copied them out with the logs.
+    (record, _) = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert record["usage"] == {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9, "requests": 1}
     assert leftover(run_dir) == []
 
 

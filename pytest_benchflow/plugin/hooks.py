@@ -17,7 +17,7 @@ from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, check_agent, provide_agent
 from .loading import load_session
-from .options import add_options, choice, value
+from .options import add_options, choice, positive, price, value
 from .process import interrupt_on_sigterm, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
@@ -70,6 +70,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if run is None or is_worker(config) or config.option.collectonly:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
+    prices, max_cost = price(config), positive(config, "benchflow_max_cost", float)
+    if max_cost and not prices:
+        raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
     display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
     try:
         run.agent_url, agent = provide_agent(
@@ -95,9 +98,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     }
     reporter = ResultsReporter(
         run,
-        ResultsWriter(run.run_dir, metadata),
+        ResultsWriter(run.run_dir, metadata, price=prices),
         html=value(config, "benchflow_html") or None,
         baseline=value(config, "benchflow_baseline") or None,
+        max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
 

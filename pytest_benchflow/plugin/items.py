@@ -126,6 +126,7 @@ class BenchItem(pytest.Item):
         self.task_id = task_id
         self.dir_name = task_dir_name(task_id)
         self.result: BenchmarkResult | None = None
+        self.usage: dict[str, int] | None = None
         self.duration: float | None = None
         self.add_marker(pytest.mark.benchflow)
         self.keywords[bench_name] = True

@@ -12,7 +12,7 @@ import pytest
 
 from ..runners import RunnerOption
 
-__all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "value"]
+__all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "price", "value"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ OPTIONS = [
     Option("benchflow_progress", "live task progress: auto (on a terminal, not in CI), always, never", "auto"),
     Option("benchflow_html", "write the run's self-contained HTML report to this file"),
     Option("benchflow_baseline", "compare with this earlier run; a significant regression fails the session"),
+    Option("benchflow_price", "INPUT,OUTPUT: price per million input and output tokens, for a cost line"),
+    Option("benchflow_max_cost", "start no new task once the run has cost this much (needs --benchflow-price)"),
 ]
 
 
@@ -99,6 +101,23 @@ def choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
     if given not in choices:
         raise pytest.UsageError(f"{_flag(name)} {given!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
     return given
+
+
+def price(config: pytest.Config) -> tuple[float, float] | None:
+    """``--benchflow-price INPUT,OUTPUT`` (per million tokens), None when unset."""
+    raw = value(config, "benchflow_price")
+    if not raw:
+        return None
+    parts = str(raw).split(",")
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        numbers = ()
+    if len(numbers) != 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):
+        raise pytest.UsageError(
+            f"--benchflow-price {raw!r}: give INPUT,OUTPUT, the price per million tokens, e.g. 2.5,10"
+        )
+    return numbers[0], numbers[1]
 
 
 def arg_values(config: pytest.Config) -> dict[str, str]:

@@ -24,12 +24,18 @@ class ResultsReporter:
     """Registered only where reports arrive and are written: the xdist controller or the only process."""
 
     def __init__(
-        self, run: BenchflowRun, writer: ResultsWriter, html: str | None = None, baseline: str | None = None
+        self,
+        run: BenchflowRun,
+        writer: ResultsWriter,
+        html: str | None = None,
+        baseline: str | None = None,
+        max_cost: float | None = None,
     ) -> None:
         self.run = run
         self.writer = writer
         self.html = html
         self.baseline = baseline
+        self.max_cost = max_cost
         self.summary: RunSummary | None = None
         self.comparison: str | None = None
         self.notes: list[str] = []
@@ -40,6 +46,21 @@ class ResultsReporter:
             record = self.run.crash_record(report.nodeid, str(report.longrepr))
         if record is not None:
             self.writer.add(record)
+            if self.max_cost and record.usage:
+                self._stop_when_over_budget()
+
+    def _stop_when_over_budget(self) -> None:
+        spent = self.writer.spent()
+        if self.max_cost is None or spent < self.max_cost:
+            return
+        reason = f"cost limit ${self.max_cost:g} reached (${spent:.4f} spent): no new task started"
+        if reason not in self.notes:
+            self.notes.append(reason)
+        # Tasks already running finish; pytest (or xdist's controller) starts no other.
+        for name in ("session", "dsession"):
+            stopper = self.run.config.pluginmanager.get_plugin(name)
+            if stopper is not None and not stopper.shouldstop:
+                stopper.shouldstop = reason
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
@@ -107,6 +128,8 @@ class ResultsReporter:
                     f"  {metric}: {stats.mean:.4g} ± {stats.stderr:.2g} "
                     f"(macro mean over {_count(stats.count, 'task')}, ± one standard error)"
                 )
+            if b.usage:
+                tr.line("  " + _usage_line(b.usage, self.writer.price))
             if bench.info.breakdown:
                 _table(tr, bench.info.breakdown)
         tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
@@ -121,6 +144,16 @@ class ResultsReporter:
 def _crashed(report: pytest.TestReport) -> bool:
     phase: str = report.when or ""
     return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
+
+
+def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:
+    line = (
+        f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
+        f"{_count(usage.get('requests', 0), 'request')}"
+    )
+    if price and "cost" in usage:
+        line += f"; cost ${usage['cost']:.4f} (at ${price[0]:g} / ${price[1]:g} per million input / output tokens)"
+    return line
 
 
 def _count(n: int, noun: str) -> str:

@@ -16,7 +16,7 @@ from ..environment import ProgressCallback
 from ..errors import ArgumentError, TaskError, first_line, one_line_reason
 from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, TaskRecord
-from ..runners import Runner, TaskSpec, collect_result, prepare_task
+from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
 from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, task_dir_name
 
@@ -143,6 +143,7 @@ class BenchflowRun:
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
+            item.usage = task_usage(spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
         except ArgumentError as e:
             raise TaskError(str(e)) from None
@@ -183,6 +184,7 @@ class BenchflowRun:
             finished_at=time.time(),
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
+            usage=item.usage,
         )
 
     def crash_record(self, nodeid: str, reason: str) -> TaskRecord:

@@ -103,6 +103,7 @@ class TaskRecord:
     details: str | None = None
     other: dict[str, Any] | None = None
     notes: list[str] | None = None
+    usage: dict[str, int] | None = None
 
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "nodeid": (str,),
@@ -116,13 +117,14 @@ class TaskRecord:
         "details": (str,),
         "other": (dict,),
         "notes": (list,),
+        "usage": (dict,),
     }
 
     def to_json(self) -> dict[str, Any]:
         """The record as written, with its schema version; empty optional fields left out."""
         # Shallow on purpose (asdict deep-copies): this runs twice per task, 12,032 times in a large run.
         data = {"schema_version": SCHEMA_VERSION, **self.__dict__}
-        for optional in ("details", "other", "notes"):
+        for optional in ("details", "other", "notes", "usage"):
             if not data[optional]:
                 del data[optional]
         return data
@@ -165,6 +167,8 @@ class BenchStats:
     resolution_rate: float | None = None
     resolution_rate_ci95: tuple[float, float] = (0.0, 1.0)
     metrics: dict[str, MetricStats] = field(default_factory=dict)
+    #: Tokens and requests summed over the tasks that reported usage (None when none did); ``cost`` with a price.
+    usage: dict[str, Any] | None = None
 
 
 @dataclass
@@ -212,11 +216,15 @@ class BenchTally:
     """Running totals of one bench's task outcomes."""
 
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    usage: dict[str, int] = field(default_factory=dict)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, record: TaskRecord) -> None:
         self.counts[record.outcome] += 1
+        for key, value in (record.usage or {}).items():
+            if isinstance(value, int):
+                self.usage[key] = self.usage.get(key, 0) + value
         for name, value in record.metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 self.metrics.setdefault(name, []).append(float(value))
@@ -241,4 +249,5 @@ class BenchTally:
                 for n in names
                 if n in self.metrics
             },
+            usage=dict(self.usage) or None,
         )

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, TaskRecord
 
-__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "finite", "now_iso"]
+__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "now_iso"]
 
 # pytest's exit codes of a session that did not run as asked: INTERNAL_ERROR, USAGE_ERROR.
 NEVER_RAN = (3, 4)
@@ -67,6 +67,11 @@ def _flat_finite(value: Any) -> bool:
     return type(value) in _PLAIN or (type(value) is float and math.isfinite(value))
 
 
+def cost(usage: dict[str, int], price: tuple[float, float]) -> float:
+    """Dollars for ``usage`` at ``price`` (per million input and output tokens)."""
+    return (usage.get("input_tokens", 0) * price[0] + usage.get("output_tokens", 0) * price[1]) / 1e6
+
+
 @dataclass
 class RunSummary:
     """What ``summary.json`` says, as the terminal summary uses it."""
@@ -82,13 +87,20 @@ class ResultsWriter:
     records reach it inside their test reports.
     """
 
-    def __init__(self, run_dir: Path, metadata: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, metadata: dict[str, Any], price: tuple[float, float] | None = None) -> None:
         self.run_dir = run_dir
+        self.price = price
         run_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
         self.tallies: dict[str, BenchTally] = {}
         self.durations: list[dict[str, Any]] = []
         self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
+
+    def spent(self) -> float:
+        """What the tasks written so far cost at ``price`` (0 without a price)."""
+        if not self.price:
+            return 0.0
+        return sum(cost(t.usage, self.price) for t in self.tallies.values() if t.usage)
 
     def add(self, record: TaskRecord) -> None:
         # Only the bench's values can be NaN or infinite; they become null, with a note saying so.
@@ -128,12 +140,16 @@ class ResultsWriter:
         for name, info in bench_info.items():
             tally = self.tallies.get(name, BenchTally())
             info.breakdown = breakdown(name, tally.records)
-            result.benches[name] = BenchSummary(info, tally.stats(info.summary_metrics))
+            stats = tally.stats(info.summary_metrics)
+            if stats.usage and self.price:
+                stats.usage["cost"] = round(cost(stats.usage, self.price), 6)
+            result.benches[name] = BenchSummary(info, stats)
         summary = {
             **self.metadata,
             "finished_at": now_iso(),
             "exit_status": exit_status,
             "interrupted": interrupted,
+            "price": {"input_per_million": self.price[0], "output_per_million": self.price[1]} if self.price else None,
             "versions": package_versions(),
             "benches": {name: bench.to_json() for name, bench in result.benches.items()},
             "tasks": self.durations,

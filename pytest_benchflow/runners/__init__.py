@@ -1,6 +1,6 @@
 """Runners: where a task's evaluation runs (in-process, in a container, or a runner of your own)."""
 
-from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task
+from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task, task_usage
 from .local import LocalRunner, run_task
 from .registry import ENTRY_POINT_GROUP, installed_runners, runner_class
 
@@ -15,4 +15,5 @@ __all__ = [
     "prepare_task",
     "run_task",
     "runner_class",
+    "task_usage",
 ]

@@ -13,9 +13,10 @@ from ..bench import BaseBench
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
+from ..usage import UsageMeter, read_usage_file
 from .archive import make_task_dir
 
-__all__ = ["Runner", "RunnerOption", "TaskSpec", "collect_result", "prepare_task"]
+__all__ = ["Runner", "RunnerOption", "TaskSpec", "collect_result", "prepare_task", "task_usage"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class TaskSpec:
     labels: dict[str, str] = field(default_factory=dict)
     #: Values to redact from whatever the runner writes (container logs).
     secret_values: list[str] = field(default_factory=list)
+    #: Where the task's clients count their tokens (in-process; a container leaves usage.json in its logs).
+    usage: UsageMeter = field(default_factory=UsageMeter)
 
 
 class Runner(ABC):
@@ -113,6 +116,11 @@ def prepare_task(spec: TaskSpec) -> TaskEnvironment:
 
 def _ignore_progress(done: int, total: int) -> None:
     pass
+
+
+def task_usage(spec: TaskSpec) -> dict[str, int] | None:
+    """The task's token usage: counted in-process, else left in its log directory by a container."""
+    return spec.usage.snapshot() or read_usage_file(spec.log_dir)
 
 
 def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:
