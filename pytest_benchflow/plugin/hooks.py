@@ -98,7 +98,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     }
     reporter = ResultsReporter(
         run,
-        ResultsWriter(run.run_dir, metadata, price=prices),
+        ResultsWriter(run.run_dir, metadata, price=prices, earlier=run.resumed),
         html=value(config, "benchflow_html") or None,
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
@@ -138,6 +138,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         except BenchflowError as e:
             raise pytest.UsageError(f"{name}: {e}") from None
         task_ids = select_tasks(config, name, task_ids[: run.limit] if run.limit else task_ids)
+        done = run.finished.get(name)
+        if done:
+            task_ids = [t for t in task_ids if t not in done]
         collector = BenchCollector.from_parent(
             session,
             name=f"{NODE_PREFIX}{name}",
@@ -197,3 +200,5 @@ class _XdistHooks:
         run = node.config.stash[RUN_KEY]
         node.workerinput["benchflow_run_id"] = run.run_id
         node.workerinput["benchflow_agent_url"] = run.agent_url
+        # Workers collect alone: they must skip exactly the tasks the controller found finished.
+        node.workerinput["benchflow_finished"] = [[b, t] for b, tasks in run.finished.items() for t in sorted(tasks)]

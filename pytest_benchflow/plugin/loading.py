@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from ..errors import BenchflowError, BenchLoadError, RunnerError
+from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
+from ..results.reader import RunData, load_run
 from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
 from .items import NODE_PREFIX
@@ -35,6 +36,9 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     output = Path(value(config, "benchflow_output"))
     if not output.is_absolute():
         output = config.invocation_params.dir / output
+    previous = None if workerinput else _previous_run(config)
+    if previous is not None:
+        run_id, output = previous.path.name, previous.path.parent
     run = BenchflowRun(
         config=config,
         run_id=run_id,
@@ -75,7 +79,48 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     if workerinput:
         run.agent_url = workerinput["benchflow_agent_url"]
         run.secrets.update(url_secrets(run.agent_url))
+        for bench, task_id in workerinput.get("benchflow_finished", []):
+            run.finished.setdefault(bench, set()).add(task_id)
+    elif previous is not None:
+        _check_resumable(previous, run)
+        run.resumed = previous.records
+        for record in previous.records:
+            if record.outcome != "error":  # errors are run again: the last record of a task counts
+                run.finished.setdefault(record.bench, set()).add(record.task_id)
     return run
+
+
+def _previous_run(config: pytest.Config) -> RunData | None:
+    given = value(config, "benchflow_resume")
+    if not given:
+        return None
+    path = Path(given)
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    try:
+        return load_run(path)
+    except ResultsFormatError as e:
+        raise pytest.UsageError(f"--benchflow-resume: {e}") from None
+
+
+def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
+    """A usage error unless this session evaluates what the run did: same benches, split and arguments."""
+    where = f"--benchflow-resume {previous.path}"
+    split = previous.metadata.get("split")
+    if split not in (None, run.split):
+        raise pytest.UsageError(f"{where}: that run used split {split!r}, this session {run.split!r}")
+    earlier = set(previous.bench_info) or {r.bench for r in previous.records}
+    if earlier != set(run.benches):
+        raise pytest.UsageError(
+            f"{where}: that run evaluated {', '.join(sorted(earlier))}, this session {', '.join(sorted(run.benches))}"
+        )
+    for name, info in previous.bench_info.items():
+        args = run.benches[name].bench.args.public()
+        if info.args != args:
+            changed = sorted(k for k in set(info.args) | set(args) if info.args.get(k) != args.get(k))
+            raise pytest.UsageError(
+                f"{where}: {name} ran with other arguments ({', '.join(changed)}); resume with the same ones"
+            )
 
 
 def load_benches(

@@ -100,6 +100,10 @@ class BenchflowRun:
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
     #: Every secret value seen: session and task arguments, credentials of the agent URL.
     secrets: set[str] = field(default_factory=set)
+    #: Resuming: each bench's tasks that already have a final record (passed or failed) in the run.
+    finished: dict[str, set[str]] = field(default_factory=dict)
+    #: Resuming, in the controller: the records already in the run.
+    resumed: list[TaskRecord] = field(default_factory=list)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)

@@ -87,7 +87,9 @@ def _read_records(jsonl: Path, warnings: list[str]) -> list[TaskRecord]:
                 break
             raise ResultsFormatError(f"{jsonl}:{i + 1}: not valid JSON ({e})") from None
         records.append(TaskRecord.from_json(data, f"{jsonl}:{i + 1}"))
-    return records
+    # A resumed run reruns tasks that errored: the last record of a task is the one that counts.
+    latest = {(r.bench, r.task_id): r for r in records}
+    return list(latest.values()) if len(latest) < len(records) else records
 
 
 def load_run(path: Path) -> RunData:

@@ -213,41 +213,48 @@ class BenchSummary:
 
 @dataclass
 class BenchTally:
-    """Running totals of one bench's task outcomes."""
+    """One bench's task outcomes: the last record of each task counts (a resumed run reruns errors)."""
 
-    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
-    usage: dict[str, int] = field(default_factory=dict)
-    metrics: dict[str, list[float]] = field(default_factory=dict)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    last: dict[str, TaskRecord] = field(default_factory=dict)
 
     def add(self, record: TaskRecord) -> None:
-        self.counts[record.outcome] += 1
-        for key, value in (record.usage or {}).items():
-            if isinstance(value, int):
-                self.usage[key] = self.usage.get(key, 0) + value
-        for name, value in record.metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.metrics.setdefault(name, []).append(float(value))
-        # What BaseBench.summarize receives.
-        self.records.append({"task_id": record.task_id, "outcome": record.outcome, "metrics": record.metrics})
+        self.last.pop(record.task_id, None)  # re-inserted: the order is the order tasks finished
+        self.last[record.task_id] = record
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """What ``BaseBench.summarize`` receives: one ``{"task_id", "outcome", "metrics"}`` per task."""
+        return [{"task_id": r.task_id, "outcome": r.outcome, "metrics": r.metrics} for r in self.last.values()]
+
+    def usage(self) -> dict[str, Any]:
+        total: dict[str, Any] = {}
+        for record in self.last.values():
+            for key, value in (record.usage or {}).items():
+                if isinstance(value, int):
+                    total[key] = total.get(key, 0) + value
+        return total
 
     def stats(self, metric_names: Iterable[str] | None = None) -> BenchStats:
         """Counts, the resolution rate with its interval, and the means of ``metric_names`` (None: all)."""
-        tasks = sum(self.counts.values())
-        resolved = self.counts["passed"]
+        counts = dict.fromkeys(OUTCOMES, 0)
+        metrics: dict[str, list[float]] = {}
+        for record in self.last.values():
+            counts[record.outcome] += 1
+            for name, value in record.metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    metrics.setdefault(name, []).append(float(value))
+        tasks, resolved = len(self.last), counts["passed"]
+        names = metrics if metric_names is None else metric_names
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
-        names = self.metrics if metric_names is None else metric_names
         return BenchStats(
             tasks=tasks,
             resolved=resolved,
-            failed=self.counts["failed"],
-            errors=self.counts["error"],
+            failed=counts["failed"],
+            errors=counts["error"],
             resolution_rate=resolved / tasks if tasks else None,
             resolution_rate_ci95=wilson_interval(resolved, tasks),
             metrics={
-                n: MetricStats(*mean_and_stderr(self.metrics[n]), count=len(self.metrics[n]))
-                for n in names
-                if n in self.metrics
+                n: MetricStats(*mean_and_stderr(metrics[n]), count=len(metrics[n])) for n in names if n in metrics
             },
-            usage=dict(self.usage) or None,
+            usage=self.usage() or None,
         )

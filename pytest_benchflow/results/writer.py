@@ -87,20 +87,31 @@ class ResultsWriter:
     records reach it inside their test reports.
     """
 
-    def __init__(self, run_dir: Path, metadata: dict[str, Any], price: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        metadata: dict[str, Any],
+        price: tuple[float, float] | None = None,
+        earlier: list[TaskRecord] = [],  # noqa: B006 - read only
+    ) -> None:
+        """``earlier``: the records already in ``run_dir`` when a run is resumed; they count in the summary."""
         self.run_dir = run_dir
         self.price = price
         run_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
+        if earlier:
+            self.metadata["resumed_at"] = self.metadata["started_at"]
         self.tallies: dict[str, BenchTally] = {}
-        self.durations: list[dict[str, Any]] = []
+        self._costs: dict[tuple[str, str], float] = {}
+        self.durations: dict[tuple[str, str], dict[str, Any]] = {}
+        self.written = 0
+        for record in earlier:
+            self._count(record)
         self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
 
     def spent(self) -> float:
         """What the tasks written so far cost at ``price`` (0 without a price)."""
-        if not self.price:
-            return 0.0
-        return sum(cost(t.usage, self.price) for t in self.tallies.values() if t.usage)
+        return sum(self._costs.values())
 
     def add(self, record: TaskRecord) -> None:
         # Only the bench's values can be NaN or infinite; they become null, with a note saying so.
@@ -113,10 +124,19 @@ class ResultsWriter:
         record.notes = notes or None
         self._jsonl.write(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
         self._jsonl.flush()
+        self.written += 1
+        self._count(record)
+
+    def _count(self, record: TaskRecord) -> None:
         self.tallies.setdefault(record.bench, BenchTally()).add(record)
-        self.durations.append(
-            {"bench": record.bench, "task_id": record.task_id, "outcome": record.outcome, "duration": record.duration}
-        )
+        if self.price and record.usage:
+            self._costs[(record.bench, record.task_id)] = cost(record.usage, self.price)
+        self.durations[record.bench, record.task_id] = {
+            "bench": record.bench,
+            "task_id": record.task_id,
+            "outcome": record.outcome,
+            "duration": record.duration,
+        }
 
     def finish(
         self,
@@ -128,13 +148,14 @@ class ResultsWriter:
     ) -> RunSummary | None:
         """Write ``summary.json`` (atomically) and return it.
 
-        A session that ended in a usage error before any task finished leaves no run directory
-        (None is returned): ``benchflow compare`` would take it for the newest run. (Readers
+        A session that ended in a usage error before any task finished leaves no run directory,
+        or a resumed one as it was (None is returned): ``benchflow compare`` would take it for the newest run. (Readers
         also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
-        if not self.durations and exit_status == _USAGE_ERROR:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        if not self.written and exit_status == _USAGE_ERROR:
+            if not self.durations:  # a resumed run keeps its directory, untouched
+                shutil.rmtree(self.run_dir, ignore_errors=True)
             return None
         result = RunSummary(interrupted=interrupted)
         for name, info in bench_info.items():
@@ -152,7 +173,7 @@ class ResultsWriter:
             "price": {"input_per_million": self.price[0], "output_per_million": self.price[1]} if self.price else None,
             "versions": package_versions(),
             "benches": {name: bench.to_json() for name, bench in result.benches.items()},
-            "tasks": self.durations,
+            "tasks": list(self.durations.values()),
         }
         tmp = self.run_dir / "summary.json.tmp"
         text = json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,110 @@
+"""--benchflow-resume: an interrupted run continues in its own directory, and ends as if never interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import INTERRUPTIBLE, TOY
+
+TASKS = ["good", "bad", "slow", "good2", "boom", "flaky"]
+# "slow" hangs while the file "hold" exists; "flaky" errors while "broken" exists.
+CONTROL = """
+import os, time
+def pytest_benchflow_task_environment(bench, task_id, env):
+    if task_id == "slow" and os.path.exists("hold"):
+        time.sleep(60)
+    if task_id == "flaky" and os.path.exists("broken"):
+        raise RuntimeError("flaky is broken today")
+"""
+
+
+@pytest.fixture
+def controlled(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    toy.makeconftest(CONTROL)
+    monkeypatch.setenv("TOY_TASKS", json.dumps(TASKS))
+    return toy
+
+
+def lines(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+def outcomes(summary: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {t["task_id"]: t["outcome"] for t in summary["tasks"]}
+
+
+def interrupted_run(toy: pytest.Pytester) -> Path:
+    (toy.path / "hold").write_text("")
+    proc = toy.popen([sys.executable, "-m", "pytest", *TOY, "-p", "no:cacheprovider"], **INTERRUPTIBLE)
+    deadline = time.monotonic() + 30
+    while not list(toy.path.glob(".benchflow/*/results.jsonl")) or len(lines(next(toy.path.glob(".benchflow/*")))) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)  # "slow" is now holding
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    (run_dir,) = toy.path.glob(".benchflow/*")
+    (toy.path / "hold").unlink()
+    return run_dir
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_a_resumed_run_ends_as_an_uninterrupted_one(controlled: pytest.Pytester, xdist: list[str]) -> None:
+    run_dir = interrupted_run(controlled)
+    before = lines(run_dir)
+    assert [r["task_id"] for r in before] == ["good", "bad"]
+    result = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", *xdist)
+    result.assert_outcomes(passed=3, errors=1)  # slow, good2, flaky pass, boom errors; good and bad do not run again
+    assert sorted(p.name for p in (controlled.path / ".benchflow").iterdir()) == [run_dir.name]
+    resumed = json.loads((run_dir / "summary.json").read_text())
+    # The same tasks, uninterrupted, in a fresh output directory.
+    controlled.runpytest_subprocess(*TOY, "--benchflow-output=fresh")
+    (fresh_dir,) = (controlled.path / "fresh").iterdir()
+    fresh = json.loads((fresh_dir / "summary.json").read_text())
+    keys = ("tasks", "resolved", "failed", "errors", "resolution_rate", "resolution_rate_ci95", "metrics")
+    assert {k: resumed["benches"]["ToyBench"][k] for k in keys} == {k: fresh["benches"]["ToyBench"][k] for k in keys}
+    assert outcomes(resumed) == outcomes(fresh) and len(resumed["tasks"]) == len(TASKS)
+    assert "resumed_at" in resumed and resumed["interrupted"] is False
+
+
+def test_errored_tasks_are_run_again_and_the_last_record_counts(controlled: pytest.Pytester) -> None:
+    (controlled.path / "broken").write_text("")
+    controlled.runpytest(*TOY).assert_outcomes(passed=3, failed=1, errors=2)
+    (controlled.path / "broken").unlink()
+    result = controlled.runpytest(*TOY, "--benchflow-resume=.benchflow")
+    result.assert_outcomes(passed=1, errors=1)  # flaky now passes; boom errors again
+    (run_dir,) = (controlled.path / ".benchflow").iterdir()
+    flaky = [r["outcome"] for r in lines(run_dir) if r["task_id"] == "flaky"]
+    assert flaky == ["error", "passed"]
+    bench = json.loads((run_dir / "summary.json").read_text())["benches"]["ToyBench"]
+    assert (bench["tasks"], bench["resolved"], bench["errors"]) == (6, 4, 1)
+    from pytest_benchflow.results import load_run
+
+    assert [r.outcome for r in load_run(run_dir).records if r.task_id == "flaky"] == ["passed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--benchflow-arg=MODE=loud"], "*ToyBench ran with other arguments (MODE); resume with the same ones"),
+        (["--benchflow-split=validation"], "*that run used split 'test', this session 'validation'"),
+        (["--benchflow=mmlu_pro"], "*that run evaluated ToyBench, this session ToyBench, mmlu_pro"),
+    ],
+)
+def test_a_different_session_is_refused(controlled: pytest.Pytester, args: list[str], message: str) -> None:
+    controlled.runpytest(*TOY)
+    result = controlled.runpytest(*TOY, "--benchflow-resume=.benchflow", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --benchflow-resume {message}"])
+
+
+def test_nothing_to_resume(controlled: pytest.Pytester) -> None:
+    result = controlled.runpytest(*TOY, "--benchflow-resume=nowhere")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --benchflow-resume: */nowhere: no such results directory"])
