@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import requests
 from requests.adapters import HTTPAdapter
 
+from .cache import current_cache
 from .envnumbers import env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
@@ -382,6 +383,10 @@ class BenchClient(ABC):
         settings = self.settings
         timeout = (settings.connect_timeout, settings.read_timeout)
         cancel = _CANCEL.get()
+        cache = current_cache()
+        cached = cache.get(body) if cache is not None else None
+        if cached is not None:
+            return self._decode(200, cached)
         limit = _limit_for(self.intelligence_url, settings.max_concurrency)
         # 429 is retried for as long as BENCHFLOW_RATE_LIMIT_SECONDS allows; other failures count against `retries`.
         rate_limited_until = time.monotonic() + settings.rate_limit_seconds
@@ -403,7 +408,10 @@ class BenchClient(ABC):
                 limit.record(throttled)
                 if response.status_code < 300:
                     current_meter().add(parse_usage(response.headers.get(USAGE_HEADER)))
-                    return self._decode(response, content)
+                    answer = self._decode(response.status_code, content)
+                    if cache is not None:
+                        cache.put(body, content)
+                    return answer
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 error = self._http_error(response, content, attempt)
                 if not _transient(response.status_code):
@@ -469,13 +477,13 @@ class BenchClient(ABC):
         message = f"agent at {url} answered HTTP {status}{after}: {body or '(empty body)'}"
         return AgentHTTPError(message, url=url, status=status, body_excerpt=body)
 
-    def _decode(self, response: requests.Response, content: bytes) -> Any:
+    def _decode(self, status: int, content: bytes) -> Any:
         try:
             return json.loads(content)
         except ValueError:
             url = self._shown_url
             if not content:
-                message = f"agent at {url} answered HTTP {response.status_code} with an empty body"
+                message = f"agent at {url} answered HTTP {status} with an empty body"
             else:
                 text = content.decode("utf-8", errors="replace")
                 message = f"agent at {url} answered with a body that is not JSON: {excerpt(text)}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from ..bench import list_task_ids
+from ..cache import CACHE_MODES, ResponseCache, describe
 from ..errors import AgentLaunchError, BenchflowError
 from ..redaction import url_secrets
 from ..results.writer import ResultsWriter
@@ -48,6 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run = load_session(config)
     if run is None:
         return
+    cache = getattr(config, "workerinput", {}).get("benchflow_cache")
+    if cache:
+        run.cache = _open_cache(config, run, cache[1], cache[0])
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()
@@ -89,6 +94,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
+    run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
@@ -104,6 +110,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _open_cache(
+    config: pytest.Config, run: BenchflowRun, identity: str, path: str | None = None
+) -> ResponseCache | None:
+    mode = choice(config, "benchflow_cache", CACHE_MODES)
+    if mode == "off":
+        return None
+    where = Path(path or value(config, "benchflow_cache_path") or run.run_dir.parent / "cache.sqlite")
+    try:
+        return ResponseCache(where, identity, mode, run.secrets)
+    except (OSError, sqlite3.Error) as e:
+        raise pytest.UsageError(f"--benchflow-cache: cannot use {where}: {e}") from None
 
 
 def _check_output_directory(output: Path, run_id: str) -> None:
@@ -200,5 +219,7 @@ class _XdistHooks:
         run = node.config.stash[RUN_KEY]
         node.workerinput["benchflow_run_id"] = run.run_id
         node.workerinput["benchflow_agent_url"] = run.agent_url
+        cache = run.cache
+        node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
         # Workers collect alone: they must skip exactly the tasks the controller found finished.
         node.workerinput["benchflow_finished"] = [[b, t] for b, tasks in run.finished.items() for t in sorted(tasks)]

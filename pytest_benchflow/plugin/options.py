@@ -43,6 +43,8 @@ OPTIONS = [
     Option("benchflow_progress", "live task progress: auto (on a terminal, not in CI), always, never", "auto"),
     Option("benchflow_html", "write the run's self-contained HTML report to this file"),
     Option("benchflow_baseline", "compare with this earlier run; a significant regression fails the session"),
+    Option("benchflow_cache", "reuse agent answers: off, use (answer from the cache, store misses) or refresh", "off"),
+    Option("benchflow_cache_path", "the cache file (default: cache.sqlite in --benchflow-output)"),
     Option("benchflow_resume", "continue this run (a run directory, or an output directory: its newest run)"),
     Option("benchflow_price", "INPUT,OUTPUT: price per million input and output tokens, for a cost line"),
     Option("benchflow_max_cost", "start no new task once the run has cost this much (needs --benchflow-price)"),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from ..bench import BaseBench, list_task_ids
+from ..cache import ResponseCache
 from ..environment import ProgressCallback
 from ..errors import ArgumentError, TaskError, first_line, one_line_reason
 from ..redaction import public_url, redact, redact_data, redact_files
@@ -102,6 +103,8 @@ class BenchflowRun:
     secrets: set[str] = field(default_factory=set)
     #: Resuming: each bench's tasks that already have a final record (passed or failed) in the run.
     finished: dict[str, set[str]] = field(default_factory=dict)
+    #: The response cache of in-process tasks (--benchflow-cache), or None.
+    cache: ResponseCache | None = None
     #: Resuming, in the controller: the records already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
 
@@ -138,6 +141,7 @@ class BenchflowRun:
                 progress=self.progress(ctx.name, item.task_id),
                 labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
                 secret_values=sorted(self.secrets),
+                cache=self.cache,
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..bench import BaseBench
+from ..cache import ResponseCache
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
@@ -47,6 +49,13 @@ class TaskSpec:
     secret_values: list[str] = field(default_factory=list)
     #: Where the task's clients count their tokens (in-process; a container leaves usage.json in its logs).
     usage: UsageMeter = field(default_factory=UsageMeter)
+    #: The response cache the task's clients use (in-process runs), or None.
+    cache: ResponseCache | None = None
+
+    def context(self, base: contextvars.Context | None = None) -> contextvars.Context:
+        """The context the task's code runs in: its usage meter and cache (on top of ``base``)."""
+        context = self.usage.scope(base)
+        return self.cache.scope(context) if self.cache is not None else context
 
 
 class Runner(ABC):

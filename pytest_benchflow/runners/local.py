@@ -42,7 +42,7 @@ class LocalRunner(Runner):
             )
         if spec.timeout is None:
             try:
-                spec.usage.scope().run(entrance, env)
+                spec.context().run(entrance, env)
             except Exception as e:
                 raise _evaluation_error(spec, e) from e
             return
@@ -56,7 +56,7 @@ class LocalRunner(Runner):
 
         stop = threading.Event()
         thread = threading.Thread(
-            target=spec.usage.scope(cancel_scope(stop)).run,
+            target=spec.context(cancel_scope(stop)).run,
             args=(target,),
             name=f"benchflow-task-{spec.task_id}",
             daemon=True,
