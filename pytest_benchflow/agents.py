@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from .agent_server import BaseAgent
-from .client import excerpt, retry_after_seconds
+from .client import excerpt, keepalive_session, retry_after_seconds
 from .envnumbers import env_number
 from .errors import AgentOverloaded
 from .redaction import public_url
@@ -83,8 +83,7 @@ class OpenAIChatAgent(BaseAgent):
         Raises:
             AgentOverloaded: the budget ran out (429 with Retry-After after rate limits, else 503).
         """
-        session = getattr(self._local, "session", None) or requests.Session()
-        self._local.session = session
+        session = keepalive_session(url)
         deadline = time.monotonic() + self.max_retry_seconds
         attempt = 0
         while True:

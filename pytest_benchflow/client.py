@@ -24,7 +24,7 @@ from .usage import USAGE_HEADER, current_meter, parse_usage
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientOptions", "ClientSettings", "cancel_scope"]
+__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientOptions", "ClientSettings", "cancel_scope", "keepalive_session"]
 
 _EXCERPT = 200
 _MAX_BACKOFF = 30.0
@@ -176,6 +176,30 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def keepalive_session(url: str) -> requests.Session:
+    """This thread's keep-alive session for ``url``'s server, shared by everything in the process that asks it.
+
+    A benchmark that makes a client per task still reuses its connection. requests rescans
+    the whole environment for proxy and CA settings on every call (half the cost of a local
+    call); they are read once for ``url`` instead.
+    """
+    sessions: dict[str, requests.Session] | None = getattr(_SESSIONS, "by_url", None)
+    if sessions is None:
+        sessions = _SESSIONS.by_url = {}
+    session = sessions.get(url)
+    if session is None:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        env = session.merge_environment_settings(url, {}, None, None, None)
+        session.trust_env = False
+        session.proxies.update(env["proxies"])
+        session.verify = env["verify"]
+        sessions[url] = session
+    return session
+
+
 class BenchClient(ABC):
     """The benchmark's side of the conversation with the agent.
 
@@ -225,25 +249,7 @@ class BenchClient(ABC):
             self.settings = ClientSettings()
 
     def _session(self) -> requests.Session:
-        # One keep-alive session per thread and agent, shared by every client in the process:
-        # a benchmark that makes a client per task still reuses its connection.
-        sessions: dict[str, requests.Session] | None = getattr(_SESSIONS, "by_url", None)
-        if sessions is None:
-            sessions = _SESSIONS.by_url = {}
-        session = sessions.get(self.intelligence_url)
-        if session is None:
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            # requests rescans the whole environment for proxy and CA settings on every call
-            # (half the cost of a local call); read them once for this URL instead.
-            env = session.merge_environment_settings(self.response_url, {}, None, None, None)
-            session.trust_env = False
-            session.proxies.update(env["proxies"])
-            session.verify = env["verify"]
-            sessions[self.intelligence_url] = session
-        return session
+        return keepalive_session(self.response_url)
 
     @abstractmethod
     def prepare_input(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
