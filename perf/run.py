@@ -1,6 +1,6 @@
 """pytest-benchflow's benchmarks: `python3 dev.py bench [section ...]` prints each figure as a ratio.
 
-Sections: client, server, concurrency, scale, docker (default: all that can run here).
+Sections: client, server, concurrency, scale, docker, adapter (default: all that can run here).
 BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`;
 BENCH_OUTPUT the results directory of `scale` (default: a temporary directory on disk).
 Every comparison runs its contenders side by side, alternating, in the same run; figures
@@ -415,12 +415,57 @@ def bench_docker() -> None:
         )
 
 
+def bench_adapter() -> None:
+    print(
+        "\n6. the OpenAI adapter hop: 2,000 questions, 64 in flight, a 100 ms model "
+        "(wall, through OpenAIChatAgent / straight to a BenchFlow agent)"
+    )
+    agent_argv, agent_port = ours("slow", 0.1)
+    model_port = free_port()
+    model_argv = [PY, str(HERE / "agents.py"), "model", str(model_port), "0.1"]
+    with serve(agent_argv, agent_port) as agent_url, serve(model_argv, model_port) as model_url:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "pytest.ini").write_text("[pytest]\n")
+            data = tmp / "data.json"
+            data.write_text(json.dumps(synthetic_questions(2000, categories=1)))
+            common = [
+                PY,
+                "-m",
+                "pytest",
+                "--benchflow=mmlu_pro",
+                f"--benchflow-arg=DATA_FILE={data}",
+                "--benchflow-arg=NUM_SHOTS=0",
+                "--benchflow-arg=MAX_CONCURRENCY=64",
+                f"--benchflow-output={tmp / 'out'}",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ]
+            contenders = {
+                "direct": [*common, f"--agent-url={agent_url}"],
+                "adapter": [*common, "--agent=pytest_benchflow.agents:OpenAIChatAgent"],
+            }
+            env = {**os.environ, "OPENAI_BASE_URL": model_url + "/v1"}
+            walls: dict[str, list[float]] = {"direct": [], "adapter": []}
+            for _ in range(ROUNDS):
+                for name in random.sample(list(contenders), 2):
+                    walls[name].append(timed(contenders[name], tmp, env)[0])
+    direct, adapter = (statistics.median(walls[k]) for k in ("direct", "adapter"))
+    row(
+        f"direct {direct:.1f}s, through the adapter {adapter:.1f}s (ideal 3.1s + start-up)",
+        f"{adapter / direct:.2f}x",
+        "goal <= 1.3x",
+    )
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "client": bench_client,
     "server": bench_server,
     "concurrency": bench_concurrency,
     "scale": bench_scale,
     "docker": bench_docker,
+    "adapter": bench_adapter,
 }
 
 
