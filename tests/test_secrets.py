@@ -42,15 +42,6 @@ class Leaky(BaseBench):
     def get_args(self, task_id):
         return BenchArgs({"required": ["LEAKY_API_KEY"]})
 
-    def get_image_name(self):
-        return "none"
-
-    def get_results_dir_in_container(self):
-        return "/r"
-
-    def get_log_files_dir_in_container(self):
-        return "/l"
-
     def get_all_tasks(self, split):
         return {"task_ids": ["t"], "error_message": None}
 

@@ -34,15 +34,6 @@ class Hanging(BaseBench):
     def get_args(self, task_id):
         return BenchArgs(None)
 
-    def get_image_name(self):
-        return "none"
-
-    def get_results_dir_in_container(self):
-        return "/r"
-
-    def get_log_files_dir_in_container(self):
-        return "/l"
-
     def get_all_tasks(self, split):
         return {"task_ids": ["slow"], "error_message": None}
 
