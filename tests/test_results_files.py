@@ -64,7 +64,14 @@ def test_terminal_summary(toy: pytest.Pytester) -> None:
 
 def test_demo_summary_averages_only_scores(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent")
-    result.stdout.fnmatch_lines(["  accuracy: * (macro mean over 14 tasks, *", "  overall (micro) * 42 *"])
+    result.stdout.fnmatch_lines(
+        [
+            "agent: http://127.0.0.1:*: LongestOptionAgent",
+            "  accuracy: * (macro mean over 14 tasks, *",
+            "  usage: 42 requests (the agent reported no token counts)",
+            "  overall (micro) * 42 *",
+        ]
+    )
     for bookkeeping in ("correct:", "total:", "unparsed:", "stderr:"):
         assert f"  {bookkeeping}" not in result.stdout.str()
     (summary,) = pytester.path.glob(".benchflow/*/summary.json")

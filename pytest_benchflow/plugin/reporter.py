@@ -147,6 +147,8 @@ def _crashed(report: pytest.TestReport) -> bool:
 
 
 def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:
+    if not usage.get("total_tokens"):
+        return f"usage: {_count(usage.get('requests', 0), 'request')} (the agent reported no token counts)"
     line = (
         f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
         f"{_count(usage.get('requests', 0), 'request')}"
