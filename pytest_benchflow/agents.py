@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import requests
 
 from .agent_server import BaseAgent
-from .client import excerpt, keepalive_session, retry_after_seconds
+from .client import backoff_delay, excerpt, keepalive_session, retry_after_seconds
 from .envnumbers import env_number
 from .errors import AgentOverloaded
 from .redaction import public_url
@@ -98,7 +97,7 @@ class OpenAIChatAgent(BaseAgent):
                 status = 429 if response.status_code == 429 else 503
                 reason = f"{url} answered HTTP {response.status_code}"
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            wait = retry_after if retry_after is not None else min(30.0, 0.5 * 2**attempt) * random.uniform(0.5, 1)
+            wait = backoff_delay(attempt, 0.5, retry_after)
             if time.monotonic() + wait > deadline:
                 budget = f"OPENAI_MAX_RETRY_SECONDS={self.max_retry_seconds:g}"
                 raise AgentOverloaded(

@@ -24,7 +24,15 @@ from .usage import USAGE_HEADER, current_meter, parse_usage
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["MAX_RESPONSE_BYTES", "BenchClient", "ClientOptions", "ClientSettings", "cancel_scope", "keepalive_session"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "BenchClient",
+    "ClientOptions",
+    "ClientSettings",
+    "backoff_delay",
+    "cancel_scope",
+    "keepalive_session",
+]
 
 _EXCERPT = 200
 _MAX_BACKOFF = 30.0
@@ -76,6 +84,14 @@ class AdaptiveLimit:
             self.in_flight -= 1
             self._changed.notify()
 
+    def widen(self, ceiling: int) -> None:
+        """A wider batch raises the ceiling (and the limit as much); a halving in force stays in force."""
+        with self._changed:
+            if ceiling > self.ceiling:
+                self.limit += ceiling - self.ceiling
+                self.ceiling = ceiling
+                self._changed.notify_all()
+
     def record(self, throttled: bool) -> None:
         with self._changed:
             self.limit = max(1, self.limit // 2) if throttled else min(self.ceiling, self.limit + 1)
@@ -91,11 +107,8 @@ def _limit_for(url: str, ceiling: int) -> AdaptiveLimit:
         limit = _LIMITS.get(url)
         if limit is None:
             limit = _LIMITS[url] = AdaptiveLimit(ceiling)
-        elif ceiling > limit.ceiling:
-            with limit._changed:  # a wider batch raises the ceiling; a halving in force stays in force
-                limit.limit += ceiling - limit.ceiling
-                limit.ceiling = ceiling
-                limit._changed.notify_all()
+        else:
+            limit.widen(ceiling)
         return limit
 
 
@@ -138,11 +151,17 @@ class ClientSettings:
             raise ValueError("BenchClient: retries must be >= 0, max_concurrency >= 1 and timeouts > 0")
 
     def delay(self, retry: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``retry`` (0-based): exponential, full jitter."""
-        if retry_after is not None:
-            return min(retry_after, _MAX_RETRY_AFTER)
-        ceiling = min(_MAX_BACKOFF, self.backoff * (2**retry))
-        return random.uniform(ceiling / 2, ceiling)
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        return backoff_delay(retry, self.backoff, retry_after)
+
+
+def backoff_delay(retry: int, base: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number ``retry`` (0-based): the server's ``Retry-After`` (at
+    most 120 s) when it gave one, else ``base`` doubled per retry (at most 30 s) with jitter."""
+    if retry_after is not None:
+        return min(retry_after, _MAX_RETRY_AFTER)
+    ceiling = min(_MAX_BACKOFF, base * (2**retry))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 _JSON = {"Content-Type": "application/json"}

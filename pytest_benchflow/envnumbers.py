@@ -1,4 +1,4 @@
-"""Numeric settings read from environment variables: one parser, one error message."""
+"""Numeric settings (environment variables, options, ini values): one parser and one range check."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ import math
 import os
 from typing import TypeVar
 
-__all__ = ["env_number"]
+__all__ = ["env_number", "in_range", "parse_number"]
 
 N = TypeVar("N", int, float)
+
+
+def parse_number(raw: str, kind: type[N]) -> N | None:
+    """``raw`` as a ``kind`` (``nan`` and ``inf`` included: see :func:`in_range`), None when it is not one."""
+    try:
+        return kind(raw.strip())
+    except ValueError:
+        return None
+
+
+def in_range(value: float, minimum: float = 0.0, *, above: bool = False) -> bool:
+    """``value`` is finite and at least ``minimum`` (more than it, with ``above``)."""
+    return math.isfinite(value) and (value > minimum if above else value >= minimum)
 
 
 def env_number(name: str, default: N, *, minimum: float = 0.0) -> N:
@@ -21,11 +34,8 @@ def env_number(name: str, default: N, *, minimum: float = 0.0) -> N:
     if not raw:
         return default
     kind = type(default)
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value) or value < minimum:
+    value = parse_number(raw, kind)
+    if value is None or not in_range(value, minimum):
         noun = "an integer" if kind is int else "a finite number"
         raise ValueError(f"environment variable {name}={raw!r} must be {noun} >= {minimum:g}")
     return value

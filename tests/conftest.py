@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -117,6 +118,42 @@ def free_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def in_process_bench(
+    name: str, evaluate: str, result: str, *, tasks: tuple[str, ...] = ("t",), args: str = "None"
+) -> str:
+    """The source of a bench ``name`` that runs only in-process: ``evaluate(env)`` is its entrance,
+    ``result`` the body of ``get_result`` (indented by four spaces); ``Client`` asks {"question": raw}."""
+    return f"""
+import json, logging, os
+from pathlib import Path
+from pytest_benchflow import BaseBench, BenchArgs, BenchClient
+
+
+class Client(BenchClient):
+    def prepare_input(self, raw):
+        return {{"question": raw}}
+
+    def parse_response(self, raw):
+        return {{"answer": raw}}
+
+{textwrap.dedent(evaluate).strip()}
+
+
+class {name}(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs({args})
+
+    def get_all_tasks(self, split):
+        return {{"task_ids": {list(tasks)!r}, "error_message": None}}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+{textwrap.indent(textwrap.dedent(result).strip(), " " * 8)}
+"""
 
 
 TOY_BENCH = """

@@ -38,11 +38,11 @@ def test_use_answers_from_the_cache_and_refresh_asks_again(
 
 def test_a_cache_shared_by_xdist_workers(pytester: pytest.Pytester, answering: ScriptedServer) -> None:
     args = [*MMLU, f"--agent-url={answering.url}", "-k", "law or history", "--benchflow-cache=use", "-n", "2"]
-    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=shared/answers.sqlite")
+    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
     assert posts(answering) == 6
-    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=shared/answers.sqlite")
+    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
     assert posts(answering) == 6
-    db = sqlite3.connect(pytester.path / "shared" / "answers.sqlite")
+    db = sqlite3.connect(pytester.path / "common" / "answers.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert db.execute("SELECT count(*) FROM answers").fetchone() == (6,)
 

@@ -206,3 +206,15 @@ def test_hostile_fields_render_as_text_in_the_browser(tmp_path: Path) -> None:
     assert "&lt;!--&lt;script&gt;document.title='pwned'&lt;/script&gt;" in dom or "&lt;!--&lt;script&gt;" in dom
     assert "<b>bold</b>" not in dom and "&lt;b&gt;bold&lt;/b&gt;" in dom
     assert len(elements(dom, "task")) == 2
+
+
+def test_every_field_the_script_inserts_is_escaped(tmp_path: Path) -> None:
+    # Readers refuse unknown outcomes, so the page's own data is tampered with: the script must not trust it.
+    page = hostile_run(tmp_path)
+    text = page.read_text()
+    odd = json.dumps("<img src=x onerror=\"document.title='pwned5'\">").replace("<", "\\u003c")
+    assert '"outcome": "failed"' in text
+    page.write_text(text.replace('"outcome": "failed"', f'"outcome": {odd}', 1))
+    dom = browse(page)
+    assert "pwned" not in dom.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert "<img" not in dom.split('id="task-table"', 1)[1]

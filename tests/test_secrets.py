@@ -7,56 +7,38 @@ from pathlib import Path
 
 import pytest
 
+from conftest import in_process_bench
 from pytest_benchflow.redaction import redact_data
 
 SECRET = "sk-test-4f1c9e2b7a"
-LEAKY_BENCH = """
-import json, logging, os
-from pathlib import Path
-from pytest_benchflow import BaseBench, BenchArgs, BenchClient
-
-log = logging.getLogger("leaky")
+LEAKY_BENCH = in_process_bench(
+    "Leaky",
+    """
+    log = logging.getLogger("leaky")
 
 
-class Client(BenchClient):
-    def prepare_input(self, raw):
-        return {"question": raw}
-
-    def parse_response(self, raw):
-        return {"answer": raw}
-
-
-def evaluate(env):
-    key, url = env["LEAKY_API_KEY"], env["INTELLIGENCE_URL"]
-    log.warning("calling %s with key %s", url, key)
-    try:
-        raise RuntimeError("auth failed for " + key)
-    except RuntimeError:
-        log.exception("handled")
-    Client(url).get_response("q")
-    Path(env["BENCHFLOW_LOG_DIR"], "trace.txt").write_text(f"key={key} url={url}\\n")
-    Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps({"key": key, "url": url}))
-
-
-class Leaky(BaseBench):
-    def get_args(self, task_id):
-        return BenchArgs({"required": ["LEAKY_API_KEY"]})
-
-    def get_all_tasks(self, split):
-        return {"task_ids": ["t"], "error_message": None}
-
-    def get_entrypoint(self):
-        return evaluate
-
-    def get_result(self, task_id):
-        data = json.loads(Path(self.results_dir, "r.json").read_text())
-        return {
-            "is_resolved": False,
-            "metrics": {"echo": "used " + data["key"], "score": 0.5},
-            "other": {"request": {"headers": {"Authorization": "Bearer " + data["key"]}}, data["key"]: 1},
-            "log": "called " + data["url"],
-        }
-"""
+    def evaluate(env):
+        key, url = env["LEAKY_API_KEY"], env["INTELLIGENCE_URL"]
+        log.warning("calling %s with key %s", url, key)
+        try:
+            raise RuntimeError("auth failed for " + key)
+        except RuntimeError:
+            log.exception("handled")
+        Client(url).get_response("q")
+        Path(env["BENCHFLOW_LOG_DIR"], "trace.txt").write_text(f"key={key} url={url}\\n")
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps({"key": key, "url": url}))
+    """,
+    """
+    data = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {
+        "is_resolved": False,
+        "metrics": {"echo": "used " + data["key"], "score": 0.5},
+        "other": {"request": {"headers": {"Authorization": "Bearer " + data["key"]}}, data["key"]: 1},
+        "log": "called " + data["url"],
+    }
+    """,
+    args='{"required": ["LEAKY_API_KEY"]}',
+)
 
 
 @pytest.fixture

@@ -8,41 +8,19 @@ import time
 
 import pytest
 
-from conftest import INTERRUPTIBLE, Reply, ScriptedServer
+from conftest import INTERRUPTIBLE, Reply, ScriptedServer, in_process_bench
 
-HANGING_BENCH = """
-import json
-from pathlib import Path
-from pytest_benchflow import BaseBench, BenchArgs, BenchClient
-
-
-class Client(BenchClient):
-    def prepare_input(self, raw):
-        return {"question": raw}
-
-    def parse_response(self, raw):
-        return {"answer": raw}
-
-
-def evaluate(env):
-    client = Client(env["INTELLIGENCE_URL"], retries=5, backoff=0.2)
-    answers = client.get_responses([f"q{i}" for i in range(20)], max_concurrency=2)
-    Path(env["BENCHFLOW_RESULTS_DIR"], "done.json").write_text(json.dumps(len(answers)))
-
-
-class Hanging(BaseBench):
-    def get_args(self, task_id):
-        return BenchArgs(None)
-
-    def get_all_tasks(self, split):
-        return {"task_ids": ["slow"], "error_message": None}
-
-    def get_entrypoint(self):
-        return evaluate
-
-    def get_result(self, task_id):
-        return {"is_resolved": True, "metrics": {}}
-"""
+HANGING_BENCH = in_process_bench(
+    "Hanging",
+    """
+    def evaluate(env):
+        client = Client(env["INTELLIGENCE_URL"], retries=5, backoff=0.2)
+        answers = client.get_responses([f"q{i}" for i in range(20)], max_concurrency=2)
+        Path(env["BENCHFLOW_RESULTS_DIR"], "done.json").write_text(json.dumps(len(answers)))
+    """,
+    'return {"is_resolved": True, "metrics": {}}',
+    tasks=("slow",),
+)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import TOY_BENCH, ScriptedServer, json_reply
+from conftest import ScriptedServer, json_reply
 
 PRICED_AGENT = """
 from pytest_benchflow import AgentAnswer, BaseAgent
@@ -19,12 +19,9 @@ BENCH = ["--benchflow=toy_bench.py:ToyBench", "-p", "no:randomly", "-p", "no:cac
 
 
 @pytest.fixture
-def priced(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    pytester.makepyfile(toy_bench=TOY_BENCH, priced=PRICED_AGENT)
-    monkeypatch.syspath_prepend(pytester.path)
-    for name in ("TOY_TASKS", "TOY_REQUIRED", "TOY_LIST_ERROR", "MODE", "TOY_API_KEY", "INTELLIGENCE_URL", "CI"):
-        monkeypatch.delenv(name, raising=False)
-    return pytester
+def priced(toy: pytest.Pytester) -> pytest.Pytester:
+    toy.makepyfile(priced=PRICED_AGENT)
+    return toy
 
 
 def records(pytester: pytest.Pytester) -> list[dict]:  # type: ignore[type-arg]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from argparse import SUPPRESS
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ..envnumbers import in_range, parse_number
 from ..runners import RunnerOption
 
 __all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "price", "value"]
@@ -88,12 +88,11 @@ def positive(config: pytest.Config, name: str, kind: type[int] | type[float]) ->
     raw = value(config, name)
     if raw in (None, ""):
         return None
-    try:
-        number = kind(raw)
-    except ValueError:
+    number = parse_number(str(raw), kind)
+    if number is None:
         noun = "a whole number" if kind is int else "a number of seconds"
-        raise pytest.UsageError(f"{_flag(name)} {raw!r} is not {noun}") from None
-    if not math.isfinite(number) or number <= 0:
+        raise pytest.UsageError(f"{_flag(name)} {raw!r} is not {noun}")
+    if not in_range(number, 0, above=True):
         raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {raw}")
     return number
 
@@ -111,16 +110,13 @@ def price(config: pytest.Config) -> tuple[float, float] | None:
     raw = value(config, "benchflow_price")
     if not raw:
         return None
-    parts = str(raw).split(",")
-    try:
-        numbers = tuple(float(p) for p in parts)
-    except ValueError:
-        numbers = ()
-    if len(numbers) != 2 or not all(math.isfinite(n) and n >= 0 for n in numbers):
+    numbers = [parse_number(part, float) for part in str(raw).split(",")]
+    prices = [n for n in numbers if n is not None and in_range(n)]
+    if len(numbers) != 2 or len(prices) != 2:
         raise pytest.UsageError(
             f"--benchflow-price {raw!r}: give INPUT,OUTPUT, the price per million tokens, e.g. 2.5,10"
         )
-    return numbers[0], numbers[1]
+    return prices[0], prices[1]
 
 
 def arg_values(config: pytest.Config) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ import requests
 
 from ..bench import BaseBench
 from ..environment import TaskEnvironment, parse_progress
+from ..envnumbers import in_range, parse_number
 from ..errors import RunnerError, TaskError, TaskTimeout, first_line
 from ..redaction import redact
 from .archive import check_links, extract_archive, spool
@@ -105,11 +105,8 @@ class DockerLimits:
 
 
 def _positive(name: str, raw: str, kind: type[float] | type[int]) -> float:
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    value = parse_number(raw, kind)
+    if value is None or not in_range(value, 0, above=True):
         raise RunnerError(f"{name} = {raw!r}: expected a positive {'whole ' if kind is int else ''}number")
     return value
 
