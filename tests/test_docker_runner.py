@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from images import build, engine
 from legacy import legacy_wheel
@@ -133,6 +135,21 @@ def run_dir_of(pytester: pytest.Pytester) -> Path:
     return found
 
 
+def own_container(docker_toy: pytest.Pytester, task: str, proc: Any, client: Any = None) -> Any:
+    """The running container of ``task`` in the run this test started (never another session's)."""
+    client, output = client or engine(), docker_toy.path / ".benchflow"
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline and proc.poll() is None
+        runs = [p.name for p in output.iterdir() if p.is_dir()] if output.exists() else []
+        if runs:
+            labels = [f"benchflow.run={runs[0]}", f"benchflow.task={task}"]
+            found = client.containers.list(filters={"label": labels})
+            if found:
+                return found[0]
+        time.sleep(0.2)
+
+
 def test_task_in_container_with_results_logs_and_secret(
     docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,14 +239,8 @@ def test_default_capabilities_are_dropped(docker_toy: pytest.Pytester, monkeypat
 
     monkeypatch.setenv("TOY_TASKS", '["sleep"]')
     proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], **INTERRUPTIBLE)
-    client = engine()
     try:
-        deadline = time.monotonic() + 60
-        found: list[Any] = []
-        while not found and time.monotonic() < deadline:
-            found = client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE})
-            time.sleep(0.2)
-        assert found
+        found = [own_container(docker_toy, "sleep", proc)]
         assert set(found[0].attrs["HostConfig"]["CapDrop"]) == set(DEFAULT_CAP_DROP)
         assert found[0].attrs["Config"]["User"] == ""
     finally:
@@ -281,13 +292,7 @@ def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: 
     proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS], **INTERRUPTIBLE)
     client = engine()
     try:
-        container = None
-        deadline = time.monotonic() + 60
-        while container is None and time.monotonic() < deadline:
-            found = client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE})
-            container = found[0] if found else None
-            time.sleep(0.2)
-        assert container is not None
+        container = own_container(docker_toy, "sleep", proc)
         host = container.attrs["HostConfig"]
         assert host["Privileged"] is False and "no-new-privileges" in host["SecurityOpt"]
         assert host["Memory"] == 512 * 1024**2 and host["NanoCpus"] == 1_500_000_000 and host["PidsLimit"] == 128
@@ -306,11 +311,7 @@ def test_interrupted_run_leaves_no_container(
 ) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha", "sleep", "beta"]')
     proc = docker_toy.popen([sys.executable, "-m", "pytest", *ARGS, "-n", "2"], **INTERRUPTIBLE)
-    client = engine()
-    deadline = time.monotonic() + 60
-    while not client.containers.list(filters={"label": "benchflow.task=sleep", "ancestor": TOY_IMAGE}):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.2)
+    own_container(docker_toy, "sleep", proc)
     proc.send_signal(sig)
     proc.wait(timeout=60)
     run_dir = run_dir_of(docker_toy)
@@ -437,6 +438,7 @@ class EngineOverTCP:
         import threading
 
         self.socket_path = socket_path
+        self.sockets: list[Any] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -452,8 +454,18 @@ class EngineOverTCP:
                 return
             engine = socket.socket(socket.AF_UNIX)
             engine.connect(self.socket_path)
+            self.sockets += [client, engine]
             for a, b in ((client, engine), (engine, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def kill(self) -> None:
+        """The engine goes away: no new connection, and every open one is cut."""
+        for s in (self.listener, *self.sockets):
+            try:
+                s.shutdown(2)  # wakes the accept() blocked in the other thread, unlike close()
+            except OSError:
+                pass
+        self.listener.close()
 
     @staticmethod
     def _pipe(source: Any, sink: Any) -> None:
@@ -481,3 +493,37 @@ def test_engine_named_by_docker_host_and_progress(docker_toy: pytest.Pytester, m
     run_dir = run_dir_of(docker_toy)
     assert (run_dir / "DockerToy" / "logs" / "beta" / "trace.txt").read_text() == "trace of beta"
     proxy.listener.close()
+
+
+def test_an_engine_that_dies_mid_task_ends_the_run_normally(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = engine()
+    proxy = EngineOverTCP()
+    monkeypatch.setenv("DOCKER_HOST", proxy.url)
+    monkeypatch.setenv("TOY_TASKS", '["sleep"]')
+    output = docker_toy.path / "out.txt"
+    with open(output, "w") as out:
+        proc = docker_toy.popen(
+            [sys.executable, "-m", "pytest", *ARGS, "--benchflow-timeout=60"],
+            stdout=out,
+            stderr=out,
+            preexec_fn=INTERRUPTIBLE["preexec_fn"],
+        )
+        found: list[Any] = []
+        try:
+            found.append(own_container(docker_toy, "sleep", proc, client))
+            proxy.kill()
+            # Cleanup cannot reach the engine: each Docker call gives up, is logged, and the run ends.
+            assert proc.wait(timeout=120) == pytest.ExitCode.TESTS_FAILED
+        finally:
+            for container in found:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
+    text = output.read_text()
+    assert "INTERNALERROR" not in text and "Traceback" not in text
+    assert "could not remove container" in text
+    run_dir = run_dir_of(docker_toy)
+    (record,) = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert record["outcome"] == "error" and "lost the Docker engine while it ran" in record["reason"]
+    assert json.loads((run_dir / "summary.json").read_text())["benches"]["DockerToy"]["errors"] == 1

@@ -238,7 +238,12 @@ class DockerRunner(Runner):
         ]
         try:
             status = container.wait(timeout=spec.timeout)["StatusCode"]
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        except requests.exceptions.RequestException as e:
+            # The engine's socket reports a read timeout as a connection error; anything else means it went away.
+            if not isinstance(e, requests.exceptions.ReadTimeout) and "timed out" not in str(e):
+                raise TaskError(
+                    f"task {spec.task_id!r}: lost the Docker engine while it ran: {first_line(str(e))}"
+                ) from None
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)") from None
         for reader in readers:
             reader.join(timeout=10)
