@@ -9,11 +9,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .redaction import redact
 
-__all__ = ["CACHE_MODES", "ResponseCache", "current_cache"]
+__all__ = ["CACHE_MODES", "EpochCache", "ResponseCache", "current_cache"]
 
 #: off: no cache; use: answer from the cache and store misses; refresh: ask again and overwrite.
 CACHE_MODES = ("off", "use", "refresh")
@@ -27,12 +27,10 @@ class ResponseCache:
     with ``secret_values`` masked, so no secret is written in clear.
     """
 
-    def __init__(
-        self, path: Path, identity: str, mode: str = "use", secret_values: Iterable[str] = (), epoch: int = 0
-    ) -> None:
+    def __init__(self, path: Path, identity: str, mode: str = "use", secret_values: Iterable[str] = ()) -> None:
         if mode not in ("use", "refresh"):
             raise ValueError(f"cache mode {mode!r}: choose use or refresh")
-        self.path, self.identity, self.mode, self.epoch = path, identity, mode, epoch
+        self.path, self.identity, self.mode = path, identity, mode
         self.secret_values = secret_values  # a live collection: values added later are masked too
         self.hits = self.stored = 0
         self._local = threading.local()
@@ -50,41 +48,56 @@ class ResponseCache:
             self._local.db = db
         return db
 
-    def key(self, body: bytes) -> str:
+    def key(self, body: bytes, epoch: int = 1) -> str:
         request = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(f"{self.identity}\n{self.epoch}\n{request}".encode()).hexdigest()
+        # Epoch 1 is keyed "0", as every answer was before epochs existed: older caches stay valid.
+        return hashlib.sha256(f"{self.identity}\n{epoch - 1}\n{request}".encode()).hexdigest()
 
-    def get(self, body: bytes) -> bytes | None:
-        """The stored answer body for this request (None on a miss, and always with ``refresh``)."""
+    def get(self, body: bytes, epoch: int = 1) -> bytes | None:
+        """The stored answer body for this request in ``epoch`` (None on a miss, and always with ``refresh``)."""
         if self.mode == "refresh":
             return None
-        row = self._connection().execute("SELECT body FROM answers WHERE key = ?", (self.key(body),)).fetchone()
+        row = self._connection().execute("SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),)).fetchone()
         if row is None:
             return None
         with self._lock:
             self.hits += 1
         return bytes(row[0])
 
-    def put(self, body: bytes, answer: bytes) -> None:
+    def put(self, body: bytes, answer: bytes, epoch: int = 1) -> None:
         masked = redact(answer.decode("utf-8", errors="replace"), self.secret_values).encode()
         self._connection().execute(
             "INSERT OR REPLACE INTO answers (key, body, stored) VALUES (?, ?, julianday('now'))",
-            (self.key(body), masked),
+            (self.key(body, epoch), masked),
         )
         with self._lock:
             self.stored += 1
 
-    def scope(self, context: contextvars.Context | None = None) -> contextvars.Context:
-        """A context (a copy of ``context``, else of the current one) in which clients use this cache."""
+    def scope(self, context: contextvars.Context | None = None, epoch: int = 1) -> contextvars.Context:
+        """A context (a copy of ``context``, else of the current one) in which clients use this cache
+        for ``epoch``: each epoch of a task asks the agent again."""
         context = (context or contextvars.copy_context()).copy()
-        context.run(_CACHE.set, self)
+        context.run(_CACHE.set, EpochCache(self, epoch))
         return context
 
 
-_CACHE: contextvars.ContextVar[ResponseCache | None] = contextvars.ContextVar("benchflow_cache", default=None)
+class EpochCache(NamedTuple):
+    """A cache seen from one epoch of a task: what a client asks."""
+
+    cache: ResponseCache
+    epoch: int
+
+    def get(self, body: bytes) -> bytes | None:
+        return self.cache.get(body, self.epoch)
+
+    def put(self, body: bytes, answer: bytes) -> None:
+        self.cache.put(body, answer, self.epoch)
 
 
-def current_cache() -> ResponseCache | None:
+_CACHE: contextvars.ContextVar[EpochCache | None] = contextvars.ContextVar("benchflow_cache", default=None)
+
+
+def current_cache() -> EpochCache | None:
     """The cache of the task this code runs for (in-process runs only), or None."""
     return _CACHE.get()
 

@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -19,6 +19,7 @@ from .cache import current_cache
 from .envnumbers import env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
+from .transcript import current_transcript
 from .usage import USAGE_HEADER, current_meter, parse_usage
 
 if TYPE_CHECKING:
@@ -165,6 +166,21 @@ def backoff_delay(retry: int, base: float, retry_after: float | None = None) -> 
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+class _Exchange:
+    """What one ``get_response`` call saw, for its transcript line."""
+
+    __slots__ = ("attempts", "cached", "parsed", "raw", "usage")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.cached = False
+        self.raw: Any = None
+        self.parsed: dict[str, Any] | None = None
+        self.usage: tuple[int, int] | None = None
+
+
 _SESSIONS = threading.local()
 
 
@@ -278,10 +294,11 @@ class BenchClient(ABC):
     def parse_response(self, raw_response: str) -> dict[str, Any]:
         """Turn the agent's answer (normally a string) into the dict the benchmark uses."""
 
-    def get_response(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
+    def get_response(self, raw_step_inputs: dict[str, Any], sample_id: str | int | None = None) -> dict[str, Any]:
         """prepare → POST ``{intelligence_url}/response`` → parse.
 
-        Returns the parsed dict, with the agent's answer also under ``raw_response``.
+        Returns the parsed dict, with the agent's answer also under ``raw_response``. The
+        exchange goes to the task's transcript (``transcript.jsonl``), under ``sample_id`` when given.
 
         Raises:
             AgentError: a subclass saying why no usable answer came back.
@@ -293,7 +310,33 @@ class BenchClient(ABC):
         body = self.prepare_input(raw_step_inputs)
         if not isinstance(body, dict):
             raise TypeError(f"{type(self).__name__}.prepare_input returned {type(body).__name__}, expected a dict")
-        raw = self._post(json.dumps(body).encode())
+        transcript = current_transcript()
+        exchange = _Exchange()
+        if transcript is None:
+            return self._answer(json.dumps(body).encode(), exchange)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            return self._answer(json.dumps(body).encode(), exchange)
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            parsed = exchange.parsed
+            transcript.record(
+                sample_id=None if sample_id is None else str(sample_id),
+                request=body,
+                response=exchange.raw,
+                parsed={k: v for k, v in parsed.items() if k != "raw_response"} if parsed is not None else None,
+                latency=time.perf_counter() - started,
+                attempts=exchange.attempts,
+                usage=exchange.usage,
+                cached=exchange.cached,
+                error=error,
+            )
+
+    def _answer(self, body: bytes, exchange: _Exchange) -> dict[str, Any]:
+        raw = exchange.raw = self._post(body, exchange)
         if self.expects_text and not isinstance(raw, str):
             raise AgentBadResponse(
                 f"agent at {self._shown_url} answered with a JSON {type(raw).__name__} where a string "
@@ -314,6 +357,7 @@ class BenchClient(ABC):
                 url=self._shown_url,
             )
         parsed["raw_response"] = raw
+        exchange.parsed = parsed
         return parsed
 
     def get_responses(
@@ -324,6 +368,7 @@ class BenchClient(ABC):
         return_exceptions: bool = False,
         on_done: Callable[[int, int], None] | None = None,
         on_result: Callable[[int, Any], None] | None = None,
+        sample_ids: Sequence[str | int] | None = None,
     ) -> list[Any]:
         """:meth:`get_response` for many inputs, ``max_concurrency`` requests in flight.
 
@@ -333,12 +378,16 @@ class BenchClient(ABC):
         every input is tried and a failed one has its exception in its place.
         ``on_done(done, total)`` is called (from worker threads) after each call, and
         ``on_result(index, result)`` with each answer as it arrives (one call at a time), so a
-        caller can keep what was answered even when the batch then fails.
+        caller can keep what was answered even when the batch then fails. ``sample_ids`` (one
+        per input) name each exchange in the transcript.
         """
         inputs = list(raw_step_inputs)
+        if sample_ids is not None and len(sample_ids) != len(inputs):
+            raise ValueError(f"get_responses: {len(sample_ids)} sample ids for {len(inputs)} inputs")
+        ask = self._asker(sample_ids)
         workers = max(1, min(max_concurrency or self.settings.max_concurrency, len(inputs) or 1))
         if workers == 1:
-            return self._serially(inputs, return_exceptions, on_done, on_result)
+            return self._serially(inputs, ask, return_exceptions, on_done, on_result)
         _limit_for(self.intelligence_url, workers)  # this batch may have that many in flight
         results: list[Any] = [None] * len(inputs)
         failures: dict[int, BaseException] = {}
@@ -353,7 +402,7 @@ class BenchClient(ABC):
                         return
                     i, next_index = next_index, next_index + 1
                 try:
-                    results[i] = self.get_response(inputs[i])
+                    results[i] = ask(i, inputs[i])
                 except Exception as e:
                     with lock:
                         failures[i] = e
@@ -381,9 +430,15 @@ class BenchClient(ABC):
             raise failures[min(failures)]
         return results
 
+    def _asker(self, sample_ids: Sequence[str | int] | None) -> Callable[[int, dict[str, Any]], Any]:
+        if sample_ids is None:
+            return lambda i, raw: self.get_response(raw)  # a 0.1.x override may not take sample_id
+        return lambda i, raw: self.get_response(raw, sample_id=sample_ids[i])
+
     def _serially(
         self,
         inputs: list[dict[str, Any]],
+        ask: Callable[[int, dict[str, Any]], Any],
         return_exceptions: bool,
         on_done: Callable[[int, int], None] | None,
         on_result: Callable[[int, Any], None] | None,
@@ -392,7 +447,7 @@ class BenchClient(ABC):
         results: list[Any] = []
         for i, raw in enumerate(inputs):
             try:
-                results.append(self.get_response(raw))
+                results.append(ask(i, raw))
             except Exception as e:
                 if not return_exceptions:
                     raise
@@ -404,19 +459,21 @@ class BenchClient(ABC):
                 on_done(i + 1, len(inputs))
         return results
 
-    def _post(self, body: bytes) -> Any:
+    def _post(self, body: bytes, exchange: _Exchange) -> Any:
         settings = self.settings
         timeout = (settings.connect_timeout, settings.read_timeout)
         cancel = _CANCEL.get()
         cache = current_cache()
         cached = cache.get(body) if cache is not None else None
         if cached is not None:
+            exchange.cached = True
             return self._decode(200, cached)
         limit = _limit_for(self.intelligence_url, settings.max_concurrency)
         # 429 is retried for as long as BENCHFLOW_RATE_LIMIT_SECONDS allows; other failures count against `retries`.
         rate_limited_until = time.monotonic() + settings.rate_limit_seconds
         attempt = failures = 0
         while True:
+            exchange.attempts = attempt + 1
             if cancel is not None and cancel.is_set():
                 raise TaskCancelled(f"request to {self._shown_url} not sent: the task was stopped at its time limit")
             try:
@@ -432,7 +489,8 @@ class BenchClient(ABC):
                 throttled = response.status_code == 429
                 limit.record(throttled)
                 if response.status_code < 300:
-                    current_meter().add(parse_usage(response.headers.get(USAGE_HEADER)))
+                    exchange.usage = parse_usage(response.headers.get(USAGE_HEADER))
+                    current_meter().add(exchange.usage)
                     answer = self._decode(response.status_code, content)
                     if cache is not None:
                         cache.put(body, content)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from .errors import ArgumentError, ResultError
 from .redaction import MASK, is_secret_name
 
-__all__ = ["BenchArgs", "BenchmarkResult", "MetricValue", "ResolvedArgs", "to_result"]
+__all__ = ["BenchArgs", "BenchmarkResult", "MetricValue", "ResolvedArgs", "SampleResult", "to_result"]
 
 MetricValue = bool | int | float | str
 
@@ -143,11 +143,34 @@ class BenchArgs(BaseModel):
         return self.resolve(runtime_args, allow_unknown=True)
 
 
+class SampleResult(BaseModel):
+    """How one sample of a task went (a question, one exchange with the agent): its id and score.
+
+    ``score`` is in 0..1; ``True``/``False`` count as 1/0. ``sample_id`` may be given as a
+    number. ``metadata`` is free-form (shown in reports; keep it small).
+    """
+
+    sample_id: str
+    score: float = Field(ge=0.0, le=1.0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("sample_id", mode="before")
+    @classmethod
+    def _id_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _bool_score(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, bool) else v
+
+
 class BenchmarkResult(BaseModel):
     """The outcome of one task.
 
     ``task_id`` may be left out (the framework fills it in); a plain string ``log`` is
-    kept as ``{"text": log}``.
+    kept as ``{"text": log}``. ``samples`` (optional, unknown to 0.1.x) says how each of the
+    task's samples went; sample ids are unique within the task.
     """
 
     task_id: str = ""
@@ -155,6 +178,7 @@ class BenchmarkResult(BaseModel):
     log: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, MetricValue]
     other: dict[str, Any] = Field(default_factory=dict)
+    samples: list[SampleResult] | None = None
 
     @field_validator("log", mode="before")
     @classmethod
@@ -167,6 +191,17 @@ class BenchmarkResult(BaseModel):
     @classmethod
     def _none_other(cls, v: Any) -> Any:
         return {} if v is None else v
+
+    @field_validator("samples")
+    @classmethod
+    def _unique_samples(cls, v: list[SampleResult] | None) -> list[SampleResult] | None:
+        if v:
+            seen: set[str] = set()
+            for sample in v:
+                if sample.sample_id in seen:
+                    raise ValueError(f"sample id {sample.sample_id!r} appears twice")
+                seen.add(sample.sample_id)
+        return v
 
 
 def to_result(value: Any, task_id: str) -> BenchmarkResult:

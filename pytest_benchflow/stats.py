@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "Z95",
+    "ClusteredMean",
+    "clustered_mean",
     "mcnemar_exact",
     "mean_and_stderr",
     "mean_difference",
+    "normal_p",
+    "pass_at_k",
+    "pass_hat_k",
     "percent",
     "proportion_difference",
     "two_proportion_p",
@@ -86,3 +92,78 @@ def two_proportion_p(s1: int, n1: int, s2: int, n2: int) -> float:
         return 1.0
     z = abs(s2 / n2 - s1 / n1) / se
     return math.erfc(z / math.sqrt(2))
+
+
+def normal_p(estimate: float, stderr: float) -> float:
+    """Two-sided p-value that a normally distributed ``estimate`` with ``stderr`` is zero (1.0 when undefined)."""
+    if not stderr or math.isnan(stderr) or math.isnan(estimate):
+        return 1.0 if not estimate else 0.0
+    return math.erfc(abs(estimate) / stderr / math.sqrt(2))
+
+
+@dataclass
+class ClusteredMean:
+    """A mean over samples grouped in clusters (tasks), with a cluster-robust standard error."""
+
+    mean: float
+    stderr: float
+    samples: int
+    clusters: int
+    #: "clustered" (the samples' clusters accounted for) or "iid" (one cluster: samples taken as independent).
+    method: str
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return self.mean - Z95 * self.stderr, self.mean + Z95 * self.stderr
+
+
+def clustered_mean(clusters: Sequence[Sequence[float]]) -> ClusteredMean | None:
+    """The mean of every value with its clustered standard error (None without values).
+
+    The cluster-robust (sandwich) estimator that Miller 2024, "Adding Error Bars to Evals",
+    recommends: ``SE² = C/(C−1) · Σ_c (Σ_{i∈c} (x_i − mean))² / n²`` over ``C`` clusters and
+    ``n`` values (``C/(C−1)`` is the usual small-sample correction).
+    Samples of one task share its prompt, category or environment, so they are not
+    independent; treating them as such understates the error. With one value per cluster it
+    is the usual standard error (up to the n/(n−1) factor). With a single cluster nothing
+    can be said about between-cluster variation: the independent-samples error is given,
+    marked ``iid``.
+    """
+    groups = [list(c) for c in clusters if len(c)]
+    n = sum(len(c) for c in groups)
+    if not n:
+        return None
+    mean = sum(sum(c) for c in groups) / n
+    if len(groups) < 2:
+        values = groups[0]
+        var = sum((x - mean) ** 2 for x in values) / (n - 1) if n > 1 else 0.0
+        return ClusteredMean(mean, math.sqrt(var / n), n, 1, "iid")
+    c = len(groups)
+    spread = sum(sum(x - mean for x in group) ** 2 for group in groups)
+    return ClusteredMean(mean, math.sqrt(c / (c - 1) * spread) / n, n, c, "clustered")
+
+
+def _choose(n: int, k: int) -> float:
+    return float(math.comb(n, k))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of a task tried ``n`` times with ``c`` successes: P(at least one of k draws passes).
+
+    ``1 − C(n−c, k) / C(n, k)`` (Chen et al. 2021, "Evaluating Large Language Models Trained on Code").
+    """
+    if not 0 < k <= n:
+        raise ValueError(f"pass@k needs 0 < k <= n, got k={k}, n={n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - _choose(n - c, k) / _choose(n, k)
+
+
+def pass_hat_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass^k of a task tried ``n`` times with ``c`` successes: P(all of k draws pass).
+
+    ``C(c, k) / C(n, k)`` (Yao et al. 2024, τ-bench).
+    """
+    if not 0 < k <= n:
+        raise ValueError(f"pass^k needs 0 < k <= n, got k={k}, n={n}")
+    return _choose(c, k) / _choose(n, k)

@@ -100,11 +100,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "split": run.split,
         "agent_url": run.public_agent_url(),
         "agent": {"url": run.public_agent_url(), "info": run.redact_data(info) if info else None},
+        "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
     reporter = ResultsReporter(
         run,
-        ResultsWriter(run.run_dir, metadata, price=prices, earlier=run.resumed),
+        ResultsWriter(run.run_dir, metadata, price=prices, earlier=run.resumed, earlier_samples=run.resumed_samples),
         html=value(config, "benchflow_html") or None,
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
@@ -156,16 +157,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             task_ids = list_task_ids(ctx.bench, run.split)
         except BenchflowError as e:
             raise pytest.UsageError(f"{name}: {e}") from None
-        task_ids = select_tasks(config, name, task_ids[: run.limit] if run.limit else task_ids)
+        task_ids = task_ids[: run.limit] if run.limit else task_ids
+        # Epoch by epoch: an interrupted (or cost-capped) run has whole epochs first.
+        runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
+        runs = select_tasks(config, name, runs, run.epochs)
         done = run.finished.get(name)
         if done:
-            task_ids = [t for t in task_ids if t not in done]
+            runs = [r for r in runs if r not in done]
         collector = BenchCollector.from_parent(
             session,
             name=f"{NODE_PREFIX}{name}",
             nodeid=f"{NODE_PREFIX}{name}",
             bench_name=name,
-            task_ids=task_ids,
+            runs=runs,
+            epochs=run.epochs,
             execute=run.run_item,
         )
         # genitems reports the collector like any other, so "collected N items" counts the tasks.
@@ -188,7 +193,7 @@ def pytest_runtest_makereport(
     # Secrets reach the bench; whatever it printed or raised is redacted before anyone reports it.
     run.redact_report(report)
     if (call.when == "setup" and report.failed) or call.when == "call":
-        attach_record(report, run.record(item, call, report))
+        attach_record(report, *run.record(item, call, report))
         item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report
 
@@ -222,4 +227,6 @@ class _XdistHooks:
         cache = run.cache
         node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
         # Workers collect alone: they must skip exactly the tasks the controller found finished.
-        node.workerinput["benchflow_finished"] = [[b, t] for b, tasks in run.finished.items() for t in sorted(tasks)]
+        node.workerinput["benchflow_finished"] = [
+            [b, t, e] for b, tasks in run.finished.items() for t, e in sorted(tasks)
+        ]

@@ -19,7 +19,17 @@ from ..schemas import BenchmarkResult
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-__all__ = ["NODE_PREFIX", "BenchCollector", "BenchItem", "TaskBroken", "TaskUnresolved", "item_name", "task_dir_name"]
+__all__ = [
+    "NODE_PREFIX",
+    "BenchCollector",
+    "BenchItem",
+    "TaskBroken",
+    "TaskUnresolved",
+    "item_name",
+    "run_names",
+    "split_epoch",
+    "task_dir_name",
+]
 
 #: Node ids of benchmark tasks start with this: ``benchflow:<bench>::<name>``.
 NODE_PREFIX = "benchflow:"
@@ -62,6 +72,23 @@ def task_dir_name(task_id: str) -> str:
     return f"{quoted[:48].lstrip('.')}%~{digest}"
 
 
+_EPOCH = re.compile(r"(.*)\[epoch([1-9][0-9]*)\]")
+
+
+def run_names(task_id: str, epoch: int, epochs: int) -> tuple[str, str]:
+    """(item name, directory name) of one epoch of a task: the task's own with one epoch, else
+    ``<name>[epoch<k>]`` and ``<dir>%epoch<k>`` (percent-encoding never yields ``%e``)."""
+    if epochs == 1:
+        return item_name(task_id), task_dir_name(task_id)
+    return f"{item_name(task_id)}[epoch{epoch}]", f"{task_dir_name(task_id)}%epoch{epoch}"
+
+
+def split_epoch(name: str) -> tuple[str, int | None]:
+    """An item name's task part and epoch (None without an ``[epoch<k>]`` suffix)."""
+    found = _EPOCH.fullmatch(name)
+    return (found.group(1), int(found.group(2))) if found else (name, None)
+
+
 class TaskUnresolved(Exception):
     """The task ran and the agent did not resolve it: a test failure, not an error."""
 
@@ -102,29 +129,44 @@ class TaskBroken(pytest.fail.Exception):  # type: ignore[name-defined,misc]
 
 
 class BenchCollector(pytest.Collector):
-    """The tasks of one benchmark; node id ``benchflow:<bench>``. ``execute`` runs one item's task."""
+    """The tasks of one benchmark; node id ``benchflow:<bench>``. ``execute`` runs one item's task.
+
+    ``runs`` are (task id, epoch) pairs; with ``epochs`` above 1 each epoch is an item of its own.
+    """
 
     def __init__(
-        self, *, bench_name: str, task_ids: list[str], execute: Callable[[BenchItem], None], **kwargs: Any
+        self,
+        *,
+        bench_name: str,
+        runs: list[tuple[str, int]],
+        epochs: int,
+        execute: Callable[[BenchItem], None],
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.bench_name = bench_name
-        self.task_ids = task_ids
+        self.runs = runs
+        self.epochs = epochs
         self.execute = execute
 
     def collect(self) -> Iterator[BenchItem]:
-        for task_id in self.task_ids:
-            yield BenchItem.from_parent(self, name=item_name(task_id), bench_name=self.bench_name, task_id=task_id)
+        for task_id, epoch in self.runs:
+            name, dir_name = run_names(task_id, epoch, self.epochs)
+            yield BenchItem.from_parent(
+                self, name=name, bench_name=self.bench_name, task_id=task_id, epoch=epoch, dir_name=dir_name
+            )
 
 
 class BenchItem(pytest.Item):
-    """One task. Its setup runs the task (a broken run is an error); the test checks ``is_resolved``."""
+    """One task (one epoch of it). Its setup runs the task (a broken run is an error); the test checks
+    ``is_resolved``."""
 
-    def __init__(self, *, bench_name: str, task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, bench_name: str, task_id: str, epoch: int, dir_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bench_name = bench_name
         self.task_id = task_id
-        self.dir_name = task_dir_name(task_id)
+        self.epoch = epoch
+        self.dir_name = dir_name
         self.result: BenchmarkResult | None = None
         self.usage: dict[str, int] | None = None
         self.duration: float | None = None

@@ -16,11 +16,14 @@ from ..results.reader import RunData, load_run
 from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
 from .items import NODE_PREFIX
-from .options import arg_values, positive, value
+from .options import arg_values, choice, positive, value
 from .selection import selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["load_benches", "load_session"]
+__all__ = ["MAX_EPOCHS", "load_benches", "load_session"]
+
+#: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
+MAX_EPOCHS = 1000
 
 
 def load_session(config: pytest.Config) -> BenchflowRun | None:
@@ -46,7 +49,13 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         split=value(config, "benchflow_split"),
         timeout=positive(config, "benchflow_timeout", float),
         limit=positive(config, "benchflow_limit", int),
+        epochs=positive(config, "benchflow_epochs", int) or 1,
+        transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
     )
+    if run.epochs > MAX_EPOCHS:
+        raise pytest.UsageError(
+            f"--benchflow-epochs {run.epochs}: at most {MAX_EPOCHS} (each epoch is an item per task)"
+        )
     runners: dict[str, Runner] = {}
 
     def make_runner(name: str) -> Runner:
@@ -79,14 +88,14 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     if workerinput:
         run.agent_url = workerinput["benchflow_agent_url"]
         run.secrets.update(url_secrets(run.agent_url))
-        for bench, task_id in workerinput.get("benchflow_finished", []):
-            run.finished.setdefault(bench, set()).add(task_id)
+        for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
+            run.finished.setdefault(bench, set()).add((task_id, epoch))
     elif previous is not None:
         _check_resumable(previous, run)
-        run.resumed = previous.records
+        run.resumed, run.resumed_samples = previous.records, previous.samples
         for record in previous.records:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
-                run.finished.setdefault(record.bench, set()).add(record.task_id)
+                run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
 
 

@@ -48,6 +48,8 @@ OPTIONS = [
     Option("benchflow_resume", "continue this run (a run directory, or an output directory: its newest run)"),
     Option("benchflow_price", "INPUT,OUTPUT: price per million input and output tokens, for a cost line"),
     Option("benchflow_max_cost", "start no new task once the run has cost this much (needs --benchflow-price)"),
+    Option("benchflow_epochs", "run every task N times, each an item of its own (pass@k, pass^k, flaky tasks)", "1"),
+    Option("benchflow_transcripts", "keep every agent exchange in each task's transcript.jsonl: on or off", "on"),
 ]
 
 

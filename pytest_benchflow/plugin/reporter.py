@@ -41,11 +41,12 @@ class ResultsReporter:
         self.notes: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = take_record(report)
-        if record is None and _crashed(report):
-            record = self.run.crash_record(report.nodeid, str(report.longrepr))
-        if record is not None:
-            self.writer.add(record)
+        taken = take_record(report)
+        if taken is None and _crashed(report):
+            taken = self.run.crash_record(report.nodeid, str(report.longrepr)), []
+        if taken is not None:
+            record, samples = taken
+            self.writer.add(record, samples)
             if self.max_cost and record.usage:
                 self._stop_when_over_budget()
 

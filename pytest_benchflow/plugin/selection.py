@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .items import NODE_PREFIX, item_name
+from .items import NODE_PREFIX, run_names
 
 __all__ = ["rewrite_node_id_arguments", "select_tasks", "selected_benches"]
 
@@ -27,18 +27,19 @@ def selected_benches(config: pytest.Config) -> list[str]:
     return list(dict.fromkeys(nodeid[len(NODE_PREFIX) :].partition("::")[0] for nodeid in nodeids))
 
 
-def select_tasks(config: pytest.Config, bench: str, task_ids: list[str]) -> list[str]:
-    """The tasks of ``bench`` the node id arguments name: all of them for ``benchflow:<bench>`` or no node ids."""
+def select_tasks(config: pytest.Config, bench: str, runs: list[tuple[str, int]], epochs: int) -> list[tuple[str, int]]:
+    """The (task, epoch) runs of ``bench`` the node id arguments name: all for ``benchflow:<bench>`` or no node ids."""
     selected = set(config.getoption("benchflow_select", None) or [])
     prefix = f"{NODE_PREFIX}{bench}"
     if not selected or prefix in selected:
-        return task_ids
+        return runs
     wanted = {nodeid[len(prefix) + 2 :] for nodeid in selected if nodeid.startswith(prefix + "::")}
-    chosen = [t for t in task_ids if item_name(t) in wanted]
-    missing = wanted - {item_name(t) for t in chosen}
+    named = [(run, run_names(run[0], run[1], epochs)[0]) for run in runs]
+    chosen = [run for run, name in named if name in wanted]
+    missing = wanted - {name for _, name in named}
     if missing:
         raise pytest.UsageError(
-            f"{prefix}::{sorted(missing)[0]}: no such task in {bench} ({len(task_ids)} tasks; "
+            f"{prefix}::{sorted(missing)[0]}: no such task in {bench} ({len(runs)} tasks; "
             "`pytest --collect-only -q` lists their node ids)"
         )
     return chosen

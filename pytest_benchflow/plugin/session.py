@@ -16,10 +16,10 @@ from ..cache import ResponseCache
 from ..environment import ProgressCallback
 from ..errors import ArgumentError, TaskError, first_line, one_line_reason
 from ..redaction import public_url, redact, redact_data, redact_files
-from ..results.records import BenchInfo, Outcome, TaskRecord
+from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
-from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, task_dir_name
+from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
 
@@ -28,24 +28,33 @@ _DETAILS_LIMIT = 4000
 # Where a task's record rides from the process that ran it to the one that writes (plain JSON, as xdist
 # serialises every report attribute).
 _RECORD_ATTRIBUTE = "benchflow_record"
+_SAMPLES_ATTRIBUTE = "benchflow_samples"
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def attach_record(report: pytest.TestReport, record: TaskRecord) -> None:
+def attach_record(report: pytest.TestReport, record: TaskRecord, samples: list[SampleRecord]) -> None:
     report.__dict__[_RECORD_ATTRIBUTE] = record.to_json()
+    if samples:
+        # Compact: the record names the bench, task and epoch.
+        report.__dict__[_SAMPLES_ATTRIBUTE] = [[s.sample_id, s.score, s.metadata] for s in samples]
 
 
-def take_record(report: pytest.TestReport) -> TaskRecord | None:
-    """The record attached to ``report``, removed from it (pytest keeps every report until the end)."""
+def take_record(report: pytest.TestReport) -> tuple[TaskRecord, list[SampleRecord]] | None:
+    """The record and samples attached to ``report``, removed from it (pytest keeps every report until the end)."""
     data = report.__dict__.pop(_RECORD_ATTRIBUTE, None)
     if data is None:
         return None
     # Written by attach_record in one of this session's processes: no need to validate it again.
     data.pop("schema_version", None)
-    return TaskRecord(**data)
+    record = TaskRecord(**data)
+    samples = [
+        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
+        for sample_id, score, metadata in report.__dict__.pop(_SAMPLES_ATTRIBUTE, None) or []
+    ]
+    return record, samples
 
 
 @dataclass
@@ -96,17 +105,20 @@ class BenchflowRun:
     split: str
     timeout: float | None
     limit: int | None
+    epochs: int = 1
+    transcripts: bool = True
     benches: dict[str, BenchContext] = field(default_factory=dict)
     agent_url: str = ""
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
     #: Every secret value seen: session and task arguments, credentials of the agent URL.
     secrets: set[str] = field(default_factory=set)
-    #: Resuming: each bench's tasks that already have a final record (passed or failed) in the run.
-    finished: dict[str, set[str]] = field(default_factory=dict)
+    #: Resuming: each bench's (task, epoch) runs that already have a final record (passed or failed).
+    finished: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     #: The response cache of in-process tasks (--benchflow-cache), or None.
     cache: ResponseCache | None = None
-    #: Resuming, in the controller: the records already in the run.
+    #: Resuming, in the controller: the records and samples already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
+    resumed_samples: list[SampleRecord] = field(default_factory=list)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -142,12 +154,15 @@ class BenchflowRun:
                 labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
                 secret_values=sorted(self.secrets),
                 cache=self.cache,
+                epoch=item.epoch,
+                transcripts=self.transcripts,
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)
             try:
                 ctx.runner.execute(ctx.bench, spec, env)
             finally:
+                spec.close()
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
@@ -163,8 +178,10 @@ class BenchflowRun:
         for name, value in result.metrics.items():
             item.user_properties.append((f"metric.{name}", self.redact(str(value))))
 
-    def record(self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> TaskRecord:
-        """The record of ``item``'s finished task, from its final report (secrets redacted)."""
+    def record(
+        self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport
+    ) -> tuple[TaskRecord, list[SampleRecord]]:
+        """The record of ``item``'s finished task, from its final report, and its samples (secrets redacted)."""
         outcome: Outcome
         if report.passed:
             outcome, reason = "passed", None
@@ -178,7 +195,18 @@ class BenchflowRun:
             reason = one_line_reason(error) if error is not None else None
         result = item.result
         details = str(report.longrepr) if report.longrepr is not None else None
-        return TaskRecord(
+        samples = [
+            SampleRecord(
+                item.bench_name,
+                item.task_id,
+                s.sample_id,
+                s.score,
+                item.epoch,
+                self.redact_data(s.metadata) if s.metadata else None,
+            )
+            for s in (result.samples or [] if result else [])
+        ]
+        record = TaskRecord(
             bench=item.bench_name,
             task_id=item.task_id,
             nodeid=item.nodeid,
@@ -193,17 +221,20 @@ class BenchflowRun:
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
             usage=item.usage,
+            epoch=item.epoch,
         )
+        return record, samples
 
     def crash_record(self, nodeid: str, reason: str) -> TaskRecord:
         """The error record of a task whose process died while running it (an xdist worker killed)."""
-        bench, _, name = nodeid.removeprefix(NODE_PREFIX).partition("::")
+        bench, _, full_name = nodeid.removeprefix(NODE_PREFIX).partition("::")
+        name, epoch = split_epoch(full_name)
         ctx = self.benches.get(bench)
         task_id = name
         if ctx is not None and item_name(name) != name:
             # A hashed node name: the task listing (read only now, on this rare path) says which id it was.
             task_id = next((t for t in list_task_ids(ctx.bench, self.split) if item_name(t) == name), name)
-        dir_name = task_dir_name(task_id)
+        dir_name = run_names(task_id, epoch or 1, self.epochs)[1]
         return TaskRecord(
             bench=bench,
             task_id=task_id,
@@ -213,6 +244,7 @@ class BenchflowRun:
             results_dir=f"{bench}/results/{dir_name}",
             log_dir=f"{bench}/logs/{dir_name}",
             finished_at=time.time(),
+            epoch=epoch or 1,
         )
 
     def redact_report(self, report: pytest.TestReport) -> None:

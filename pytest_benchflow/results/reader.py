@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResultsFormatError
-from .records import BenchInfo, BenchSummary, BenchTally, TaskRecord, check_version, json_type
-from .writer import NEVER_RAN
+from .records import BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord, check_version, json_type
+from .writer import NEVER_RAN, group_samples
 
 __all__ = ["RunData", "load_run"]
 
@@ -24,12 +24,17 @@ class RunData:
     bench_info: dict[str, BenchInfo]
     #: What was skipped while reading (a truncated last line, a newer run that never ran).
     warnings: list[str] = field(default_factory=list)
+    #: The samples of the tasks (``samples.jsonl``), the last of each (bench, task, epoch, sample id).
+    samples: list[SampleRecord] = field(default_factory=list)
 
     def benches(self) -> dict[str, BenchSummary]:
         """Per bench: the written info (args, breakdown, …) with counts and statistics from the records."""
         tallies: dict[str, BenchTally] = {}
+        groups = group_samples(self.samples)
         for record in self.records:
-            tallies.setdefault(record.bench, BenchTally()).add(record)
+            tallies.setdefault(record.bench, BenchTally()).add(
+                record, groups.get((record.bench, record.task_id, record.epoch), [])
+            )
         names = list(dict.fromkeys([*self.bench_info, *tallies]))
         found = {}
         for name in names:
@@ -69,27 +74,38 @@ def _run_directory(path: Path, warnings: list[str]) -> Path:
     )
 
 
-def _read_records(jsonl: Path, warnings: list[str]) -> list[TaskRecord]:
-    if not jsonl.exists():
+def _read_lines(path: Path, warnings: list[str]) -> list[tuple[Any, str]]:
+    """Each line's JSON value with where it is; an incomplete last line (a run cut off) is skipped with a warning."""
+    if not path.exists():
         return []
-    lines = jsonl.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    records = []
+    values = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            values.append((json.loads(line), f"{path}:{i + 1}"))
         except ValueError as e:
             if i == last:
-                # A run killed while writing leaves half a line: keep every record before it.
-                warnings.append(f"{jsonl}:{i + 1}: incomplete last line skipped (the run was cut off while writing)")
+                # A run killed while writing leaves half a line: keep every line before it.
+                warnings.append(f"{path}:{i + 1}: incomplete last line skipped (the run was cut off while writing)")
                 break
-            raise ResultsFormatError(f"{jsonl}:{i + 1}: not valid JSON ({e})") from None
-        records.append(TaskRecord.from_json(data, f"{jsonl}:{i + 1}"))
-    # A resumed run reruns tasks that errored: the last record of a task is the one that counts.
-    latest = {(r.bench, r.task_id): r for r in records}
+            raise ResultsFormatError(f"{path}:{i + 1}: not valid JSON ({e})") from None
+    return values
+
+
+def _read_records(jsonl: Path, warnings: list[str]) -> list[TaskRecord]:
+    records = [TaskRecord.from_json(data, where) for data, where in _read_lines(jsonl, warnings)]
+    # A resumed run reruns tasks that errored: the last record of a task's epoch is the one that counts.
+    latest = {(r.bench, r.task_id, r.epoch): r for r in records}
     return list(latest.values()) if len(latest) < len(records) else records
+
+
+def _read_samples(jsonl: Path, warnings: list[str]) -> list[SampleRecord]:
+    samples = [SampleRecord.from_json(data, where) for data, where in _read_lines(jsonl, warnings)]
+    latest = {(s.bench, s.task_id, s.epoch, s.sample_id): s for s in samples}
+    return list(latest.values()) if len(latest) < len(samples) else samples
 
 
 def load_run(path: Path) -> RunData:
@@ -106,10 +122,13 @@ def load_run(path: Path) -> RunData:
     run_dir = _run_directory(path, warnings)
     summary = _read_summary(run_dir)
     records = _read_records(run_dir / "results.jsonl", warnings)
+    samples = _read_samples(run_dir / "samples.jsonl", warnings)
     bench_info = {
         name: BenchInfo.from_json(info, f"{run_dir / 'summary.json'}: benches.{name}")
         for name, info in summary.get("benches", {}).items()
     }
     metadata = {k: v for k, v in summary.items() if k not in ("benches", "tasks")}
     metadata.setdefault("run_id", run_dir.name)
-    return RunData(path=run_dir, metadata=metadata, records=records, bench_info=bench_info, warnings=warnings)
+    return RunData(
+        path=run_dir, metadata=metadata, records=records, bench_info=bench_info, warnings=warnings, samples=samples
+    )

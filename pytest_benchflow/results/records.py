@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from ..errors import ResultsFormatError
-from ..stats import mean_and_stderr, wilson_interval
+from ..stats import ClusteredMean, clustered_mean, mean_and_stderr, pass_at_k, pass_hat_k, wilson_interval
 
 __all__ = [
     "OUTCOMES",
@@ -17,8 +17,10 @@ __all__ = [
     "BenchStats",
     "BenchSummary",
     "BenchTally",
+    "EpochStats",
     "MetricStats",
     "Outcome",
+    "SampleRecord",
     "TaskRecord",
     "agent_label",
     "check_version",
@@ -104,9 +106,15 @@ class TaskRecord:
     other: dict[str, Any] | None = None
     notes: list[str] | None = None
     usage: dict[str, int] | None = None
+    #: Which run of the task (``--benchflow-epochs``), from 1.
+    epoch: int = 1
+    #: How many samples the task reported (in ``samples.jsonl``), None when it reported none.
+    samples: int | None = None
 
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "nodeid": (str,),
+        "epoch": (int,),
+        "samples": (int,),
         "is_resolved": (bool,),
         "metrics": (dict,),
         "duration": (int, float),
@@ -124,7 +132,7 @@ class TaskRecord:
         """The record as written, with its schema version; empty optional fields left out."""
         # Shallow on purpose (asdict deep-copies): this runs twice per task, 12,032 times in a large run.
         data = {"schema_version": SCHEMA_VERSION, **self.__dict__}
-        for optional in ("details", "other", "notes", "usage"):
+        for optional in ("details", "other", "notes", "usage", "samples"):
             if not data[optional]:
                 del data[optional]
         return data
@@ -145,6 +153,96 @@ class TaskRecord:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         return cls(**values)
+
+
+@dataclass
+class SampleRecord:
+    """One sample of a task's epoch: a line of ``samples.jsonl``."""
+
+    bench: str
+    task_id: str
+    sample_id: str
+    score: float
+    epoch: int = 1
+    metadata: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        if not data["metadata"]:
+            del data["metadata"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> SampleRecord:
+        if not isinstance(data, dict):
+            raise ResultsFormatError(f"{where}: expected a JSON object, found {json_type(data)}")
+        if not all(isinstance(data.get(k), str) for k in ("bench", "task_id", "sample_id")):
+            raise ResultsFormatError(f"{where}: sample lacks bench, task_id or sample_id (strings)")
+        score = data.get("score")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise ResultsFormatError(f"{where}: 'score' must be a number from 0 to 1, not {score!r}")
+        _check_types(data, {"epoch": (int,), "metadata": (dict,)}, where)
+        return cls(
+            bench=data["bench"],
+            task_id=data["task_id"],
+            sample_id=data["sample_id"],
+            score=float(score),
+            epoch=data.get("epoch") or 1,
+            metadata=data.get("metadata"),
+        )
+
+
+@dataclass
+class EpochStats:
+    """A bench run for several epochs: per-epoch rates, pass@k and pass^k over tasks, flaky tasks."""
+
+    epochs: int
+    #: The resolution rate of each epoch, and their mean.
+    per_epoch: list[float | None]
+    mean: float | None
+    #: k → the mean over tasks (with at least k epochs) of the unbiased estimator.
+    pass_at_k: dict[str, float]
+    pass_hat_k: dict[str, float]
+    #: Tasks whose outcome differs between epochs.
+    flaky: list[str]
+
+
+def _ks(n: int) -> list[int]:
+    """1, 2, 4, … and n itself."""
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return [*ks, n]
+
+
+def epoch_stats(records: Iterable[TaskRecord]) -> EpochStats | None:
+    """The epochs of a bench's records; None when every task ran once."""
+    by_task: dict[str, list[TaskRecord]] = {}
+    by_epoch: dict[int, list[bool]] = {}
+    for record in records:
+        by_task.setdefault(record.task_id, []).append(record)
+        by_epoch.setdefault(record.epoch, []).append(record.outcome == "passed")
+    epochs = max(by_epoch, default=1)
+    if epochs < 2:
+        return None
+    per_epoch = [sum(by_epoch[e]) / len(by_epoch[e]) if by_epoch.get(e) else None for e in range(1, epochs + 1)]
+    known = [r for r in per_epoch if r is not None]
+    at: dict[str, float] = {}
+    hat: dict[str, float] = {}
+    for k in _ks(epochs):
+        tried = [(len(rs), sum(r.outcome == "passed" for r in rs)) for rs in by_task.values() if len(rs) >= k]
+        if tried:
+            at[str(k)] = sum(pass_at_k(n, c, k) for n, c in tried) / len(tried)
+            hat[str(k)] = sum(pass_hat_k(n, c, k) for n, c in tried) / len(tried)
+    return EpochStats(
+        epochs=epochs,
+        per_epoch=per_epoch,
+        mean=sum(known) / len(known) if known else None,
+        pass_at_k=at,
+        pass_hat_k=hat,
+        flaky=sorted(t for t, rs in by_task.items() if len({r.outcome for r in rs}) > 1),
+    )
 
 
 @dataclass
@@ -169,6 +267,10 @@ class BenchStats:
     metrics: dict[str, MetricStats] = field(default_factory=dict)
     #: Tokens and requests summed over the tasks that reported usage (None when none did); ``cost`` with a price.
     usage: dict[str, Any] | None = None
+    #: The mean sample score with its clustered standard error (None when no task reported samples).
+    samples: ClusteredMean | None = None
+    #: With ``--benchflow-epochs`` above 1: per-epoch rates, pass@k, pass^k, flaky tasks.
+    epochs: EpochStats | None = None
 
 
 @dataclass
@@ -208,23 +310,47 @@ class BenchSummary:
     def to_json(self) -> dict[str, Any]:
         stats = asdict(self.stats)
         stats["resolution_rate_ci95"] = list(self.stats.resolution_rate_ci95)
+        if self.stats.samples is not None:
+            stats["samples"]["ci95"] = list(self.stats.samples.ci95)
+        for optional in ("samples", "epochs"):
+            if stats[optional] is None:
+                del stats[optional]
         return {**asdict(self.info), **stats}
 
 
 @dataclass
 class BenchTally:
-    """One bench's task outcomes: the last record of each task counts (a resumed run reruns errors)."""
+    """One bench's task outcomes and samples: the last record of each task's epoch counts (a resumed
+    run reruns errors), with its samples."""
 
-    last: dict[str, TaskRecord] = field(default_factory=dict)
+    last: dict[tuple[str, int], TaskRecord] = field(default_factory=dict)
+    samples: dict[tuple[str, int], list[float]] = field(default_factory=dict)
 
-    def add(self, record: TaskRecord) -> None:
-        self.last.pop(record.task_id, None)  # re-inserted: the order is the order tasks finished
-        self.last[record.task_id] = record
+    def add(self, record: TaskRecord, samples: Iterable[SampleRecord] | None = None) -> None:
+        key = (record.task_id, record.epoch)
+        self.last.pop(key, None)  # re-inserted: the order is the order tasks finished
+        self.last[key] = record
+        if samples is not None:
+            scores = [s.score for s in samples]
+            if scores:
+                self.samples[key] = scores
+            else:
+                self.samples.pop(key, None)
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        """What ``BaseBench.summarize`` receives: one ``{"task_id", "outcome", "metrics"}`` per task."""
-        return [{"task_id": r.task_id, "outcome": r.outcome, "metrics": r.metrics} for r in self.last.values()]
+        """What ``BaseBench.summarize`` receives: one ``{"task_id", "epoch", "outcome", "metrics"}`` per task run."""
+        return [
+            {"task_id": r.task_id, "epoch": r.epoch, "outcome": r.outcome, "metrics": r.metrics}
+            for r in self.last.values()
+        ]
+
+    def sample_stats(self) -> ClusteredMean | None:
+        """The mean sample score, its samples clustered by task (all epochs of a task in one cluster)."""
+        clusters: dict[str, list[float]] = {}
+        for (task_id, _), scores in self.samples.items():
+            clusters.setdefault(task_id, []).extend(scores)
+        return clustered_mean(list(clusters.values()))
 
     def usage(self) -> dict[str, Any]:
         total: dict[str, Any] = {}
@@ -257,4 +383,6 @@ class BenchTally:
                 n: MetricStats(*mean_and_stderr(metrics[n]), count=len(metrics[n])) for n in names if n in metrics
             },
             usage=self.usage() or None,
+            samples=self.sample_stats(),
+            epochs=epoch_stats(self.last.values()),
         )

@@ -7,16 +7,16 @@ import math
 import os
 import platform
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
-from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, TaskRecord
+from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord
 
-__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "now_iso"]
+__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso"]
 
 # pytest's exit codes of a session that did not run as asked: INTERNAL_ERROR, USAGE_ERROR.
 NEVER_RAN = (3, 4)
@@ -80,8 +80,17 @@ class RunSummary:
     benches: dict[str, BenchSummary] = field(default_factory=dict)
 
 
+def group_samples(samples: Iterable[SampleRecord]) -> dict[tuple[str, str, int], list[SampleRecord]]:
+    """Samples by (bench, task, epoch), in the order read."""
+    groups: dict[tuple[str, str, int], list[SampleRecord]] = {}
+    for sample in samples:
+        groups.setdefault((sample.bench, sample.task_id, sample.epoch), []).append(sample)
+    return groups
+
+
 class ResultsWriter:
-    """Appends one JSON line per finished task and writes the summary at the end.
+    """Appends one JSON line per finished task to ``results.jsonl`` and one per sample to
+    ``samples.jsonl`` (both flushed as written), and writes the summary at the end.
 
     Only one process writes (the xdist controller, or the only process): workers'
     records reach it inside their test reports.
@@ -93,8 +102,10 @@ class ResultsWriter:
         metadata: dict[str, Any],
         price: tuple[float, float] | None = None,
         earlier: list[TaskRecord] = [],  # noqa: B006 - read only
+        earlier_samples: list[SampleRecord] = [],  # noqa: B006 - read only
     ) -> None:
-        """``earlier``: the records already in ``run_dir`` when a run is resumed; they count in the summary."""
+        """``earlier`` and ``earlier_samples``: what ``run_dir`` already holds when a run is resumed;
+        they count in the summary."""
         self.run_dir = run_dir
         self.price = price
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -102,18 +113,32 @@ class ResultsWriter:
         if earlier:
             self.metadata["resumed_at"] = self.metadata["started_at"]
         self.tallies: dict[str, BenchTally] = {}
-        self._costs: dict[tuple[str, str], float] = {}
-        self.durations: dict[tuple[str, str], dict[str, Any]] = {}
+        self._costs: dict[tuple[str, str, int], float] = {}
+        self.durations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.written = 0
+        earlier_groups = group_samples(earlier_samples)
         for record in earlier:
-            self._count(record)
+            self._count(record, earlier_groups.get((record.bench, record.task_id, record.epoch), []))
         self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
+        self._samples: IO[str] = open(run_dir / "samples.jsonl", "a", encoding="utf-8")
 
     def spent(self) -> float:
         """What the tasks written so far cost at ``price`` (0 without a price)."""
         return sum(self._costs.values())
 
-    def add(self, record: TaskRecord) -> None:
+    def add(self, record: TaskRecord, samples: list[SampleRecord] | None = None) -> None:
+        """Write a finished task's record and its samples (before the record: a reader that finds
+        the record finds its samples)."""
+        if samples:
+            lines = []
+            for sample in samples:
+                data = sample.to_json()
+                if "metadata" in data:
+                    data["metadata"] = finite(data["metadata"])[0]
+                lines.append(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+            self._samples.write("".join(lines))
+            self._samples.flush()
+            record.samples = len(samples)
         # Only the bench's values can be NaN or infinite; they become null, with a note saying so.
         notes = list(record.notes or [])
         record.metrics, replaced = finite(record.metrics, "metrics")
@@ -125,15 +150,16 @@ class ResultsWriter:
         self._jsonl.write(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
         self._jsonl.flush()
         self.written += 1
-        self._count(record)
+        self._count(record, samples or [])
 
-    def _count(self, record: TaskRecord) -> None:
-        self.tallies.setdefault(record.bench, BenchTally()).add(record)
+    def _count(self, record: TaskRecord, samples: list[SampleRecord]) -> None:
+        self.tallies.setdefault(record.bench, BenchTally()).add(record, samples)
         if self.price and record.usage:
-            self._costs[(record.bench, record.task_id)] = cost(record.usage, self.price)
-        self.durations[record.bench, record.task_id] = {
+            self._costs[(record.bench, record.task_id, record.epoch)] = cost(record.usage, self.price)
+        self.durations[record.bench, record.task_id, record.epoch] = {
             "bench": record.bench,
             "task_id": record.task_id,
+            "epoch": record.epoch,
             "outcome": record.outcome,
             "duration": record.duration,
         }
@@ -153,6 +179,7 @@ class ResultsWriter:
         also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
+        self._samples.close()
         if not self.written and exit_status == _USAGE_ERROR:
             if not self.durations:  # a resumed run keeps its directory, untouched
                 shutil.rmtree(self.run_dir, ignore_errors=True)

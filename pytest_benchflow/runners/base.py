@@ -15,6 +15,7 @@ from ..cache import ResponseCache
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
+from ..transcript import TRANSCRIPT_FILE, TRANSCRIPTS_ENV, Transcript, no_transcript
 from ..usage import UsageMeter, read_usage_file
 from .archive import make_task_dir
 
@@ -51,11 +52,26 @@ class TaskSpec:
     usage: UsageMeter = field(default_factory=UsageMeter)
     #: The response cache the task's clients use (in-process runs), or None.
     cache: ResponseCache | None = None
+    #: Which run of the task this is (``--benchflow-epochs``), from 1.
+    epoch: int = 1
+    #: Whether the task's clients keep ``transcript.jsonl`` in its log directory (``--benchflow-transcripts``).
+    transcripts: bool = True
+    transcript: Transcript | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.transcripts:
+            self.transcript = Transcript(self.log_dir / TRANSCRIPT_FILE, self.secret_values)
 
     def context(self, base: contextvars.Context | None = None) -> contextvars.Context:
-        """The context the task's code runs in: its usage meter and cache (on top of ``base``)."""
+        """The context the task's code runs in: its usage meter, transcript and cache (on top of ``base``)."""
         context = self.usage.scope(base)
-        return self.cache.scope(context) if self.cache is not None else context
+        context = self.transcript.scope(context) if self.transcript is not None else no_transcript(context)
+        return self.cache.scope(context, self.epoch) if self.cache is not None else context
+
+    def close(self) -> None:
+        """The task is over: close its transcript (a late answer of an abandoned request is dropped)."""
+        if self.transcript is not None:
+            self.transcript.close()
 
 
 class Runner(ABC):
@@ -118,6 +134,8 @@ def prepare_task(spec: TaskSpec) -> TaskEnvironment:
         results_dir=str(spec.results_dir),
         log_dir=str(spec.log_dir),
     )
+    if not spec.transcripts:
+        env[TRANSCRIPTS_ENV] = "off"  # a client in a container reads it there
     # In-process, progress goes to the runner's callback, never to stdout.
     env.progress_callback = spec.progress or _ignore_progress
     return env
