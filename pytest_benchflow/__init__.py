@@ -20,7 +20,7 @@ from .errors import (
     TaskTimeout,
 )
 from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
-from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
+from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs, SampleResult
 from .usage import AgentAnswer
 
 __version__ = "0.2.0"
@@ -47,6 +47,7 @@ __all__ = [
     "LocalRunner",
     "ResolvedArgs",
     "ResultError",
+    "SampleResult",
     "TaskCancelled",
     "TaskEnvironment",
     "TaskError",

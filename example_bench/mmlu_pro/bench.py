@@ -8,13 +8,20 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult
+from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult, SampleResult
 from pytest_benchflow.bench import Entrance
 
 from .data import by_category, load_questions, task_slug
 from .evaluate import DEFAULTS, evaluate, settings
 
 __all__ = ["MMLUProBench"]
+
+
+def _one(results: Path, suffix: str) -> Path:
+    found = [results / name for name in os.listdir(results) if name.endswith(suffix)]
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one <category>{suffix} in {results}, found {len(found)}")
+    return found[0]
 
 
 class MMLUProBench(BaseBench):
@@ -59,21 +66,18 @@ class MMLUProBench(BaseBench):
 
     def get_result(self, task_id: str) -> BenchmarkResult:
         per_question = "/" in task_id
-        suffix = "_result.json" if per_question else "_summary.json"
         results = Path(str(self.results_dir))
-        found = [results / name for name in os.listdir(results) if name.endswith(suffix)]
-        if len(found) != 1:
-            raise FileNotFoundError(f"expected one <category>{suffix} in {results}, found {len(found)}")
-        data = json.loads(found[0].read_text(encoding="utf-8"))
+        answered: list[dict[str, Any]] = json.loads(_one(results, "_result.json").read_text(encoding="utf-8"))
         if per_question:
-            # One question: its record says everything (and spares reading the summary).
-            (question,) = data
+            # One question: its record says everything.
+            (question,) = answered
             correct, n, unparsed = int(question["correct"]), 1, int(question["pred"] is None)
             resolved = question["pred"] == question["answer"]
             log = {"pred": question["pred"], "answer": question["answer"], "response": question["response"][-500:]}
         else:
-            total = data["total"]
-            correct, n, unparsed = int(total["corr"]), int(total["corr"] + total["wrong"]), int(data.get("unparsed", 0))
+            total = json.loads(_one(results, "_summary.json").read_text(encoding="utf-8"))
+            correct, n = int(total["total"]["corr"]), int(total["total"]["corr"] + total["total"]["wrong"])
+            unparsed = int(total.get("unparsed", 0))
             threshold = settings(self.args)["pass_threshold"]
             resolved = n > 0 and correct / n >= threshold
             log = {"text": f"accuracy {correct / n if n else 0:.4f} ({correct}/{n}); pass threshold {threshold}"}
@@ -89,6 +93,15 @@ class MMLUProBench(BaseBench):
                 "stderr": math.sqrt(acc * (1 - acc) / n) if n else 0.0,
             },
             log=log,
+            # One sample per question: the unit the paired regression gate and the report's drill-down see.
+            samples=[
+                SampleResult(
+                    sample_id=str(q["question_id"]),
+                    score=float(q["correct"]),
+                    metadata={"pred": q["pred"], "answer": q["answer"]},
+                )
+                for q in answered
+            ],
         )
 
     def summarize(self, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -149,6 +149,7 @@ def _ask(
                 max_concurrency=s["max_concurrency"],
                 on_done=lambda done, total: report_progress(env, done, total),
                 on_result=keep,
+                sample_ids=[str(q["question_id"]) for q in pending],
             )
         except Exception as e:
             return responses, e

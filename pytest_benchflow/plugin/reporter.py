@@ -11,9 +11,9 @@ from ..errors import ResultsFormatError
 from ..results.compare import compare_runs, format_comparison
 from ..results.html import render_html
 from ..results.reader import load_run
-from ..results.records import agent_label
+from ..results.records import EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
-from ..stats import percent
+from ..stats import ClusteredMean, percent
 from .items import NODE_PREFIX
 from .session import BenchflowRun, take_record
 
@@ -88,11 +88,7 @@ class ResultsReporter:
     def _after_summary(self, session: pytest.Session) -> None:
         current = load_run(self.run.run_dir)
         self.notes += current.warnings
-        if self.html:
-            path = Path(self.html)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render_html(current), encoding="utf-8")
-            self.notes.append(f"HTML report: {path}")
+        base, comparisons = None, None
         if self.baseline:
             try:
                 base = load_run(Path(self.baseline))
@@ -103,6 +99,11 @@ class ResultsReporter:
             self.comparison = format_comparison(comparisons, base, current)
             if any(c.regression for c in comparisons) and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.html:
+            path = Path(self.html)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_html(current, comparisons, base), encoding="utf-8")
+            self.notes.append(f"HTML report: {path}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
@@ -124,6 +125,10 @@ class ResultsReporter:
                 f"{b.failed} failed, {_count(b.errors, 'error')}; resolution rate {percent(b.resolution_rate)} "
                 f"(95% CI {percent(low)}–{percent(high)})"
             )
+            if b.samples is not None:
+                tr.line("  " + sample_line(b.samples))
+            if b.epochs is not None:
+                tr.line("  " + epochs_line(b.epochs))
             for metric, stats in b.metrics.items():
                 tr.line(
                     f"  {metric}: {stats.mean:.4g} ± {stats.stderr:.2g} "
@@ -145,6 +150,31 @@ class ResultsReporter:
 def _crashed(report: pytest.TestReport) -> bool:
     phase: str = report.when or ""
     return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
+
+
+def sample_line(s: ClusteredMean) -> str:
+    """The bench's mean sample score with its interval, saying how the interval was made."""
+    low, high = s.ci95
+    how = (
+        f"clustered by {_count(s.clusters, 'task')}"
+        if s.method == "clustered"
+        else "one task: samples taken as independent"
+    )
+    return (
+        f"samples: mean score {percent(s.mean)} (95% CI {percent(max(0.0, low))}–{percent(min(1.0, high))}, "
+        f"{s.samples:,} samples, {how})"
+    )
+
+
+def epochs_line(e: EpochStats) -> str:
+    """Per-epoch rates, pass@k and pass^k, and how many tasks were flaky."""
+    rates = ", ".join(percent(r) for r in e.per_epoch)
+    at = ", ".join(f"pass@{k} {percent(v)}" for k, v in e.pass_at_k.items())
+    hat = ", ".join(f"pass^{k} {percent(v)}" for k, v in e.pass_hat_k.items())
+    flaky = f"{_count(len(e.flaky), 'flaky task')}" + (
+        f" ({', '.join(e.flaky[:5])}{', …' if len(e.flaky) > 5 else ''})" if e.flaky else ""
+    )
+    return f"{e.epochs} epochs: resolution rate per epoch {rates} (mean {percent(e.mean)}); {at}; {hat}; {flaky}"
 
 
 def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:

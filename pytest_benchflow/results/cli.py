@@ -30,7 +30,9 @@ def _load(path: str) -> RunData:
 def _report(args: argparse.Namespace) -> int:
     run = _load(args.results_dir)
     output = Path(args.output)
-    output.write_text(render_html(run), encoding="utf-8")
+    base = _load(args.baseline) if args.baseline else None
+    comparisons = compare_runs(base, run, alpha=args.alpha, max_drop=args.max_drop) if base else None
+    output.write_text(render_html(run, comparisons, base), encoding="utf-8")
     print(f"report of {run.path} written to {output}")
     return EXIT_OK
 
@@ -90,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the HTML report of a results directory")
     report.add_argument("results_dir", help="a run directory, or an output directory (its newest run is used)")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
+    report.add_argument("--baseline", help="an earlier run to compare with: verdicts and flipped samples in the report")
+    report.add_argument("--alpha", type=float, default=0.05, help="significance level of the comparison")
+    report.add_argument("--max-drop", type=float, default=0.0, help="tolerated fall, e.g. 0.02 (default 0)")
     report.set_defaults(run=_report)
     compare = sub.add_parser("compare", help="compare two runs; optionally fail on a significant regression")
     compare.add_argument("base_dir")

@@ -1,4 +1,4 @@
-"""Comparing two runs: rate and metric differences with intervals, per-task flips, a paired significance test."""
+"""Comparing two runs: rates, metrics and sample scores with intervals, flips, paired significance tests."""
 
 from __future__ import annotations
 
@@ -6,11 +6,19 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..stats import mcnemar_exact, mean_difference, percent, proportion_difference, two_proportion_p
+from ..stats import (
+    clustered_mean,
+    mcnemar_exact,
+    mean_difference,
+    normal_p,
+    percent,
+    proportion_difference,
+    two_proportion_p,
+)
 from .reader import RunData
-from .records import TaskRecord
+from .records import SampleRecord, TaskRecord
 
-__all__ = ["BenchComparison", "MetricChange", "compare_runs", "format_comparison"]
+__all__ = ["BenchComparison", "MetricChange", "SampleComparison", "compare_runs", "format_comparison"]
 
 
 @dataclass
@@ -20,6 +28,31 @@ class MetricChange:
     new: float
     difference: float
     ci95: tuple[float, float]
+
+
+@dataclass
+class SampleComparison:
+    """A bench's samples paired on (sample id, epoch): the paired difference and its tests.
+
+    ``ci95`` and ``clustered_p`` account for samples clustered in tasks; ``p_value`` is McNemar's
+    exact test over samples (binary scores) or the paired z-test (fractional scores).
+    """
+
+    paired: int
+    clusters: int
+    base_mean: float
+    new_mean: float
+    difference: float
+    ci95: tuple[float, float]
+    #: Samples whose score fell / rose.
+    worse: int
+    better: int
+    test: str
+    p_value: float
+    clustered_p: float
+    regression: bool = False
+    #: (task id, sample id, epoch, base score, new score) of every sample whose score changed.
+    flipped: list[tuple[str, str, int, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -38,22 +71,78 @@ class BenchComparison:
     p_value: float = 1.0
     regression: bool = False
     metrics: list[MetricChange] = field(default_factory=list)
+    #: The paired sample-level comparison, when both runs have samples of this bench.
+    samples: SampleComparison | None = None
+    #: Whether the task-level test alone found a regression (``regression`` also counts samples).
+    task_regression: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
-def _resolved(records: list[TaskRecord], bench: str) -> dict[str, bool]:
-    return {r.task_id: r.outcome == "passed" for r in records if r.bench == bench}
+def _resolved(records: list[TaskRecord], bench: str) -> dict[tuple[str, int], bool]:
+    return {(r.task_id, r.epoch): r.outcome == "passed" for r in records if r.bench == bench}
+
+
+def _task_label(task: tuple[str, int], epochs: bool) -> str:
+    return f"{task[0]} (epoch {task[1]})" if epochs else task[0]
+
+
+def _scores(samples: list[SampleRecord], bench: str) -> dict[tuple[str, int], SampleRecord]:
+    return {(s.sample_id, s.epoch): s for s in samples if s.bench == bench}
+
+
+def compare_samples(
+    base: list[SampleRecord], new: list[SampleRecord], bench: str, *, alpha: float, max_drop: float
+) -> SampleComparison | None:
+    """Pair ``bench``'s samples on (sample id, epoch); None when the runs share none."""
+    before, after = _scores(base, bench), _scores(new, bench)
+    keys = [k for k in after if k in before]
+    if not keys:
+        return None
+    clusters: dict[str, list[float]] = {}
+    flipped = []
+    for key in keys:
+        b, n = before[key], after[key]
+        clusters.setdefault(b.task_id, []).append(n.score - b.score)
+        if n.score != b.score:
+            flipped.append((b.task_id, b.sample_id, b.epoch, b.score, n.score))
+    diff = clustered_mean(list(clusters.values()))
+    assert diff is not None
+    worse = sum(1 for f in flipped if f[4] < f[3])
+    better = len(flipped) - worse
+    binary = all(before[k].score in (0.0, 1.0) and after[k].score in (0.0, 1.0) for k in keys)
+    clustered_p = normal_p(diff.mean, diff.stderr)
+    test, p = ("mcnemar-exact", mcnemar_exact(worse, better)) if binary else ("paired-z", clustered_p)
+    base_mean = sum(before[k].score for k in keys) / len(keys)
+    return SampleComparison(
+        paired=len(keys),
+        clusters=diff.clusters,
+        base_mean=base_mean,
+        new_mean=base_mean + diff.mean,
+        difference=diff.mean,
+        ci95=diff.ci95,
+        worse=worse,
+        better=better,
+        test=test,
+        p_value=p,
+        clustered_p=clustered_p if diff.method == "clustered" else p,
+        # McNemar takes samples as independent; the clustered test does not: a drop must pass both.
+        regression=-diff.mean > max_drop and p < alpha and (diff.method != "clustered" or clustered_p < alpha),
+        flipped=sorted(flipped, key=lambda f: f[4] - f[3]),
+    )
 
 
 def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: float = 0.0) -> list[BenchComparison]:
     """Compare every benchmark present in both runs.
 
     A benchmark regressed when its resolution rate fell by more than ``max_drop`` and the
-    fall is significant at ``alpha``: by McNemar's exact test on the tasks both runs have
-    (paired), or by a two-proportion z-test when they share none. Errors count as unresolved.
+    fall is significant at ``alpha``: by McNemar's exact test on the (task, epoch) runs both
+    have (paired), or by a two-proportion z-test when they share none. Errors count as
+    unresolved. When both runs have samples, it also regressed when the mean sample score
+    fell by more than ``max_drop`` and the paired fall is significant at ``alpha`` both by
+    McNemar's exact test over samples and by the z-test clustered by task.
     """
     base_benches, new_benches = base.benches(), new.benches()
     comparisons = []
@@ -62,13 +151,16 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
         diff, low, high = proportion_difference(b.resolved, b.tasks, n.resolved, n.tasks)
         before, after = _resolved(base.records, name), _resolved(new.records, name)
         shared = [t for t in after if t in before]
-        regressed = [t for t in shared if before[t] and not after[t]]
-        fixed = [t for t in shared if not before[t] and after[t]]
+        epochs = any(e > 1 for _, e in [*before, *after])
+        regressed = [_task_label(t, epochs) for t in shared if before[t] and not after[t]]
+        fixed = [_task_label(t, epochs) for t in shared if not before[t] and after[t]]
         if shared:
             test, p = "mcnemar-exact", mcnemar_exact(len(regressed), len(fixed))
         else:
             test, p = "two-proportion-z", two_proportion_p(b.resolved, b.tasks, n.resolved, n.tasks)
         drop = -diff if not math.isnan(diff) else 0.0
+        samples = compare_samples(base.samples, new.samples, name, alpha=alpha, max_drop=max_drop)
+        task_regression = drop > max_drop and p < alpha
         metrics = []
         for metric, s_new in n.metrics.items():
             s_base = b.metrics.get(metric)
@@ -87,11 +179,30 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
                 fixed=fixed,
                 test=test,
                 p_value=p,
-                regression=drop > max_drop and p < alpha,
+                regression=task_regression or (samples is not None and samples.regression),
                 metrics=metrics,
+                samples=samples,
+                task_regression=task_regression,
             )
         )
     return comparisons
+
+
+def _sample_lines(s: SampleComparison) -> list[str]:
+    verdict = "REGRESSION" if s.regression else "no significant regression"
+    lines = [
+        f"  samples: {s.paired:,} in both runs (in {s.clusters:,} tasks): mean score {percent(s.base_mean)} -> "
+        f"{percent(s.new_mean)} ({_signed(s.difference)}, 95% CI {_signed(s.ci95[0])} to {_signed(s.ci95[1])}, "
+        f"clustered by task); {s.worse:,} worse, {s.better:,} better; {s.test} p={s.p_value:.3g}, "
+        f"clustered p={s.clustered_p:.3g}: {verdict}"
+    ]
+    worse = [f for f in s.flipped if f[4] < f[3]]
+    for task, sample, epoch, before, after in worse[:10]:
+        where = f"{task} / {sample}" + (f" (epoch {epoch})" if epoch > 1 else "")
+        lines.append(f"    - {where}: {before:g} -> {after:g}")
+    if len(worse) > 10:
+        lines.append(f"    ... and {len(worse) - 10} more")
+    return lines
 
 
 def _signed(x: float, scale: float = 100, unit: str = "pp") -> str:
@@ -118,6 +229,8 @@ def format_comparison(comparisons: list[BenchComparison], base: RunData, new: Ru
             lines.append(f"    - {task}")
         if len(c.regressed) > 10:
             lines.append(f"    ... and {len(c.regressed) - 10} more")
+        if c.samples is not None:
+            lines += _sample_lines(c.samples)
         if c.metrics:
             width = max(len(m.metric) for m in c.metrics)
             lines.append(f"  {'metric':<{width}}  {'base':>10}  {'new':>10}  {'change':>10}  95% CI")

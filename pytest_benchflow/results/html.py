@@ -1,4 +1,4 @@
-"""The self-contained HTML report of a run: metadata, statistics, a chart per benchmark, all tasks."""
+"""The self-contained HTML report of a run: statistics, charts, tasks, their samples and transcripts."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from ..stats import Z95, percent, wilson_interval
+from .compare import BenchComparison
 from .reader import RunData
-from .records import BenchSummary, agent_label
+from .records import BenchSummary, TaskRecord, agent_label
+from .transcripts import read_transcript
+from .writer import group_samples
 
-__all__ = ["render_html"]
+__all__ = ["MAX_FLIPS_SHOWN", "MAX_SAMPLES", "TRANSCRIPT_BUDGET", "render_html"]
+
+#: Characters of transcripts embedded in one report at most: the page stays small enough to open.
+TRANSCRIPT_BUDGET = 20_000_000
+#: Samples listed in one report at most.
+MAX_SAMPLES = 200_000
+#: Flipped samples listed per bench in the comparison section.
+MAX_FLIPS_SHOWN = 500
 
 _ASSETS = Path(__file__).parent / "assets"
 
@@ -95,6 +105,26 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
         (str(stats.errors), "errors", "error"),
         (percent(stats.resolution_rate), f"resolution rate, 95% CI {percent(low)}–{percent(high)}", ""),
     ]
+    if stats.samples is not None:
+        s_low, s_high = stats.samples.ci95
+        cards.append(
+            (
+                percent(stats.samples.mean),
+                f"mean sample score, 95% CI {percent(max(0.0, s_low))}–{percent(min(1.0, s_high))} "
+                f"({stats.samples.samples:,} samples, clustered by task)",
+                "samples",
+            )
+        )
+    if stats.epochs is not None:
+        e = stats.epochs
+        k = str(e.epochs)
+        cards.append(
+            (
+                f"{percent(e.pass_at_k.get(k))} / {percent(e.pass_hat_k.get(k))}",
+                f"pass@{k} / pass^{k} over {e.epochs} epochs; {len(e.flaky)} flaky tasks",
+                "epochs",
+            )
+        )
     metric_rows = "".join(
         f'<tr data-metric="{html.escape(m)}"><td>{html.escape(m)}</td><td class="num">{_fmt(s.mean)}</td>'
         f'<td class="num">{_fmt(s.mean - Z95 * s.stderr)} – {_fmt(s.mean + Z95 * s.stderr)}</td>'
@@ -128,13 +158,14 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
 
 def _task_rows(run: RunData) -> list[dict[str, Any]]:
     rows = []
+    epochs = any(r.epoch > 1 for r in run.records)
     for i, r in enumerate(run.records):
         metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in r.metrics.items())
         rows.append(
             {
                 "index": i,
                 "bench": r.bench,
-                "task_id": r.task_id,
+                "task_id": f"{r.task_id} (epoch {r.epoch})" if epochs else r.task_id,
                 "outcome": r.outcome,
                 "duration": float(r.duration),
                 "metrics": html.unescape(metrics),
@@ -145,8 +176,123 @@ def _task_rows(run: RunData) -> list[dict[str, Any]]:
     return rows
 
 
-def render_html(run: RunData) -> str:
-    """The report as one HTML string: inline CSS, SVG and script, nothing fetched at view time."""
+def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
+    """Samples per task row and the transcripts of as many as ``budget`` characters allow, wrong ones first.
+
+    ``samples``: ``[task index, sample id, score, metadata text, transcript index or -1]``;
+    ``exchanges``: per task index, transcripts of exchanges without a sample id.
+    """
+    groups = group_samples(run.samples)
+    per_task = [groups.get((r.bench, r.task_id, r.epoch), []) for r in run.records]
+    # What one reads first: tasks that failed or have wrong samples.
+    order = sorted(
+        range(len(run.records)),
+        key=lambda i: (run.records[i].outcome == "passed" and all(s.score == 1 for s in per_task[i]), i),
+    )
+    transcripts: list[dict[str, Any]] = []
+    by_sample: dict[tuple[int, str], int] = {}
+    exchanges: dict[int, list[int]] = {}
+    used = 0
+    capped = False
+    for i in order:
+        if used >= budget:
+            capped = capped or bool(per_task[i]) or run.records[i].outcome != "error"
+            continue
+        for exchange in _exchanges(run, run.records[i]):
+            size = sum(len(str(v)) for v in exchange.values())
+            if used + size > budget:
+                capped = True
+                break
+            used += size
+            transcripts.append(exchange)
+            if exchange["sample_id"] is None:
+                exchanges.setdefault(i, []).append(len(transcripts) - 1)
+            else:
+                by_sample[i, exchange["sample_id"]] = len(transcripts) - 1
+    samples = [
+        [
+            i,
+            s.sample_id,
+            s.score,
+            json.dumps(s.metadata, ensure_ascii=False) if s.metadata else "",
+            by_sample.get((i, s.sample_id), -1),
+        ]
+        for i, group in enumerate(per_task)
+        for s in group
+    ]
+    shown = samples[:MAX_SAMPLES]
+    notes = []
+    if len(samples) > len(shown):
+        notes.append(f"{len(shown):,} of {len(samples):,} samples listed; all are in samples.jsonl")
+    if capped:
+        notes.append(
+            f"transcripts embedded up to {budget / 1e6:g} million characters (tasks that failed first); "
+            "every exchange is in its task's logs/…/transcript.jsonl"
+        )
+    return {"samples": shown, "transcripts": transcripts, "exchanges": exchanges, "notes": notes}
+
+
+def _exchanges(run: RunData, record: TaskRecord) -> list[dict[str, Any]]:
+    return read_transcript(run.path, record.log_dir) if record.log_dir else []
+
+
+def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> str:
+    """The baseline comparison: each bench's verdict and the samples that flipped."""
+    parts = [
+        f'<section id="comparison"><h2>Compared with {html.escape(str(base.metadata.get("run_id", base.path)))}</h2>'
+    ]
+    for c in comparisons:
+        verdict = "regression" if c.regression else "no significant regression"
+        parts.append(
+            f'<div class="verdict {"error" if c.regression else "passed"}" data-bench="{html.escape(c.bench)}">'
+            f"<b>{html.escape(c.bench)}</b>: resolution rate {percent(c.base_rate)} → {percent(c.new_rate)}; "
+            f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; {verdict}</div>"
+        )
+        s = c.samples
+        if s is None:
+            continue
+        parts.append(
+            f'<p class="sample-verdict">{s.paired:,} samples in both runs: mean score {percent(s.base_mean)} → '
+            f"{percent(s.new_mean)} ({100 * s.difference:+.1f}pp, 95% CI {100 * s.ci95[0]:+.1f} to "
+            f"{100 * s.ci95[1]:+.1f}pp, clustered by task); {s.worse:,} worse, {s.better:,} better; "
+            f"{html.escape(s.test)} p={s.p_value:.3g}</p>"
+        )
+        if s.flipped:
+            rows = "".join(
+                f'<tr class="flip {"failed" if new < old else "passed"}"><td>{html.escape(task)}</td>'
+                f'<td>{html.escape(sample)}</td><td class="num">{epoch}</td>'
+                f'<td class="num">{old:g}</td><td class="num">{new:g}</td></tr>'
+                for task, sample, epoch, old, new in s.flipped[:MAX_FLIPS_SHOWN]
+            )
+            more = (
+                f'<p class="note">{MAX_FLIPS_SHOWN} of {len(s.flipped):,} flipped samples shown (worst first); '
+                "`benchflow compare --json` lists them all</p>"
+                if len(s.flipped) > MAX_FLIPS_SHOWN
+                else ""
+            )
+            parts.append(
+                '<table class="flips"><thead><tr><th>task</th><th>sample</th><th class="num">epoch</th>'
+                f'<th class="num">base</th><th class="num">new</th></tr></thead><tbody>{rows}</tbody></table>{more}'
+            )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _script_json(value: Any) -> str:
+    # Inside <script>, "<!--", "<script" and "</script" change how the page parses: no "<" stays literal.
+    return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
+
+
+def render_html(
+    run: RunData,
+    comparisons: list[BenchComparison] | None = None,
+    base: RunData | None = None,
+    transcript_budget: int = TRANSCRIPT_BUDGET,
+) -> str:
+    """The report as one HTML string: inline CSS, SVG and script, nothing fetched at view time.
+
+    With ``comparisons`` (against ``base``), a section shows each bench's verdict and flipped samples.
+    """
     meta = run.metadata
     shown_meta = [
         ("run", meta.get("run_id")),
@@ -158,8 +304,7 @@ def render_html(run: RunData) -> str:
         ("interrupted", meta.get("interrupted")),
         ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()) or None),
     ]
-    # Inside <script>, "<!--", "<script" and "</script" change how the page parses: no "<" stays literal.
-    data = json.dumps(_task_rows(run), ensure_ascii=False).replace("<", "\\u003c")
+    samples = _sample_data(run, transcript_budget)
     benches = run.benches()
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -170,6 +315,7 @@ def render_html(run: RunData) -> str:
         + "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in shown_meta if v is not None)
         + "</dl></header>"
         + "".join(_bench_section(name, bench) for name, bench in benches.items())
+        + (_comparison_section(comparisons, base) if comparisons and base is not None else "")
         + '<section id="tasks"><h2>Tasks</h2><div class="controls">'
         '<label>outcome <select id="outcome-filter"><option value="all">all</option>'
         '<option value="passed">passed</option>'
@@ -178,7 +324,10 @@ def render_html(run: RunData) -> str:
         '<table id="task-table"><thead><tr><th data-key="bench">bench</th><th data-key="task_id">task</th>'
         '<th data-key="outcome">outcome</th><th data-key="duration" class="num">seconds</th>'
         '<th data-key="metrics">metrics</th><th data-key="reason">reason (click a row for details)</th></tr></thead>'
-        "<tbody></tbody></table></section></main>"
-        f'<script type="application/json" id="task-data">{data}</script>'
+        "<tbody></tbody></table>"
+        + "".join(f'<p class="note">{html.escape(n)}</p>' for n in samples.pop("notes"))
+        + "</section></main>"
+        f'<script type="application/json" id="task-data">{_script_json(_task_rows(run))}</script>'
+        f'<script type="application/json" id="sample-data">{_script_json(samples)}</script>'
         f"<script>{_asset('report.js')}</script></body></html>"
     )
