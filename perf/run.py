@@ -459,6 +459,90 @@ def bench_adapter() -> None:
     )
 
 
+# 7 -------------------------------------------------------------------------------------------
+def bench_transcripts() -> None:
+    print("\n7. transcripts on vs off (--benchflow-transcripts), the same work side by side")
+    sys.path.insert(0, str(ROOT))
+    from example_bench.mmlu_pro.evaluate import evaluate
+    from pytest_benchflow import TaskEnvironment
+    from pytest_benchflow.transcript import Transcript, no_transcript
+
+    argv, port = ours("slow", 0.1)
+    calls, c = 2000, 64
+    with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = tmp / "q.json"
+        data.write_text(json.dumps(synthetic_questions(calls, categories=1)))
+        seconds: dict[str, list[float]] = {"on": [], "off": []}
+        for round_ in range(ROUNDS):
+            for mode in random.sample(["on", "off"], 2):
+                out = tmp / f"{mode}{round_}"
+                env = TaskEnvironment(
+                    {
+                        "INTELLIGENCE_URL": url,
+                        "TEST_START_ID": "biology",
+                        "BENCHFLOW_RESULTS_DIR": str(out / "results"),
+                        "DATA_FILE": str(data),
+                        "NUM_SHOTS": "0",
+                        "MAX_CONCURRENCY": str(c),
+                    }
+                )
+                env.progress_callback = lambda done, total: None
+                transcript = Transcript(out / "logs" / "transcript.jsonl")
+                context = transcript.scope() if mode == "on" else no_transcript()
+                started = time.perf_counter()
+                context.run(evaluate, env)
+                seconds[mode].append(time.perf_counter() - started)
+                transcript.close()
+        on, off = statistics.median(seconds["on"]), statistics.median(seconds["off"])
+        row(
+            f"MMLU-Pro task, {calls} questions, {c} in flight: {on:.2f}s on vs {off:.2f}s off",
+            f"{on / off:.2f}x",
+            f"{calls / on / (c / 0.1):.2f} of ideal with transcripts",
+        )
+
+    argv, port = ours()
+    with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "test_plain.py").write_text(PLAIN_TEST)
+        (tmp / "pytest.ini").write_text("[pytest]\n")
+        n = int(os.environ.get("BENCH_TRANSCRIPT_TASKS", "12032"))
+        data = tmp / "data.json"
+        data.write_text(json.dumps(synthetic_questions(n)))
+        env = {**os.environ, "AGENT_URL": url, "PYTHONDONTWRITEBYTECODE": "1", "DATA_FILE": str(data)}
+        output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
+        quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN"]
+        bench = [
+            PY,
+            "-m",
+            "pytest",
+            "--benchflow=mmlu_pro",
+            f"--agent-url={url}",
+            "--benchflow-arg=TASK_UNIT=question",
+            f"--benchflow-arg=DATA_FILE={data}",
+            "--benchflow-arg=NUM_SHOTS=0",
+            f"--benchflow-output={output}",
+            *quiet,
+        ]
+        commands = {
+            "plain": [PY, "-m", "pytest", "test_plain.py", *quiet],
+            "on": [*bench, "--benchflow-transcripts=on"],
+            "off": [*bench, "--benchflow-transcripts=off"],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(3):
+            for name in random.sample(list(commands), len(commands)):
+                walls[name].append(timed(commands[name], tmp, env)[0])
+                shutil.rmtree(output, ignore_errors=True)
+        on, off, plain = (statistics.median(walls[k]) for k in ("on", "off", "plain"))
+        row(f"{n:>6} per-question tasks: transcripts on {on:.1f}s vs off {off:.1f}s", f"{on / off:.2f}x", "")
+        row(
+            f"{'':>6} vs a plain parametrized test {plain:.1f}s: on / off",
+            f"{on / plain:.2f}x / {off / plain:.2f}x",
+            "goal <= 1.3x",
+        )
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "client": bench_client,
     "server": bench_server,
@@ -466,6 +550,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "scale": bench_scale,
     "docker": bench_docker,
     "adapter": bench_adapter,
+    "transcripts": bench_transcripts,
 }
 
 

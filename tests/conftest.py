@@ -232,3 +232,15 @@ def toy(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Py
 
 
 TOY = ["--benchflow=toy_bench.py:ToyBench", "--agent=toy_bench:UpperAgent", "-p", "no:randomly"]
+
+
+@pytest.fixture
+def quiz(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester directory holding ``quiz_bench.py`` (QuizBench with samples, QuizAgent): see quiz.py."""
+    from quiz import QUIZ, QUIZ_ENV
+
+    pytester.makepyfile(quiz_bench=QUIZ)
+    monkeypatch.syspath_prepend(pytester.path)
+    for name in (*QUIZ_ENV, "INTELLIGENCE_URL", "CI"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester

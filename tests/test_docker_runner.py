@@ -344,6 +344,28 @@ def test_mmlu_pro_docker_matches_in_process(pytester: pytest.Pytester, mmlu_imag
     assert docker_run.parseoutcomes().get("errors") is None
     local, in_docker = junit(pytester.path / "local.xml"), junit(pytester.path / "docker.xml")
     assert len(local) == 14 and local == in_docker
+    # The same samples either way; the container's transcripts are copied out with its logs.
+    runs = sorted(pytester.path.glob(".benchflow/2*"))
+    samples = [
+        sorted((s["sample_id"], s["score"]) for s in map(json.loads, (run / "samples.jsonl").read_text().splitlines()))
+        for run in runs
+    ]
+    assert samples[0] == samples[1] and len(samples[0]) > 14
+    exchanges = [json.loads(line) for p in runs[1].glob("mmlu_pro/logs/*/transcript.jsonl") for line in p.open()]
+    assert sorted(e["sample_id"] for e in exchanges) == sorted(s for s, _ in samples[1])
+    assert all(e["attempts"] == 1 and e["error"] is None for e in exchanges)
+
+
+def test_transcripts_off_reaches_the_container(pytester: pytest.Pytester, mmlu_image: str) -> None:
+    pytester.runpytest_subprocess(
+        "--benchflow=mmlu_pro",
+        "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent",
+        "--benchflow-runner=docker",
+        "--benchflow-transcripts=off",
+        "benchflow:mmlu_pro::law",
+    ).assert_outcomes(failed=1)
+    (log_dir,) = pytester.path.glob(".benchflow/2*/mmlu_pro/logs/law")
+    assert (log_dir / "container.stdout.log").exists() and not (log_dir / "transcript.jsonl").exists()
 
 
 def test_mmlu_pro_replay_in_container_reproduces_published_scores(
@@ -382,6 +404,9 @@ def pytest_benchflow_task_environment(bench, task_id, env):
     (summary,) = pytester.path.glob(".benchflow/*/summary.json")
     breakdown = json.loads(summary.read_text())["benches"]["Replay"]["breakdown"]
     assert (breakdown["history"]["correct"], breakdown["computer_science"]["correct"]) == (267, 321)
+    samples = json.loads(summary.read_text())["benches"]["Replay"]["samples"]
+    assert (samples["samples"], samples["clusters"]) == (381 + 410, 2)
+    assert samples["mean"] == pytest.approx((267 + 321) / (381 + 410))
 
 
 LEGACY_ENTRY = """

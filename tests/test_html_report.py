@@ -17,6 +17,7 @@ import pytest
 
 from pytest_benchflow.results import BenchInfo, ResultsWriter, TaskRecord, load_run
 from pytest_benchflow.results.html import render_html
+from pytest_benchflow.results.records import SampleRecord
 from pytest_benchflow.stats import wilson_interval
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -186,7 +187,8 @@ def hostile_run(tmp_path: Path) -> Path:
                 duration=1.0,
                 reason="<b>bold</b>",
                 details="<script>document.title='pwned4'</script>",
-            )
+            ),
+            [SampleRecord("b<i>", task_id, HOSTILE, 0.0, metadata={"answer": HOSTILE})],
         )
     writer.finish(exit_status=1, interrupted=False, bench_info={"b<i>": BenchInfo()}, breakdown=lambda n, r: None)
     page = tmp_path / "report.html"
@@ -198,6 +200,8 @@ def test_embedded_data_cannot_break_out_of_its_script(tmp_path: Path) -> None:
     text = hostile_run(tmp_path).read_text()
     data = text.split('id="task-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and json.loads(data)[0]["task_id"] == HOSTILE
+    samples = text.split('id="sample-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in samples and json.loads(samples)["samples"][0][1] == HOSTILE
 
 
 def test_hostile_fields_render_as_text_in_the_browser(tmp_path: Path) -> None:
@@ -218,3 +222,58 @@ def test_every_field_the_script_inserts_is_escaped(tmp_path: Path) -> None:
     dom = browse(page)
     assert "pwned" not in dom.split("<title>", 1)[1].split("</title>", 1)[0]
     assert "<img" not in dom.split('id="task-table"', 1)[1]
+
+
+@pytest.fixture(scope="module")
+def quiz_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quiz run (samples and transcripts) with two wrong answers in task t1, and its report."""
+    from quiz import QUIZ, QUIZ_ARGS
+
+    work = tmp_path_factory.mktemp("quiz")
+    (work / "quiz_bench.py").write_text(QUIZ)
+    env = {**os.environ, "QUIZ_WRONG": "t1q1,t1q3", "PYTHONPATH": str(work)}
+    subprocess.run(
+        [sys.executable, "-m", "pytest", *QUIZ_ARGS, "--benchflow-html=report.html", "-p", "no:cacheprovider"],
+        cwd=work,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    return work / "report.html"
+
+
+def test_a_task_drills_down_to_its_samples_and_their_transcripts(quiz_report: Path) -> None:
+    dom = browse(quiz_report, fragment="#q=t1&open=1")
+    samples = elements(dom, "sample")
+    assert [s["data-sample"] for s in samples] == [f"t1q{i}" for i in range(5)]
+    assert {s["data-sample"] for s in samples if "wrong" in (s["class"] or "")} == {"t1q1", "t1q3"}
+    wrong = browse(quiz_report, fragment="#q=t1&open=1&samples=wrong&sample=1")
+    assert [s["data-sample"] for s in elements(wrong, "sample")] == ["t1q1", "t1q3"]
+    assert "2 of 5 samples" in wrong
+    # The first wrong sample's exchange: what was asked, what came back, what the bench made of it.
+    exchange = wrong.split('<dl class="exchange">', 1)[1].split("</dl>", 1)[0]
+    assert "[question]\nt1q1" in exchange and '<dd class="response">wrong</dd>' in exchange
+    assert "[answer]\nwrong" in exchange
+
+
+def test_transcripts_beyond_the_budget_are_left_out_with_a_note(quiz_report: Path, tmp_path: Path) -> None:
+    run = load_run(next(quiz_report.parent.glob(".benchflow/2*")))
+    full = render_html(run)
+    small = render_html(run, transcript_budget=300)
+    data = json.loads(small.split('id="sample-data">', 1)[1].split("</script>", 1)[0])
+    assert 0 < len(data["transcripts"]) < 20 and len(data["samples"]) == 20
+    # The failed task's transcripts go in first: they are the ones read.
+    embedded = {s[1] for s in data["samples"] if s[4] >= 0}
+    assert embedded <= {f"t1q{i}" for i in range(5)} and embedded
+    assert "transcripts embedded up to 0.0003 million characters" in small
+    assert "transcripts embedded up to" not in full
+
+
+def test_a_tampered_log_dir_does_not_read_outside_the_run(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "transcript.jsonl"
+    secret.parent.mkdir()
+    secret.write_text(json.dumps({"sample_id": "s", "request": "PRIVATE-FILE-CONTENT"}) + "\n")
+    writer = ResultsWriter(tmp_path / "run", {"run_id": "r"})
+    writer.add(TaskRecord(bench="b", task_id="t", outcome="passed", log_dir="../outside"))
+    writer.finish(exit_status=0, interrupted=False, bench_info={"b": BenchInfo()}, breakdown=lambda n, r: None)
+    assert "PRIVATE-FILE-CONTENT" not in render_html(load_run(tmp_path / "run"))
