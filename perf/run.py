@@ -543,6 +543,81 @@ def bench_transcripts() -> None:
         )
 
 
+# 8 -------------------------------------------------------------------------------------------
+NAP_BENCH = """
+from pytest_benchflow import BaseAgent, BaseBench, BenchArgs
+
+class Nap(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs({"optional": {"NAP": "3"}})
+    def get_image_name(self):
+        return "benchflow-perf/nap:1"
+    def get_results_dir_in_container(self):
+        return "/r"
+    def get_log_files_dir_in_container(self):
+        return "/l"
+    def get_all_tasks(self, split):
+        import os
+        return {"task_ids": [f"n{i}" for i in range(int(os.environ.get("NAP_TASKS", "24")))], "error_message": None}
+    def get_result(self, task_id):
+        return {"is_resolved": True, "metrics": {}}
+
+class Idle(BaseAgent):
+    def call_api(self, inputs):
+        return ""
+"""
+NAP_SCRIPT = (
+    "import json, os, time\n"
+    "time.sleep(float(os.environ['NAP']))\n"
+    "os.makedirs('/r', exist_ok=True)\n"
+    "json.dump({'done': True}, open('/r/result.json', 'w'))\n"
+)
+
+
+def bench_engines() -> None:
+    print(
+        "\n8. two Docker engines vs one: container-bound tasks (each sleeps 3 s in its container), 2 slots per engine"
+    )
+    try:
+        import docker
+
+        client = docker.from_env()
+        base = os.environ.get("BENCHFLOW_BASE_IMAGE") or "benchflow/base:bookworm"
+        client.images.get(base)
+    except Exception as e:
+        row(f"skipped: {type(e).__name__} (needs an engine and scripts/build-images.sh)", "")
+        return
+    script = ROOT / "scripts" / "docker-engine.sh"
+    second = subprocess.run(["bash", str(script), "start", "d2"], capture_output=True, text=True)
+    if second.returncode:
+        row(f"skipped: no second engine ({second.stderr.strip()[-200:]}; needs root)", "")
+        return
+    with tempfile.TemporaryDirectory() as ctx:
+        (Path(ctx) / "nap.py").write_text(NAP_SCRIPT)
+        (Path(ctx) / "Dockerfile").write_text(f'FROM {base}\nCOPY nap.py /nap.py\nENTRYPOINT ["python3", "/nap.py"]\n')
+        client.images.build(path=ctx, tag="benchflow-perf/nap:1", rm=True)
+    subprocess.run(["bash", str(script), "load", "d2", "benchflow-perf/nap:1"], check=True)
+    main = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    tasks = int(os.environ.get("NAP_TASKS", "24"))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "nap_bench.py").write_text(NAP_BENCH)
+        (tmp / "pytest.ini").write_text("[pytest]\n")
+        command = [PY, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle", "-q"]
+        command += ["--benchflow-runner=docker", "--benchflow-docker-slots=2", "-n", "4", "-p", "no:cacheprovider"]
+        command += [f"--benchflow-output={tmp / 'out'}"]
+        engines = {"one": [f"--benchflow-docker-host={main}"]}
+        engines["two"] = [*engines["one"], f"--benchflow-docker-host={second.stdout.strip()}"]
+        env = {**os.environ, "PYTHONPATH": str(tmp), "NAP_TASKS": str(tasks)}
+        walls: dict[str, list[float]] = {"one": [], "two": []}
+        for _ in range(3):
+            for name in random.sample(list(walls), 2):
+                walls[name].append(timed([*command, *engines[name]], tmp, env)[0])
+        one, two = statistics.median(walls["one"]), statistics.median(walls["two"])
+        rates = f"{tasks / one:.2f} vs {tasks / two:.2f} tasks/s"
+        row(f"{tasks} tasks: one engine {one:.1f}s, two {two:.1f}s ({rates})", f"{one / two:.2f}x", "goal >= 1.7x")
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "client": bench_client,
     "server": bench_server,
@@ -551,6 +626,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "docker": bench_docker,
     "adapter": bench_adapter,
     "transcripts": bench_transcripts,
+    "engines": bench_engines,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# CI set-up of a real Docker engine (installed from Debian's packages, no registry needed) and of
-# the images the tests use. Meant to be sourced: exports BENCHFLOW_BASE_IMAGE.
+# CI set-up of real Docker engines (installed from Debian's packages, no registry needed) and of
+# the images the tests use. Meant to be sourced: exports BENCHFLOW_BASE_IMAGE and BENCHFLOW_DOCKER_HOST_2.
 set -euo pipefail
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   echo "ci-docker: installing docker.io and debootstrap" >&2
@@ -16,3 +16,7 @@ fi
 BENCHFLOW_BASE_IMAGE=$(bash "$(dirname "${BASH_SOURCE[0]}")/build-images.sh" | tail -n 1)
 export BENCHFLOW_BASE_IMAGE
 echo "ci-docker: engine up, base image $BENCHFLOW_BASE_IMAGE" >&2
+# A second engine beside the first, for the multi-engine tests (they load their images into it).
+BENCHFLOW_DOCKER_HOST_2=$(bash "$(dirname "${BASH_SOURCE[0]}")/docker-engine.sh" start d2)
+export BENCHFLOW_DOCKER_HOST_2
+echo "ci-docker: second engine up at $BENCHFLOW_DOCKER_HOST_2" >&2

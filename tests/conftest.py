@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,6 +70,12 @@ class ScriptedServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def runs_by_start(pytester: pytest.Pytester) -> list[Path]:
+    """The run directories under ``.benchflow``, oldest first (two runs may start in the same second)."""
+    runs = list(pytester.path.glob(".benchflow/2*"))
+    return sorted(runs, key=lambda run: json.loads((run / "summary.json").read_text())["started_at"])
 
 
 def _default_sigint() -> None:
@@ -243,4 +250,34 @@ def quiz(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.P
     monkeypatch.syspath_prepend(pytester.path)
     for name in (*QUIZ_ENV, "INTELLIGENCE_URL", "CI"):
         monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+# The Docker tests' images (built once per session on the real engine) and toy project.
+@pytest.fixture(scope="session")
+def toy_image() -> str:
+    from container_toy import TOY_DOCKERFILE, TOY_ENTRY, TOY_IMAGE
+    from images import build, engine
+
+    return build(engine(), TOY_IMAGE, {"Dockerfile": TOY_DOCKERFILE, "entry.py": TOY_ENTRY}, wheel_requirements=[])
+
+
+@pytest.fixture(scope="session")
+def mmlu_image() -> str:
+    from images import ROOT, build, engine
+
+    dockerfile = ROOT / "example_bench" / "mmlu_pro" / "Dockerfile"
+    return build(engine(), "benchflow/mmlu-pro:0.2", {"Dockerfile": dockerfile.read_text()}, wheel_requirements=[])
+
+
+@pytest.fixture
+def docker_toy(pytester: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester directory holding ``docker_toy.py`` (DockerToy, a bench in the toy image; Upper, its agent)."""
+    import os
+
+    from container_toy import TOY_BENCH
+
+    pytester.makepyfile(docker_toy=TOY_BENCH)
+    monkeypatch.syspath_prepend(pytester.path)
+    monkeypatch.setenv("BENCHFLOW_REQUIRE_DOCKER", os.environ.get("BENCHFLOW_REQUIRE_DOCKER", ""))
     return pytester

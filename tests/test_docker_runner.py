@@ -8,122 +8,18 @@ import os
 import signal
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
+from container_toy import ARGS, junit
 from images import build, engine
 from legacy import legacy_wheel
 
-from conftest import INTERRUPTIBLE
+from conftest import INTERRUPTIBLE, runs_by_start
 
 pytestmark = pytest.mark.docker
-
-TOY_IMAGE = "benchflow-test/toy:1"
-TOY_DOCKERFILE = """
-ARG BASE_IMAGE=python:3.11-slim
-FROM ${BASE_IMAGE}
-COPY wheels /tmp/wheels
-RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels requests pydantic PyYAML \\
- && /opt/venv/bin/pip install -q --no-index --no-deps /tmp/wheels/pytest_benchflow-*.whl && rm -rf /tmp/wheels
-COPY entry.py /app/entry.py
-RUN mkdir -p /app/results /app/logs && chmod 1777 /app/results /app/logs
-ENTRYPOINT ["/opt/venv/bin/python", "-u", "/app/entry.py"]
-"""
-TOY_ENTRY = """
-import json, os, sys, time
-from pytest_benchflow import BenchClient, report_progress
-
-task = os.environ["TEST_START_ID"]
-results = os.environ["BENCHFLOW_RESULTS_DIR"]
-os.makedirs(results, exist_ok=True)
-print("env keys:", ",".join(sorted(os.environ)))
-if task == "exit1":
-    print("fatal: something broke", file=sys.stderr)
-    sys.exit(1)
-if task == "sleep":
-    time.sleep(120)
-if task == "noresults":
-    sys.exit(0)
-if task == "invalid":
-    open(os.path.join(results, "result.json"), "w").write("{not json")
-    sys.exit(0)
-if task == "symlink":
-    os.symlink("/etc", os.path.join(results, "etc"))
-if task == "linkescape":
-    # Lexically inside, physically the parent of the results directory.
-    os.symlink(".", os.path.join(results, "here"))
-    os.symlink("here/..", os.path.join(results, "up"))
-if task == "bigresults":
-    open(os.path.join(results, "big.bin"), "wb").write(os.urandom(3 * 1024 * 1024))
-if task == "manyfiles":
-    for i in range(10000):
-        open(os.path.join(results, f"f{i}.txt"), "w").write(str(i))
-
-class Client(BenchClient):
-    def prepare_input(self, raw):
-        return {"question": raw}
-    def parse_response(self, raw):
-        return {"answer": raw}
-
-answer = Client(os.environ["INTELLIGENCE_URL"], retries=0, connect_timeout=3).get_response(task)["answer"]
-report_progress(os.environ, 1, 1)
-print("secret in container:", os.environ.get("TOY_TOKEN"))
-json.dump({"answer": answer, "token_seen": bool(os.environ.get("TOY_TOKEN")), "uid": os.getuid()}, open(os.path.join(results, "result.json"), "w"))
-os.makedirs("/app/logs", exist_ok=True)
-open("/app/logs/trace.txt", "w").write("trace of " + task)
-"""
-TOY_BENCH = """
-import json
-from pathlib import Path
-from pytest_benchflow import AgentAnswer, BaseAgent, BaseBench, BenchArgs
-
-class DockerToy(BaseBench):
-    def get_args(self, task_id):
-        return BenchArgs({"optional": {"TOY_TOKEN": None}})
-    def get_image_name(self):
-        return "IMAGE"
-    def get_results_dir_in_container(self):
-        return "/app/results"
-    def get_log_files_dir_in_container(self):
-        return "/app/logs"
-    def get_all_tasks(self, split):
-        import os
-        return {"task_ids": json.loads(os.environ["TOY_TASKS"]), "error_message": None}
-    def get_result(self, task_id):
-        data = json.loads(Path(self.results_dir, "result.json").read_text())
-        trace = Path(self.log_files_dir, "trace.txt").read_text()
-        return {"is_resolved": data["answer"] == task_id.upper(), "metrics": {"token_seen": data["token_seen"], "uid": data.get("uid", -1)}, "log": trace}
-
-class Upper(BaseAgent):
-    def call_api(self, inputs):
-        return AgentAnswer(inputs["question"].upper(), {"input_tokens": 7, "output_tokens": 2})
-""".replace("IMAGE", TOY_IMAGE)
-
-
-@pytest.fixture(scope="session")
-def toy_image() -> str:
-    return build(engine(), TOY_IMAGE, {"Dockerfile": TOY_DOCKERFILE, "entry.py": TOY_ENTRY}, wheel_requirements=[])
-
-
-@pytest.fixture
-def docker_toy(pytester: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    pytester.makepyfile(docker_toy=TOY_BENCH)
-    monkeypatch.syspath_prepend(pytester.path)
-    monkeypatch.setenv("BENCHFLOW_REQUIRE_DOCKER", os.environ.get("BENCHFLOW_REQUIRE_DOCKER", ""))
-    return pytester
-
-
-ARGS = [
-    "--benchflow=docker_toy.py:DockerToy",
-    "--agent=docker_toy:Upper",
-    "-p",
-    "no:randomly",
-    "-p",
-    "no:cacheprovider",
-]
 
 
 def leftover(run_dir: Path) -> list[Any]:
@@ -273,7 +169,9 @@ def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch:
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*cannot pull image 'benchflow-test/does-not-exist:0'*"])
     never = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper", "--benchflow-pull=never")
-    never.stdout.fnmatch_lines(["*image 'benchflow-test/does-not-exist:0' is not present and --benchflow-pull=never*"])
+    never.stdout.fnmatch_lines(
+        ["*image 'benchflow-test/does-not-exist:0' is not present on * and --benchflow-pull=never*"]
+    )
 
 
 def test_agent_unreachable_from_inside_the_container(
@@ -322,21 +220,6 @@ def test_interrupted_run_leaves_no_container(
 # --- MMLU-Pro in its container -------------------------------------------------------------
 
 
-def junit(path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    cases = {}
-    for case in ET.parse(path).getroot().iter("testcase"):
-        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property") if p.get("name") != "duration"}
-        cases[case.get("name", "")] = ([c.tag for c in case if c.tag in ("failure", "error")], props)
-    return cases
-
-
-@pytest.fixture(scope="session")
-def mmlu_image() -> str:
-    client = engine()
-    dockerfile = Path(__file__).resolve().parents[1] / "example_bench" / "mmlu_pro" / "Dockerfile"
-    return build(client, "benchflow/mmlu-pro:0.2", {"Dockerfile": dockerfile.read_text()}, wheel_requirements=[])
-
-
 def test_mmlu_pro_docker_matches_in_process(pytester: pytest.Pytester, mmlu_image: str) -> None:
     common = ["--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "-p", "no:randomly"]
     pytester.runpytest_subprocess(*common, "--benchflow-runner=local", "--junitxml=local.xml")
@@ -345,7 +228,7 @@ def test_mmlu_pro_docker_matches_in_process(pytester: pytest.Pytester, mmlu_imag
     local, in_docker = junit(pytester.path / "local.xml"), junit(pytester.path / "docker.xml")
     assert len(local) == 14 and local == in_docker
     # The same samples either way; the container's transcripts are copied out with its logs.
-    runs = sorted(pytester.path.glob(".benchflow/2*"))
+    runs = runs_by_start(pytester)
     samples = [
         sorted((s["sample_id"], s["score"]) for s in map(json.loads, (run / "samples.jsonl").read_text().splitlines()))
         for run in runs
@@ -547,8 +430,8 @@ def test_an_engine_that_dies_mid_task_ends_the_run_normally(
                     container.remove(force=True)
     text = output.read_text()
     assert "INTERNALERROR" not in text and "Traceback" not in text
-    assert "could not remove container" in text
     run_dir = run_dir_of(docker_toy)
     (record,) = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    assert record["outcome"] == "error" and "lost the Docker engine while it ran" in record["reason"]
+    assert record["outcome"] == "error" and f"lost the Docker engine {proxy.url} while it ran" in record["reason"]
+    assert record["engine"] == proxy.url
     assert json.loads((run_dir / "summary.json").read_text())["benches"]["DockerToy"]["errors"] == 1

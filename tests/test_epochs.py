@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from quiz import QUIZ_ARGS
 
+from conftest import runs_by_start
 from pytest_benchflow.results.cli import main as benchflow
 
 
 def run_dir(pytester: pytest.Pytester) -> Path:
-    return sorted(pytester.path.glob(".benchflow/2*"))[-1]
+    return runs_by_start(pytester)[-1]
 
 
 def records(run: Path) -> list[dict[str, Any]]:
@@ -49,7 +50,8 @@ def test_epochs_are_selectable_by_keyword_and_node_id(quiz: pytest.Pytester) -> 
     assert {r["epoch"] for r in records(run_dir(quiz))} == {2}
     chosen = quiz.runpytest_subprocess(*QUIZ_ARGS, "--benchflow-epochs=3", "benchflow:QuizBench::t1[epoch3]")
     chosen.assert_outcomes(passed=1)
-    assert [(r["task_id"], r["epoch"]) for r in records(run_dir(quiz))] == [("t1", 3)]
+    second = run_dir(quiz)
+    assert [(r["task_id"], r["epoch"]) for r in records(second)] == [("t1", 3)]
 
 
 def brute_force(outcomes: list[bool], k: int) -> tuple[float, float]:
@@ -118,7 +120,7 @@ def test_bad_epochs_are_usage_errors(quiz: pytest.Pytester, value: str, message:
 def test_compare_pairs_epochs(quiz: pytest.Pytester, capsys: pytest.CaptureFixture[str]) -> None:
     quiz.runpytest_subprocess(*QUIZ_ARGS, "--benchflow-epochs=2").assert_outcomes(passed=8)
     quiz.runpytest_subprocess(*QUIZ_ARGS, "--benchflow-epochs=2").assert_outcomes(passed=8)
-    base, new = (str(p) for p in sorted(quiz.path.glob(".benchflow/2*")))
+    base, new = (str(p) for p in runs_by_start(quiz))
     capsys.readouterr()
     assert benchflow(["compare", base, new, "--json"]) == 0
     (bench,) = json.loads(capsys.readouterr().out)["benches"]
@@ -135,3 +137,9 @@ def test_resuming_with_more_epochs_adds_them(quiz: pytest.Pytester) -> None:
     ]
     summary = json.loads((first / "summary.json").read_text())["benches"]["QuizBench"]
     assert summary["tasks"] == 8 and summary["samples"]["samples"] == 40 and summary["epochs"]["epochs"] == 2
+
+
+def test_epochs_from_the_ini_file(quiz: pytest.Pytester) -> None:
+    quiz.makeini("[pytest]\nbenchflow_epochs = 2\n")
+    quiz.runpytest_subprocess(*QUIZ_ARGS).assert_outcomes(passed=8)
+    assert json.loads((run_dir(quiz) / "summary.json").read_text())["epochs"] == 2

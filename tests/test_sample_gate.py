@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from quiz import QUIZ_ARGS
 
+from conftest import runs_by_start
 from pytest_benchflow.results import BenchInfo, ResultsWriter, TaskRecord, load_run
 from pytest_benchflow.results.cli import main as benchflow
 from pytest_benchflow.results.compare import compare_runs
@@ -20,7 +21,7 @@ WRONG = ",".join(f"t{t}q{i}" for t, n in enumerate(PLANTED) for i in range(n))
 
 
 def runs(pytester: pytest.Pytester) -> list[Path]:
-    return sorted(pytester.path.glob(".benchflow/2*"))
+    return runs_by_start(pytester)
 
 
 @pytest.fixture

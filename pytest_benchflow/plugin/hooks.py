@@ -19,7 +19,7 @@ from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, check_agent, provide_agent
 from .loading import load_session
-from .options import add_options, choice, positive, price, value
+from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
@@ -64,8 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) -> Runner:
     cls = runner_class(name)
-    settings = {o.name: str(value(config, o.name) or o.default) for o in cls.options()}
-    return cls.from_options(settings, run_id)
+    return cls.from_options({o.name: setting(config, o) for o in cls.options()}, run_id)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -91,6 +90,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = check_agent(run.agent_url)
     if problem:
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    for runner in run.runners():
+        try:
+            runner.start(run.agent_url)
+        except BenchflowError as e:
+            raise pytest.UsageError(str(e)) from None
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)

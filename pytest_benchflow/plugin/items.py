@@ -170,6 +170,7 @@ class BenchItem(pytest.Item):
         self.result: BenchmarkResult | None = None
         self.usage: dict[str, int] | None = None
         self.duration: float | None = None
+        self.engine: str | None = None
         self.add_marker(pytest.mark.benchflow)
         self.keywords[bench_name] = True
         self.user_properties.append(("bench", bench_name))

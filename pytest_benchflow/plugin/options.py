@@ -12,7 +12,7 @@ import pytest
 from ..envnumbers import in_range, parse_number
 from ..runners import RunnerOption
 
-__all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "price", "value"]
+__all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "price", "setting", "value"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class Option:
     default: Any = None
     repeatable: bool = False
     flag: bool = True
+    #: The flag's name when it differs from the ini setting's (e.g. ``benchflow_docker_host``).
+    flag_name: str = ""
+    #: A repeatable flag whose ini setting is one whitespace-separated string.
+    words: bool = False
 
 
 OPTIONS = [
@@ -56,12 +60,18 @@ OPTIONS = [
 def add_options(parser: pytest.Parser, runner_options: Iterable[RunnerOption]) -> None:
     """Register the plugin's options and the installed runners' settings."""
     group = parser.getgroup("benchflow", "benchmarks as test suites (pytest-benchflow)")
-    options = [*OPTIONS, *(Option(o.name, o.help, o.default, flag=o.flag) for o in runner_options)]
+    options = [
+        *OPTIONS,
+        *(
+            Option(o.name, o.help, o.default, flag=o.flag, flag_name=o.flag_name, words=o.repeatable)
+            for o in runner_options
+        ),
+    ]
     for option in {o.name: o for o in options}.values():
         if option.flag:
             group.addoption(
-                "--" + option.name.replace("_", "-"),
-                action="append" if option.repeatable else "store",
+                "--" + (option.flag_name or option.name).replace("_", "-"),
+                action="append" if option.repeatable or option.words else "store",
                 dest=option.name,
                 default=None,
                 metavar="VALUE",
@@ -79,6 +89,14 @@ def value(config: pytest.Config, name: str) -> Any:
     """The command-line value of ``name``, else its ini value."""
     given = config.getoption(name, None)
     return given if given is not None else config.getini(name)
+
+
+def setting(config: pytest.Config, option: RunnerOption) -> str:
+    """A runner setting as the runner receives it: a string, a repeated flag's values joined by spaces."""
+    given = value(config, option.name)
+    if isinstance(given, list):
+        return " ".join(given)
+    return str(given or option.default)
 
 
 def _flag(name: str) -> str:

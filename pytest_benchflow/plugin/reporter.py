@@ -136,6 +136,8 @@ class ResultsReporter:
                 )
             if b.usage:
                 tr.line("  " + _usage_line(b.usage, self.writer.price))
+            if b.engines and len(b.engines) > 1:
+                tr.line("  " + engines_line(b.engines))
             if bench.info.breakdown:
                 _table(tr, bench.info.breakdown)
         tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
@@ -175,6 +177,17 @@ def epochs_line(e: EpochStats) -> str:
         f" ({', '.join(e.flaky[:5])}{', …' if len(e.flaky) > 5 else ''})" if e.flaky else ""
     )
     return f"{e.epochs} epochs: resolution rate per epoch {rates} (mean {percent(e.mean)}); {at}; {hat}; {flaky}"
+
+
+def engines_line(engines: dict[str, dict[str, float]]) -> str:
+    """Tasks and time per engine, when a bench ran on several."""
+    parts = [
+        f"{url} {_count(int(row['tasks']), 'task')}"
+        + (f" ({_count(int(row['errors']), 'error')})" if row["errors"] else "")
+        + f", {row['seconds']:.1f} s"
+        for url, row in engines.items()
+    ]
+    return "engines: " + "; ".join(parts)
 
 
 def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:

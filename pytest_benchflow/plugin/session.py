@@ -138,6 +138,7 @@ class BenchflowRun:
         """Run ``item``'s task; set its result, duration and JUnit properties."""
         ctx = self.benches[item.bench_name]
         started = time.perf_counter()
+        spec: TaskSpec | None = None
         try:
             args = ctx.resolve(item.task_id)
             self.secrets.update(args.secret_values())
@@ -173,6 +174,9 @@ class BenchflowRun:
         finally:
             item.duration = time.perf_counter() - started
             item.user_properties.append(("duration", f"{item.duration:.3f}"))
+            if spec is not None and spec.engine is not None:
+                item.engine = spec.engine
+                item.user_properties.append(("engine", spec.engine))
         item.result = result
         item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
         for name, value in result.metrics.items():
@@ -222,6 +226,7 @@ class BenchflowRun:
             other=self.redact_data(result.other) if result and result.other else None,
             usage=item.usage,
             epoch=item.epoch,
+            engine=item.engine,
         )
         return record, samples
 

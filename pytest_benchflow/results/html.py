@@ -133,6 +133,11 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
     )
     rows = _chart_rows(bench)
     args = bench.info.args
+    engine_rows = "".join(
+        f'<tr class="engine"><td>{html.escape(url)}</td><td class="num">{int(r["tasks"])}</td>'
+        f'<td class="num">{int(r["errors"])}</td><td class="num">{r["seconds"]:.1f}</td></tr>'
+        for url, r in (stats.engines or {}).items()
+    )
     return (
         f'<section class="bench" data-bench="{html.escape(name)}"><h2>{html.escape(name)}</h2>'
         + '<div class="cards">'
@@ -145,6 +150,12 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
             else ""
         )
         + (f"<figure>{_svg_chart(name, rows)}</figure>" if rows else "")
+        + (
+            '<table class="engines"><thead><tr><th>Docker engine</th><th class="num">tasks</th>'
+            f'<th class="num">errors</th><th class="num">seconds</th></tr></thead><tbody>{engine_rows}</tbody></table>'
+            if engine_rows
+            else ""
+        )
         + (
             '<p class="args">arguments: '
             + ", ".join(f"<code>{html.escape(k)}={html.escape(str(v))}</code>" for k, v in args.items())

@@ -110,9 +110,12 @@ class TaskRecord:
     epoch: int = 1
     #: How many samples the task reported (in ``samples.jsonl``), None when it reported none.
     samples: int | None = None
+    #: The Docker engine the task ran on (container runners), None in-process.
+    engine: str | None = None
 
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "nodeid": (str,),
+        "engine": (str,),
         "epoch": (int,),
         "samples": (int,),
         "is_resolved": (bool,),
@@ -132,7 +135,7 @@ class TaskRecord:
         """The record as written, with its schema version; empty optional fields left out."""
         # Shallow on purpose (asdict deep-copies): this runs twice per task, 12,032 times in a large run.
         data = {"schema_version": SCHEMA_VERSION, **self.__dict__}
-        for optional in ("details", "other", "notes", "usage", "samples"):
+        for optional in ("details", "other", "notes", "usage", "samples", "engine"):
             if not data[optional]:
                 del data[optional]
         return data
@@ -271,6 +274,8 @@ class BenchStats:
     samples: ClusteredMean | None = None
     #: With ``--benchflow-epochs`` above 1: per-epoch rates, pass@k, pass^k, flaky tasks.
     epochs: EpochStats | None = None
+    #: Per Docker engine the tasks ran on: ``tasks``, ``errors`` and ``seconds`` (None when none ran in a container).
+    engines: dict[str, dict[str, float]] | None = None
 
 
 @dataclass
@@ -312,7 +317,7 @@ class BenchSummary:
         stats["resolution_rate_ci95"] = list(self.stats.resolution_rate_ci95)
         if self.stats.samples is not None:
             stats["samples"]["ci95"] = list(self.stats.samples.ci95)
-        for optional in ("samples", "epochs"):
+        for optional in ("samples", "epochs", "engines"):
             if stats[optional] is None:
                 del stats[optional]
         return {**asdict(self.info), **stats}
@@ -344,6 +349,17 @@ class BenchTally:
             {"task_id": r.task_id, "epoch": r.epoch, "outcome": r.outcome, "metrics": r.metrics}
             for r in self.last.values()
         ]
+
+    def engines(self) -> dict[str, dict[str, float]] | None:
+        """Tasks, errors and seconds per engine, for the task runs that name one."""
+        found: dict[str, dict[str, float]] = {}
+        for record in self.last.values():
+            if record.engine:
+                row = found.setdefault(record.engine, {"tasks": 0, "errors": 0, "seconds": 0.0})
+                row["tasks"] += 1
+                row["errors"] += record.outcome == "error"
+                row["seconds"] = round(row["seconds"] + record.duration, 6)
+        return found or None
 
     def sample_stats(self) -> ClusteredMean | None:
         """The mean sample score, its samples clustered by task (all epochs of a task in one cluster)."""
@@ -385,4 +401,5 @@ class BenchTally:
             usage=self.usage() or None,
             samples=self.sample_stats(),
             epochs=epoch_stats(self.last.values()),
+            engines=self.engines(),
         )

@@ -24,12 +24,19 @@ __all__ = ["Runner", "RunnerOption", "TaskSpec", "collect_result", "prepare_task
 
 @dataclass(frozen=True)
 class RunnerOption:
-    """A setting of a runner: an ini option ``name`` (and a ``--name-with-dashes`` flag when ``flag``)."""
+    """A setting of a runner: an ini option ``name`` (and a ``--name-with-dashes`` flag when ``flag``).
+
+    The flag is ``--flag-name-with-dashes`` when ``flag_name`` is given; a ``repeatable`` flag may
+    be given several times, and its values reach the runner joined by spaces, as the ini
+    setting's whitespace-separated words do.
+    """
 
     name: str
     help: str
     default: str = ""
     flag: bool = False
+    flag_name: str = ""
+    repeatable: bool = False
 
 
 @dataclass
@@ -56,6 +63,8 @@ class TaskSpec:
     epoch: int = 1
     #: Whether the task's clients keep ``transcript.jsonl`` in its log directory (``--benchflow-transcripts``).
     transcripts: bool = True
+    #: Where the task ran, set by a runner that has several places (the Docker engine's URL, no credentials).
+    engine: str | None = None
     transcript: Transcript | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -83,6 +92,8 @@ class Runner(ABC):
     - :meth:`options` — its settings, registered as ini options (and flags) by the plugin;
     - :meth:`from_options` — validate them (raise :class:`~pytest_benchflow.errors.RunnerError`,
       shown as a usage error) and build the runner, once per process, before any task;
+    - :meth:`start` — in the controller, before any task, once the agent is known: check what the
+      runner needs (engines answering, the agent reachable from them); a ``RunnerError`` is a usage error;
     - :meth:`execute` — one task, in whichever thread pytest runs it (several at once are fine);
     - :meth:`interrupt` — Ctrl-C or SIGTERM arrived: stop what is running now;
     - :meth:`cleanup` — the process is done: release what it holds;
@@ -104,6 +115,10 @@ class Runner(ABC):
     @abstractmethod
     def from_options(cls, values: Mapping[str, str], run_id: str) -> Runner:
         """A runner for run ``run_id`` configured from its settings' ``values`` (every option present)."""
+
+    def start(self, agent_url: str) -> None:  # noqa: B027 - optional step of the lifecycle
+        """Before any task, in the controller only: raise :class:`~pytest_benchflow.errors.RunnerError`
+        when the session cannot work (an engine not answering, an agent its tasks cannot reach)."""
 
     @abstractmethod
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:

@@ -1,8 +1,7 @@
-"""``DockerRunner``: one container per task on whatever engine ``docker.from_env()`` finds."""
+"""``DockerRunner``: one container per task, on one engine or spread over several."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import tempfile
 import threading
@@ -11,7 +10,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -22,6 +20,7 @@ from ..errors import RunnerError, TaskError, TaskTimeout, first_line
 from ..redaction import redact
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
+from .engines import Engine, EnginePool, docker_module, is_local_engine, is_loopback_url, parse_engines
 from .logs import lines, tail
 
 if TYPE_CHECKING:
@@ -39,6 +38,19 @@ PULL_POLICIES = ("never", "missing", "always")
 _CLEANUP_TIMEOUT = 30
 
 OPTIONS = [
+    RunnerOption(
+        "benchflow_docker_hosts",
+        "docker runner: an engine URL (unix://, tcp://, ssh://); repeatable (ini: whitespace-separated); "
+        "default: the one DOCKER_HOST names",
+        flag=True,
+        flag_name="benchflow_docker_host",
+        repeatable=True,
+    ),
+    RunnerOption(
+        "benchflow_docker_slots",
+        "docker runner: containers each engine runs at once (default: its CPU count)",
+        flag=True,
+    ),
     RunnerOption("benchflow_pull", "docker runner: pull images never, missing or always", "missing", flag=True),
     RunnerOption("benchflow_memory", "docker runner: memory limit per container, e.g. 2g", "4g"),
     RunnerOption("benchflow_cpus", "docker runner: CPUs per container, e.g. 1.5", "2"),
@@ -57,22 +69,7 @@ OPTIONS = [
 ]
 
 
-def _docker() -> Any:
-    # Imported on first use: pytest starts without it when no task runs in a container.
-    import docker
-    import docker.errors
-
-    return docker
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_docker = docker_module
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,16 @@ class DockerRunner(Runner):
     name = "docker"
     default_for_images = True
 
-    def __init__(self, run_id: str, pull: str = "missing", limits: DockerLimits | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        pull: str = "missing",
+        limits: DockerLimits | None = None,
+        engines: list[str] | None = None,
+        slots: int | None = None,
+    ) -> None:
+        """``engines``: engine URLs (None: the one ``DOCKER_HOST`` names); ``slots``: containers per
+        engine at once (None: each engine's CPU count)."""
         if pull not in PULL_POLICIES:
             raise RunnerError(
                 f"--benchflow-pull {pull!r}: choose {', '.join(PULL_POLICIES[:-1])} or {PULL_POLICIES[-1]}"
@@ -136,10 +142,10 @@ class DockerRunner(Runner):
         self.run_id = run_id
         self.pull = pull
         self.limits = limits or DockerLimits.from_options()
-        self._local = threading.local()
-        self._pulled: set[str] = set()
+        self.pool = EnginePool(engines or parse_engines(""), run_id, slots)
+        self._pulled: set[tuple[int, str]] = set()
         self._pull_lock = threading.Lock()
-        self._running: set[str] = set()
+        self._running: dict[str, Engine] = {}
 
     @classmethod
     def options(cls) -> list[RunnerOption]:
@@ -147,26 +153,33 @@ class DockerRunner(Runner):
 
     @classmethod
     def from_options(cls, values: Mapping[str, str], run_id: str) -> DockerRunner:
-        return cls(run_id, pull=values["benchflow_pull"], limits=DockerLimits.from_options(values))
+        slots = values["benchflow_docker_slots"]
+        return cls(
+            run_id,
+            pull=values["benchflow_pull"],
+            limits=DockerLimits.from_options(values),
+            engines=parse_engines(values["benchflow_docker_hosts"]),
+            slots=int(_positive("--benchflow-docker-slots", slots, int)) if slots else None,
+        )
 
-    def client(self) -> docker.DockerClient:
-        """This thread's engine client (clients are not shared between threads)."""
-        client: docker.DockerClient | None = getattr(self._local, "client", None)
-        if client is None:
-            docker = _docker()
-            try:
-                client = docker.from_env()
-                client.ping()
-            except docker.errors.DockerException as e:
-                raise TaskError(f"no Docker engine reachable (DOCKER_HOST or /var/run/docker.sock): {e}") from None
-            self._local.client = client
-        return client
+    def start(self, agent_url: str) -> None:
+        """Refuse a loopback agent that containers on another machine cannot reach; ping every engine once."""
+        remote = [e.shown for e in self.pool.engines if not is_local_engine(e.url)]
+        if remote and self.limits.network == "auto" and is_loopback_url(agent_url):
+            raise RunnerError(
+                f"the agent at {agent_url} is on this machine's loopback, which containers on "
+                f"{', '.join(remote)} cannot reach; give an --agent-url that host can reach "
+                "(this machine's address, or an agent running there)"
+            )
+        self.pool.check()
 
-    def ensure_image(self, image: str) -> None:
-        client, errors = self.client(), _docker().errors
+    def ensure_image(self, engine: Engine, image: str) -> None:
+        """Make ``image`` present on ``engine`` as ``--benchflow-pull`` says (once per engine and image)."""
+        errors = _docker().errors
         with self._pull_lock:
-            if image in self._pulled:
+            if (engine.index, image) in self._pulled:
                 return
+            client = engine.client()
             present = True
             try:
                 client.images.get(image)
@@ -176,16 +189,16 @@ class DockerRunner(Runner):
                 try:
                     client.images.pull(image)
                 except errors.DockerException as e:
-                    raise TaskError(f"cannot pull image {image!r}: {first_line(str(e))}") from None
+                    raise TaskError(f"cannot pull image {image!r} on {engine.shown}: {first_line(str(e))}") from None
             elif not present:
-                raise TaskError(f"image {image!r} is not present and --benchflow-pull=never")
-            self._pulled.add(image)
+                raise TaskError(f"image {image!r} is not present on {engine.shown} and --benchflow-pull=never")
+            self._pulled.add((engine.index, image))
 
     def network_mode(self, agent_url: str) -> str | None:
         if self.limits.network != "auto":
             return self.limits.network
         # An agent on the host's loopback is reachable only from the host's network namespace.
-        return "host" if _is_loopback(agent_url) else None
+        return "host" if is_loopback_url(agent_url) else None
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         image = bench.get_image_name()
@@ -195,10 +208,32 @@ class DockerRunner(Runner):
                 f"{spec.bench_name} has no container (get_image_name, get_results_dir_in_container and "
                 "get_log_files_dir_in_container must all be given); run it with --benchflow-runner local"
             )
-        self.ensure_image(image)
-        client, errors = self.client(), _docker().errors
+        while True:
+            with self.pool.slot() as engine:
+                spec.engine = engine.shown
+                try:
+                    self._execute_on(engine, image, results_dir, log_dir, spec, env)
+                    return
+                except _EngineDown as down:
+                    # Nothing ran there yet: the task goes to another engine, if one remains.
+                    self._lose(engine, down.reason)
+
+    def _lose(self, engine: Engine, reason: str) -> None:
+        if not self.pool.is_lost(engine):
+            self.pool.lost(engine, reason)
+            logger.warning("Docker engine %s lost (%s): no further task goes there", engine.shown, reason)
+
+    def _engine_error(self, engine: Engine, e: Exception) -> Exception:
+        """``_EngineDown`` when ``engine`` stopped answering (the error was the engine's), else ``e``."""
+        return _EngineDown(first_line(str(e))) if not engine.answers() else e
+
+    def _execute_on(
+        self, engine: Engine, image: str, results_dir: str, log_dir: str, spec: TaskSpec, env: TaskEnvironment
+    ) -> None:
+        errors = _docker().errors
         try:
-            container = client.containers.create(
+            self.ensure_image(engine, image)
+            container = engine.client().containers.create(
                 image,
                 environment={**env, "BENCHFLOW_RESULTS_DIR": results_dir, "BENCHFLOW_LOG_DIR": log_dir},
                 labels={RUN_LABEL: self.run_id, **spec.labels},
@@ -213,19 +248,31 @@ class DockerRunner(Runner):
                 detach=True,
             )
         except errors.ImageNotFound:
-            raise TaskError(f"image {image!r} not found") from None
-        except errors.APIError as e:
-            raise TaskError(f"cannot create a container of {image!r}: {first_line(str(e))}") from None
+            raise TaskError(f"image {image!r} not found on {engine.shown}") from None
+        except (errors.DockerException, requests.exceptions.RequestException, TaskError) as e:
+            error = self._engine_error(engine, e)
+            if isinstance(error, _EngineDown) or isinstance(e, TaskError):
+                raise error from None
+            raise TaskError(f"cannot create a container of {image!r} on {engine.shown}: {first_line(str(e))}") from None
         container_id = str(container.id)
-        self._running.add(container_id)
+        self._running[container_id] = engine
         try:
-            self._run(container, image, results_dir, log_dir, spec)
+            self._run(engine, container, image, results_dir, log_dir, spec)
+        except (errors.DockerException, requests.exceptions.RequestException) as e:
+            reason = first_line(str(e))
+            if engine.answers():
+                raise TaskError(f"task {spec.task_id!r}: Docker engine {engine.shown} failed: {reason}") from None
+            self._lose(engine, reason)
+            raise TaskError(
+                f"task {spec.task_id!r}: lost the Docker engine {engine.shown} while it ran: {reason}"
+            ) from None
         finally:
             # Removing also kills a container still running (timeout, interrupt); never raises.
-            _remove(container_id)
-            self._running.discard(container_id)
+            if not self.pool.is_lost(engine):
+                _remove(engine, container_id)
+            self._running.pop(container_id, None)
 
-    def _run(self, container: Any, image: str, results_dir: str, log_dir: str, spec: TaskSpec) -> None:
+    def _run(self, engine: Engine, container: Any, image: str, results_dir: str, log_dir: str, spec: TaskSpec) -> None:
         stdout_path, stderr_path = spec.log_dir / "container.stdout.log", spec.log_dir / "container.stderr.log"
 
         def scrub(line: str) -> str:
@@ -241,9 +288,7 @@ class DockerRunner(Runner):
         except requests.exceptions.RequestException as e:
             # The engine's socket reports a read timeout as a connection error; anything else means it went away.
             if not isinstance(e, requests.exceptions.ReadTimeout) and "timed out" not in str(e):
-                raise TaskError(
-                    f"task {spec.task_id!r}: lost the Docker engine while it ran: {first_line(str(e))}"
-                ) from None
+                raise  # the engine went away (or failed): see _execute_on
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)") from None
         for reader in readers:
             reader.join(timeout=10)
@@ -252,7 +297,7 @@ class DockerRunner(Runner):
                 f"task {spec.task_id!r}: container of {image!r} exited with status {status}\n"
                 + tail(stderr_path, stdout_path)
             )
-        client = self.client()
+        client = engine.client()
         self._copy_out(client, container, results_dir, spec.results_dir, "results")
         self._copy_out(client, container, log_dir, spec.log_dir, "logs")
 
@@ -274,25 +319,34 @@ class DockerRunner(Runner):
         check_links(dest, f"{what} of the container")
 
     def interrupt(self) -> None:
-        for container_id in list(self._running):
-            _remove(container_id)
+        for container_id, engine in list(self._running.items()):
+            _remove(engine, container_id)
 
     def cleanup(self) -> None:
-        client = getattr(self._local, "client", None)
-        if client is not None:
-            client.close()
+        self.pool.close()
 
     def cleanup_run(self) -> None:
-        """Remove every container labelled with this run (a crashed worker's included). Quiet without an engine."""
+        """Remove every container labelled with this run (a crashed worker's included) on every engine
+        that remains. Quiet without an engine."""
         run_id = self.run_id
-        try:
-            with closing(_cleanup_client()) as client:
-                found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
-        except Exception as e:
-            logger.info("no container sweep for run %s: %s: %s", run_id, type(e).__name__, e)
-            return
-        for container in found:
-            _remove(container["Id"])
+        for engine in self.pool.remaining():
+            try:
+                with closing(engine.client(_CLEANUP_TIMEOUT)) as client:
+                    found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+            except Exception as e:
+                logger.info("no container sweep for run %s on %s: %s: %s", run_id, engine.shown, type(e).__name__, e)
+                continue
+            for container in found:
+                _remove(engine, container["Id"])
+        self.pool.remove_directory()
+
+
+class _EngineDown(Exception):
+    """The engine stopped answering before the task's container started."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _start_reader(
@@ -313,16 +367,13 @@ def _start_reader(
     return thread
 
 
-def _cleanup_client() -> docker.DockerClient:
-    client: docker.DockerClient = _docker().from_env(timeout=_CLEANUP_TIMEOUT)
-    return client
-
-
-def _remove(container_id: str) -> None:
+def _remove(engine: Engine, container_id: str) -> None:
     """Remove a container (killing it if running), bounded in time; a failure is logged, never raised."""
     try:
-        with closing(_cleanup_client()) as client:
+        with closing(engine.client(_CLEANUP_TIMEOUT)) as client:
             client.api.remove_container(container_id, force=True)
     except Exception as e:  # cleanup must not turn a result into a crash: the session sweep retries
         if not isinstance(e, _docker().errors.NotFound):
-            logger.warning("could not remove container %s: %s: %s", container_id[:12], type(e).__name__, e)
+            logger.warning(
+                "could not remove container %s on %s: %s: %s", container_id[:12], engine.shown, type(e).__name__, e
+            )

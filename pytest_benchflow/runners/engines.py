@@ -1,0 +1,249 @@
+"""Several Docker engines: clients per engine, a slot on one of them for each running task, engines lost mid-run."""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import random
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import RunnerError, TaskError, first_line
+from ..redaction import public_url
+
+if TYPE_CHECKING:
+    import docker
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "Engine",
+    "EnginePool",
+    "docker_module",
+    "is_local_engine",
+    "is_loopback_url",
+    "parse_engines",
+]
+
+#: The engine ``docker.from_env()`` finds when ``DOCKER_HOST`` is unset.
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+_SCHEMES = ("unix", "tcp", "ssh", "npipe", "http", "https")
+# How long a probe of an engine that stopped answering waits before calling it lost.
+_PROBE_TIMEOUT = 5
+# How often a task waiting for a free slot looks again.
+_SLOT_POLL = 0.05
+
+
+def docker_module() -> Any:
+    # Imported on first use: pytest starts without it when no task runs in a container.
+    import docker
+    import docker.errors
+
+    return docker
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` names this machine's loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_local_engine(url: str) -> bool:
+    """Whether containers of the engine at ``url`` run on this machine (so share its loopback with host networking)."""
+    return urlsplit(url).scheme in ("unix", "npipe") or is_loopback_url(url)
+
+
+@dataclass
+class Engine:
+    """One Docker engine of the session: ``url`` as given, ``shown`` without credentials."""
+
+    index: int
+    url: str
+    shown: str = ""
+    #: Containers it may run at once for this run (None: not known yet, from its CPU count).
+    slots: int | None = None
+    _clients: threading.local = field(default_factory=threading.local, repr=False)
+
+    def __post_init__(self) -> None:
+        # unix:///path has no host to hide credentials in (and urlunsplit would drop its slashes).
+        self.shown = self.shown or (public_url(self.url) if urlsplit(self.url).netloc else self.url)
+
+    def client(self, timeout: int | None = None) -> docker.DockerClient:
+        """This thread's client of the engine (``timeout``: a new short-lived client, for probes and cleanup)."""
+        if timeout is not None:
+            return _connect(self.url, timeout)
+        client: docker.DockerClient | None = getattr(self._clients, "client", None)
+        if client is None:
+            client = self._clients.client = _connect(self.url, None)
+        return client
+
+    def close(self) -> None:
+        client = getattr(self._clients, "client", None)
+        if client is not None:
+            client.close()
+            self._clients.client = None
+
+    def answers(self, timeout: int = _PROBE_TIMEOUT) -> bool:
+        try:
+            client = self.client(timeout)
+            try:
+                client.ping()
+            finally:
+                client.close()
+            return True
+        except Exception:
+            return False
+
+
+def _connect(url: str, timeout: int | None) -> docker.DockerClient:
+    """A client as ``DOCKER_HOST=url`` would give (TLS from ``DOCKER_TLS_VERIFY`` / ``DOCKER_CERT_PATH``)."""
+    environment = {**os.environ, "DOCKER_HOST": url}
+    kwargs: dict[str, Any] = {"environment": environment, "use_ssh_client": url.startswith("ssh://")}
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    client: docker.DockerClient = docker_module().from_env(**kwargs)
+    return client
+
+
+def _why(e: Exception) -> str:
+    """The operating system's reason inside a connection error's layers, else its first line."""
+    text = str(e)
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    return found.group(0) if found else first_line(text)
+
+
+def parse_engines(setting: str) -> list[str]:
+    """The engine URLs of a whitespace-separated setting (empty: the engine ``DOCKER_HOST`` names, or the default).
+
+    Raises:
+        RunnerError: a URL whose scheme the Docker SDK does not speak.
+    """
+    urls = list(dict.fromkeys(setting.split())) or [os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE]
+    for url in urls:
+        scheme = urlsplit(url).scheme
+        if scheme not in _SCHEMES:
+            raise RunnerError(
+                f"--benchflow-docker-host {Engine(0, url).shown!r}: not an engine URL "
+                "(unix:///path/docker.sock, tcp://host:2376 or ssh://user@host)"
+            )
+    return urls
+
+
+class EnginePool:
+    """The session's engines and the slots that bound how many containers each runs at once.
+
+    Slots are lock files (``flock``) in a directory named after the run, so every process of the
+    session on this machine (xdist workers) shares them, and a process that dies frees its slots.
+    An engine found lost is marked there too: no process assigns it a task again.
+    """
+
+    def __init__(self, urls: list[str], run_id: str, slots: int | None = None) -> None:
+        self.engines = [Engine(i, url, slots=slots) for i, url in enumerate(urls)]
+        self.directory = Path(tempfile.gettempdir()) / f"benchflow-engines-{run_id}"
+        self._turn = random.randrange(len(self.engines))
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Ping every engine once and learn its CPU count (for default slots).
+
+        Raises:
+            RunnerError: naming each engine that does not answer.
+        """
+        silent = []
+        for engine in self.engines:
+            try:
+                client = engine.client(_PROBE_TIMEOUT)
+                try:
+                    client.ping()
+                    self._learn_slots(engine, client)
+                finally:
+                    client.close()
+            except Exception as e:
+                silent.append(f"{engine.shown} ({_why(e)})")
+        if silent:
+            raise RunnerError(
+                f"Docker engine{'s' if len(silent) > 1 else ''} not answering: {'; '.join(silent)}; "
+                "start it or leave it out of --benchflow-docker-host"
+            )
+
+    def _learn_slots(self, engine: Engine, client: docker.DockerClient) -> None:
+        if engine.slots is None:
+            engine.slots = max(1, int(client.info().get("NCPU") or 1))
+
+    def lost(self, engine: Engine, reason: str) -> None:
+        """Assign no further task to ``engine``, in any process of the session."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"e{engine.index}.lost").write_text(reason, encoding="utf-8")
+
+    def is_lost(self, engine: Engine) -> bool:
+        return (self.directory / f"e{engine.index}.lost").exists()
+
+    def remaining(self) -> list[Engine]:
+        return [e for e in self.engines if not self.is_lost(e)]
+
+    @contextmanager
+    def slot(self) -> Iterator[Engine]:
+        """Hold a free slot of a remaining engine for the duration of the block; wait while all are busy.
+
+        Raises:
+            TaskError: every engine was lost.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while True:
+            remaining = self.remaining()
+            if not remaining:
+                lost = "; ".join(
+                    f"{e.shown}: {(self.directory / f'e{e.index}.lost').read_text(encoding='utf-8')}"
+                    for e in self.engines
+                )
+                raise TaskError(f"no Docker engine left to run the task ({lost})")
+            with self._lock:
+                self._turn += 1
+                start = self._turn
+            # Engines in turn from a rotating start: consecutive tasks spread over them.
+            for engine in remaining[start % len(remaining) :] + remaining[: start % len(remaining)]:
+                fd = self._take(engine)
+                if fd is not None:
+                    try:
+                        yield engine
+                    finally:
+                        os.close(fd)  # releases the lock
+                    return
+            time.sleep(_SLOT_POLL)
+
+    def _take(self, engine: Engine) -> int | None:
+        if engine.slots is None:
+            try:
+                self._learn_slots(engine, engine.client())
+            except Exception:
+                engine.slots = 1  # it will be found lost when the task tries it
+        for slot in range(engine.slots or 1):
+            fd = os.open(self.directory / f"e{engine.index}-s{slot}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return fd
+        return None
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
+
+    def remove_directory(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,0 +1,222 @@
+"""Several Docker engines in one session: tasks spread over them, start-up checks, images per engine, an engine lost mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from container_toy import ARGS, TOY_IMAGE, junit
+from images import ROOT, _unavailable, engine
+
+from conftest import INTERRUPTIBLE, runs_by_start
+
+pytestmark = pytest.mark.docker
+
+SCRIPT = ROOT / "scripts" / "docker-engine.sh"
+MAIN = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def extra_engine(name: str, *images: str) -> str:
+    """An engine of our own beside the main one (scripts/docker-engine.sh), holding ``images``."""
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        _unavailable("a second Docker engine needs root and dockerd")
+    started = subprocess.run(["bash", str(SCRIPT), "start", name], capture_output=True, text=True, timeout=180)
+    if started.returncode:
+        _unavailable(f"Docker engine {name} did not start: {started.stderr.strip()[-300:]}")
+    if images:
+        subprocess.run(["bash", str(SCRIPT), "load", name, *images], check=True, timeout=600)
+    return started.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def second_engine(toy_image: str, mmlu_image: str) -> str:
+    """The second engine CI starts (``BENCHFLOW_DOCKER_HOST_2``), or one started here; with the test images."""
+    given = os.environ.get("BENCHFLOW_DOCKER_HOST_2")
+    if given:
+        subprocess.run(["bash", str(SCRIPT), "load", "d2", toy_image, mmlu_image], check=True, timeout=600)
+        return given
+    return extra_engine("d2", toy_image, mmlu_image)
+
+
+# A bench that runs only in a container (whose image no test needs: these sessions stop before any task).
+IMAGE_BENCH = """
+from pytest_benchflow import BaseAgent, BaseBench, BenchArgs
+
+class B(BaseBench):
+    def get_args(self, t): return BenchArgs(None)
+    def get_image_name(self): return "x"
+    def get_results_dir_in_container(self): return "/r"
+    def get_log_files_dir_in_container(self): return "/l"
+    def get_all_tasks(self, s): return {"task_ids": ["t"], "error_message": None}
+    def get_result(self, t): return {"is_resolved": True, "metrics": {}}
+
+class A(BaseAgent):
+    def call_api(self, i): return "x"
+"""
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+
+
+def labelled(host: str, run: Path) -> list[Any]:
+    client = docker.DockerClient(base_url=host)
+    try:
+        return client.containers.list(all=True, filters={"label": f"benchflow.run={run.name}"})
+    finally:
+        client.close()
+
+
+def test_mmlu_pro_spreads_over_two_engines_and_scores_as_in_process(
+    pytester: pytest.Pytester, mmlu_image: str, second_engine: str
+) -> None:
+    common = ["--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "-p", "no:randomly"]
+    pytester.runpytest_subprocess(*common, "--benchflow-runner=local", "--junitxml=local.xml")
+    result = pytester.runpytest_subprocess(
+        *common,
+        "--benchflow-runner=docker",
+        f"--benchflow-docker-host={MAIN}",
+        f"--benchflow-docker-host={second_engine}",
+        "--benchflow-docker-slots=1",
+        "-n",
+        "2",
+        "--junitxml=docker.xml",
+        "--benchflow-html=report.html",
+    )
+    assert result.parseoutcomes().get("errors") is None
+    assert junit(pytester.path / "local.xml") == junit(pytester.path / "docker.xml")
+    run = runs_by_start(pytester)[-1]
+    by_engine: dict[str, int] = {}
+    for record in records(run):
+        by_engine[record["engine"]] = by_engine.get(record["engine"], 0) + 1
+    assert set(by_engine) == {MAIN, second_engine} and sum(by_engine.values()) == 14
+    engines = json.loads((run / "summary.json").read_text())["benches"]["mmlu_pro"]["engines"]
+    assert {url: row["tasks"] for url, row in engines.items()} == by_engine
+    (line,) = [line for line in result.outlines if line.startswith("  engines: ")]
+    assert all(f"{url} {n} tasks, " in line for url, n in by_engine.items())
+    page = (pytester.path / "report.html").read_text()
+    assert page.count('<tr class="engine">') == 2
+    assert all(f'<td>{url}</td><td class="num">{n}</td>' in page for url, n in by_engine.items())
+    assert labelled(MAIN, run) == [] and labelled(second_engine, run) == []
+
+
+def test_an_image_missing_on_one_engine_with_pull_never_names_that_engine(
+    docker_toy: pytest.Pytester, toy_image: str, second_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine().images.get(toy_image).tag("benchflow-test/only-main", "1")
+    (docker_toy.path / "docker_toy.py").write_text(
+        (docker_toy.path / "docker_toy.py").read_text().replace(TOY_IMAGE, "benchflow-test/only-main:1")
+    )
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(6)]))
+    monkeypatch.setenv("NAP", "1")
+    hosts = [f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={second_engine}"]
+    result = docker_toy.runpytest_subprocess(
+        *ARGS, *hosts, "--benchflow-docker-slots=1", "--benchflow-pull=never", "-n", "2"
+    )
+    run = runs_by_start(docker_toy)[-1]
+    found = records(run)
+    assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN}
+    errors = [r for r in found if r["outcome"] == "error"]
+    assert errors and all(r["engine"] == second_engine for r in errors)
+    assert all(
+        r["reason"]
+        == f"image 'benchflow-test/only-main:1' is not present on {second_engine} and --benchflow-pull=never"
+        for r in errors
+    )
+    assert result.ret == 1
+
+
+def test_an_engine_killed_mid_run_fails_only_its_tasks(
+    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doomed = extra_engine("d3", toy_image)
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(10)]))
+    monkeypatch.setenv("NAP", "6")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *ARGS,
+        f"--benchflow-docker-host={MAIN}",
+        f"--benchflow-docker-host={doomed}",
+        "--benchflow-docker-slots=2",
+        "-n",
+        "4",
+    ]
+    proc = docker_toy.popen(command, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            runs = list(docker_toy.path.glob(".benchflow/2*"))
+            if runs and len([c for c in labelled(doomed, runs[0]) if c.status == "running"]) == 2:
+                break
+            time.sleep(0.2)
+        subprocess.run(["bash", str(SCRIPT), "kill", "d3"], check=True, timeout=120)
+        assert proc.wait(timeout=300) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["bash", str(SCRIPT), "stop", "d3"], timeout=120)
+    found = records(runs[0])
+    assert len(found) == 10
+    lost = [r for r in found if r["outcome"] == "error"]
+    assert len(lost) == 2, found
+    assert all(r["engine"] == doomed for r in lost)
+    assert all(f"lost the Docker engine {doomed} while it ran" in r["reason"] for r in lost)
+    # Every other task ran, on the engine that remained, and left no container behind.
+    assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN} and len(found) - len(lost) == 8
+    assert labelled(MAIN, runs[0]) == []
+
+
+def test_start_up_checks_are_usage_errors(docker_toy: pytest.Pytester, tmp_path: Path) -> None:
+    silent = f"unix://{tmp_path}/nobody.sock"
+    result = docker_toy.runpytest_subprocess(
+        *ARGS, f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={silent}"
+    )
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        [f"*Docker engine not answering: {silent} (*); start it or leave it out of --benchflow-docker-host*"]
+    )
+    assert not list(docker_toy.path.glob(".benchflow/2*"))
+    # A loopback agent cannot be reached from a machine of its own: said before anything runs.
+    remote = docker_toy.runpytest_subprocess(*ARGS, "--benchflow-docker-host=tcp://192.0.2.7:2376")
+    assert remote.ret == 4
+    remote.stderr.fnmatch_lines(
+        ["*is on this machine's loopback, which containers on tcp://192.0.2.7:2376 cannot reach; give an --agent-url*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--benchflow-docker-host=http//oops"], "--benchflow-docker-host 'http//oops': not an engine URL"),
+        (["--benchflow-docker-host=ftp://h"], "--benchflow-docker-host 'ftp://h': not an engine URL"),
+        (["--benchflow-docker-slots=0"], "--benchflow-docker-slots = '0': expected a positive whole number"),
+        (["--benchflow-docker-slots=many"], "--benchflow-docker-slots = 'many': expected a positive whole number"),
+    ],
+)
+def test_bad_engine_settings_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    # No engine needed: settings are checked before anything connects.
+    pytester.makepyfile(img=IMAGE_BENCH)
+    result = pytester.runpytest_subprocess("--benchflow=img.py:B", "--agent-url=http://127.0.0.1:9", *args)
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_ini_names_several_engines(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makeini(f"[pytest]\nbenchflow_docker_hosts = unix://{tmp_path}/a.sock\n  unix://{tmp_path}/b.sock\n")
+    pytester.makepyfile(img=IMAGE_BENCH)
+    result = pytester.runpytest_subprocess("--benchflow=img.py:B", "--agent=img:A")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        [f"*Docker engines not answering: unix://{tmp_path}/a.sock (*); unix://{tmp_path}/b.sock (*)*"]
+    )
