@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -175,6 +176,59 @@ def test_an_engine_killed_mid_run_fails_only_its_tasks(
     # Every other task ran, on the engine that remained, and left no container behind.
     assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN} and len(found) - len(lost) == 8
     assert labelled(MAIN, runs[0]) == []
+
+
+def test_when_the_only_engine_dies_the_remaining_tasks_say_so(
+    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only = extra_engine("d3", toy_image)
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
+    monkeypatch.setenv("NAP", "30")
+    command = [sys.executable, "-m", "pytest", *ARGS, f"--benchflow-docker-host={only}", "--benchflow-docker-slots=1"]
+    proc = docker_toy.popen(command, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            runs = list(docker_toy.path.glob(".benchflow/2*"))
+            if runs and [c for c in labelled(only, runs[0]) if c.status == "running"]:
+                break
+            time.sleep(0.2)
+        subprocess.run(["bash", str(SCRIPT), "kill", "d3"], check=True, timeout=120)
+        assert proc.wait(timeout=120) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["bash", str(SCRIPT), "stop", "d3"], timeout=120)
+    first, *rest = records(runs[0])
+    assert first["outcome"] == "error" and f"lost the Docker engine {only} while it ran" in first["reason"]
+    assert len(rest) == 3 and all(r["outcome"] == "error" for r in rest)
+    assert all(r["reason"].startswith(f"no Docker engine left to run the task ({only}: ") for r in rest)
+
+
+def test_interrupting_removes_the_containers_on_every_engine(
+    docker_toy: pytest.Pytester, second_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
+    monkeypatch.setenv("NAP", "60")
+    hosts = [f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={second_engine}"]
+    command = [sys.executable, "-m", "pytest", *ARGS, *hosts, "--benchflow-docker-slots=1", "-n", "2"]
+    proc = docker_toy.popen(command, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            runs = list(docker_toy.path.glob(".benchflow/2*"))
+            if runs and all(labelled(host, runs[0]) for host in (MAIN, second_engine)):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert labelled(MAIN, runs[0]) == [] and labelled(second_engine, runs[0]) == []
+    assert json.loads((runs[0] / "summary.json").read_text())["interrupted"] is True
 
 
 def test_start_up_checks_are_usage_errors(docker_toy: pytest.Pytester, tmp_path: Path) -> None:
