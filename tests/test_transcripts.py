@@ -129,3 +129,18 @@ def test_mmlu_pro_transcripts_never_carry_the_gold_answer(pytester: pytest.Pytes
     for line in lines:
         assert not keys(line["request"]) & {"answer", "answer_index", "cot_content"}
         assert line["request"]["question"]["question_id"] == int(line["sample_id"])
+
+
+def test_reading_a_transcript_back_skips_what_is_not_an_exchange_and_trims_long_fields(tmp_path: Path) -> None:
+    from pytest_benchflow.results.transcripts import FIELD_LIMIT, read_transcript
+
+    log_dir = tmp_path / "b" / "logs" / "t"
+    log_dir.mkdir(parents=True)
+    good = {"sample_id": 7, "request": {"prompt": "p" * (FIELD_LIMIT + 50)}, "response": "A", "attempts": "x"}
+    lines = [json.dumps(good), "[1, 2]", "not json", json.dumps({"response": "B", "latency": 0.5}), '{"cut": ']
+    (log_dir / "transcript.jsonl").write_text("\n".join(lines))
+    first, second = read_transcript(tmp_path, "b/logs/t")
+    assert first["sample_id"] == "7" and first["response"] == "A" and first["attempts"] is None
+    assert first["request"].startswith("[prompt]\npppp") and first["request"].endswith("(59 more characters)")
+    assert second == {**second, "sample_id": None, "response": "B", "latency": 0.5}
+    assert read_transcript(tmp_path, "b/logs/missing") == [] and read_transcript(tmp_path, "../..") == []
