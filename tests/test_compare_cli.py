@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_mmlu_pro import HISTORY
 
-from pytest_benchflow.results import SCHEMA_VERSION
+from pytest_benchflow.results import SCHEMA_VERSION, load_run
 from pytest_benchflow.results.cli import EXIT_ERROR, EXIT_OK, EXIT_REGRESSION, main
 
 
@@ -231,3 +231,19 @@ def test_newest_run_skips_sessions_that_never_ran(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "skipped 20260102T000000-bbbbbb" in result.stderr
     assert json.loads(result.stdout)["new"].endswith("20260101T000000-aaaaaa")
+
+
+def test_runs_started_in_the_same_second_are_ordered_by_their_start(tmp_path: Path) -> None:
+    # The random part of the run id sorts "ffffff" last, but "000000" started later.
+    write_run(
+        tmp_path / "20260101T000000-ffffff",
+        [GOOD],
+        {"exit_status": 0, "benches": {}, "started_at": "2026-01-01T00:00:00.100+00:00"},
+    )
+    write_run(
+        tmp_path / "20260101T000000-000000",
+        [GOOD],
+        {"exit_status": 0, "benches": {}, "started_at": "2026-01-01T00:00:00.900+00:00"},
+    )
+    write_run(tmp_path / "20251231T235959-zzzzzz", [GOOD], {"exit_status": 0, "benches": {}})
+    assert load_run(tmp_path).path.name == "20260101T000000-000000"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ def _run_directory(path: Path, warnings: list[str]) -> Path:
         raise ResultsFormatError(f"{path}: no such results directory")
     if (path / "results.jsonl").exists() or (path / "summary.json").exists():
         return path
-    runs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()) if path.is_dir() else []
-    for run in reversed(runs):  # run ids sort by start time: the newest run that ran
+    runs = [p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()] if path.is_dir() else []
+    for run in _newest_first(runs):
         status = _read_summary(run).get("exit_status")
         if status in NEVER_RAN:
             warnings.append(f"skipped {run.name}: that session stopped with exit status {status} before running")
@@ -72,6 +73,18 @@ def _run_directory(path: Path, warnings: list[str]) -> Path:
     raise ResultsFormatError(
         f"{path}: no benchflow results here (expected results.jsonl or summary.json, or run directories holding them)"
     )
+
+
+def _newest_first(runs: list[Path]) -> list[Path]:
+    """Run directories by start, newest first: run ids sort by the second a run started; runs that
+    started in the same second are told apart by their summaries' ``started_at``."""
+    seconds = Counter(run.name.partition("-")[0] for run in runs)
+
+    def started(run: Path) -> tuple[str, str]:
+        second = run.name.partition("-")[0]
+        return second, str(_read_summary(run).get("started_at", "")) if seconds[second] > 1 else ""
+
+    return sorted(runs, key=started, reverse=True)
 
 
 def _read_lines(path: Path, warnings: list[str]) -> list[tuple[Any, str]]:
