@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,32 @@ def test_the_html_comparison_lists_flipped_samples(quiz500: pytest.Pytester, mon
     rows = flipped_rows(page)
     assert len(rows) == 20 and all(row.startswith('failed"') for row in rows)
     assert all(f"<td>{w}</td>" in page for w in WRONG.split(","))
+
+
+def test_mmlu_pro_categories_hide_a_drop_that_its_questions_show(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GPT-4o's recorded answers, then the same with 8% of its right answers made unreadable: both
+    categories stay resolved (no task flips), the questions show the fall."""
+    from test_mmlu_pro import CS, HISTORY, replay_args
+
+    monkeypatch.setenv("REPLAY_FILE", f"{HISTORY}{os.pathsep}{CS}")
+    pytester.runpytest_subprocess(*replay_args()).assert_outcomes(passed=2)
+    worse = []
+    for path in (HISTORY, CS):
+        records = json.loads(path.read_text())
+        right = [r for r in records if r["pred"] == r["answer"]]
+        for r in right[:: len(right) // (len(right) * 8 // 100)]:
+            r["response"] = "I cannot tell. The answer is (Z)."
+        worse.append(pytester.path / path.name)
+        worse[-1].write_text(json.dumps(records))
+    monkeypatch.setenv("REPLAY_FILE", os.pathsep.join(map(str, worse)))
+    pytester.runpytest_subprocess(*replay_args()).assert_outcomes(passed=2)
+    base, new = runs(pytester)
+    capsys.readouterr()
+    assert benchflow(["compare", str(base), str(new), "--json", "--fail-on-regression"]) == 1
+    (bench,) = json.loads(capsys.readouterr().out)["benches"]
+    assert bench["paired_tasks"] == 2 and bench["regressed"] == [] and not bench["task_regression"]
+    samples = bench["samples"]
+    assert samples["paired"] == 381 + 410 and samples["better"] == 0 and samples["worse"] >= 30
+    assert samples["base_mean"] == pytest.approx(588 / 791) and samples["regression"]
