@@ -34,8 +34,9 @@ class MetricChange:
 class SampleComparison:
     """A bench's samples paired on (sample id, epoch): the paired difference and its tests.
 
-    ``ci95`` and ``clustered_p`` account for samples clustered in tasks; ``p_value`` is McNemar's
-    exact test over samples (binary scores) or the paired z-test (fractional scores).
+    ``p_value`` (the gate's) is McNemar's exact test over samples (binary scores) or the paired
+    z-test over samples (fractional ones): did the agent do worse on these samples. ``ci95`` and
+    ``clustered_p`` take samples as clustered in tasks: would the change carry over to other tasks.
     """
 
     paired: int
@@ -109,12 +110,15 @@ def compare_samples(
         if n.score != b.score:
             flipped.append((b.task_id, b.sample_id, b.epoch, b.score, n.score))
     diff = clustered_mean(list(clusters.values()))
-    assert diff is not None
+    per_sample = clustered_mean([[d] for c in clusters.values() for d in c])
+    assert diff is not None and per_sample is not None
     worse = sum(1 for f in flipped if f[4] < f[3])
     better = len(flipped) - worse
     binary = all(before[k].score in (0.0, 1.0) and after[k].score in (0.0, 1.0) for k in keys)
-    clustered_p = normal_p(diff.mean, diff.stderr)
-    test, p = ("mcnemar-exact", mcnemar_exact(worse, better)) if binary else ("paired-z", clustered_p)
+    if binary:
+        test, p = "mcnemar-exact", mcnemar_exact(worse, better)
+    else:
+        test, p = "paired-z", normal_p(per_sample.mean, per_sample.stderr)
     base_mean = sum(before[k].score for k in keys) / len(keys)
     return SampleComparison(
         paired=len(keys),
@@ -127,9 +131,8 @@ def compare_samples(
         better=better,
         test=test,
         p_value=p,
-        clustered_p=clustered_p if diff.method == "clustered" else p,
-        # McNemar takes samples as independent; the clustered test does not: a drop must pass both.
-        regression=-diff.mean > max_drop and p < alpha and (diff.method != "clustered" or clustered_p < alpha),
+        clustered_p=normal_p(diff.mean, diff.stderr),
+        regression=-diff.mean > max_drop and p < alpha,
         flipped=sorted(flipped, key=lambda f: f[4] - f[3]),
     )
 
@@ -141,8 +144,8 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     fall is significant at ``alpha``: by McNemar's exact test on the (task, epoch) runs both
     have (paired), or by a two-proportion z-test when they share none. Errors count as
     unresolved. When both runs have samples, it also regressed when the mean sample score
-    fell by more than ``max_drop`` and the paired fall is significant at ``alpha`` both by
-    McNemar's exact test over samples and by the z-test clustered by task.
+    fell by more than ``max_drop`` and the paired fall is significant at ``alpha`` by McNemar's
+    exact test over samples (the paired z-test for fractional scores).
     """
     base_benches, new_benches = base.benches(), new.benches()
     comparisons = []
