@@ -143,11 +143,12 @@ def test_filter_sort_and_details_in_the_browser(demo_report: tuple[Path, dict[st
 
 def test_screenshot(demo_report: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     page, _ = demo_report
-    shot = tmp_path / "report.png"
-    browse(page, screenshot=shot)
-    assert shot.stat().st_size > 10_000
-    if os.environ.get("BENCHFLOW_UPDATE_SCREENSHOTS") == "1":
-        shutil.copy(shot, DOCS / "report.png")
+    shots = {"report.png": "", "report-samples.png": "#q=biology&open=1&sample=1"}
+    for name, fragment in shots.items():
+        browse(page, fragment=fragment, screenshot=tmp_path / name)
+        assert (tmp_path / name).stat().st_size > 10_000
+        if os.environ.get("BENCHFLOW_UPDATE_SCREENSHOTS") == "1":
+            shutil.copy(tmp_path / name, DOCS / name)
 
 
 def test_twelve_thousand_tasks_render(tmp_path: Path) -> None:
