@@ -165,3 +165,21 @@ def test_counts_agree_between_files_and_pytest(toy: pytest.Pytester, monkeypatch
         bench["errors"],
     )
     assert len(records(toy)) == bench["tasks"] == 7
+
+
+def test_a_killed_worker_names_the_epoch_it_was_running(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    toy.makeconftest(
+        "import os, signal\n"
+        "def pytest_benchflow_task_environment(bench, task_id, env):\n"
+        "    if task_id == 'die' and env['BENCHFLOW_LOG_DIR'].endswith('%epoch2'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good", "die"]))
+    toy.runpytest_subprocess(*TOY, "-n", "2", "--benchflow-epochs=2").assert_outcomes(passed=3, errors=1)
+    by_run = {(r["task_id"], r["epoch"]): r for r in records(toy)}
+    assert set(by_run) == {("good", 1), ("good", 2), ("die", 1), ("die", 2)}
+    crashed = by_run["die", 2]
+    assert (
+        crashed["outcome"] == "error" and "crashed while running 'benchflow:ToyBench::die[epoch2]'" in crashed["reason"]
+    )
+    assert crashed["log_dir"] == "ToyBench/logs/die%epoch2" and by_run["die", 1]["outcome"] == "passed"
