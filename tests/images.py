@@ -50,7 +50,10 @@ def wheels(directory: Path, *requirements: str) -> None:
     """The project's wheel and its runtime dependencies (plus ``requirements``) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(directory), str(ROOT)], check=True)
+    # One build at a time: setuptools builds in the checkout's build/, and two images may be built at once.
+    with open(Path(tempfile.gettempdir()) / "benchflow-wheel-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([*pip, "wheel", "-q", "--no-deps", "-w", str(directory), str(ROOT)], check=True)
     subprocess.run([*pip, "download", "-q", "-d", str(directory), *RUNTIME_DEPS, *requirements], check=True)
 
 

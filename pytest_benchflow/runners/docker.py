@@ -331,13 +331,14 @@ class DockerRunner(Runner):
         run_id = self.run_id
         for engine in self.pool.remaining():
             try:
-                with closing(engine.client(_CLEANUP_TIMEOUT)) as client:
-                    found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+                client = engine.client(_CLEANUP_TIMEOUT)
+                found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
             except Exception as e:
                 logger.info("no container sweep for run %s on %s: %s: %s", run_id, engine.shown, type(e).__name__, e)
                 continue
             for container in found:
                 _remove(engine, container["Id"])
+        self.pool.close()
         self.pool.remove_directory()
 
 
@@ -354,13 +355,17 @@ def _start_reader(
 ) -> threading.Thread:
     def read() -> None:
         with open(path, "w", encoding="utf-8") as out:
-            for raw in lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
-                line = raw.decode(errors="replace")
-                out.write(scrub(line))
-                if progress is not None:
-                    parsed = parse_progress(line)
-                    if parsed is not None:
-                        progress(*parsed)
+            try:
+                for raw in lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
+                    line = raw.decode(errors="replace")
+                    out.write(scrub(line))
+                    if progress is not None:
+                        parsed = parse_progress(line)
+                        if parsed is not None:
+                            progress(*parsed)
+            except Exception as e:
+                # The engine went away mid-stream: the task's own wait reports it; the log ends here.
+                logger.info("log stream of container %s ended: %s: %s", container.id[:12], type(e).__name__, e)
 
     thread = threading.Thread(target=read, daemon=True, name="benchflow-container-logs")
     thread.start()
@@ -370,8 +375,7 @@ def _start_reader(
 def _remove(engine: Engine, container_id: str) -> None:
     """Remove a container (killing it if running), bounded in time; a failure is logged, never raised."""
     try:
-        with closing(engine.client(_CLEANUP_TIMEOUT)) as client:
-            client.api.remove_container(container_id, force=True)
+        engine.client(_CLEANUP_TIMEOUT).api.remove_container(container_id, force=True)
     except Exception as e:  # cleanup must not turn a result into a crash: the session sweep retries
         if not isinstance(e, _docker().errors.NotFound):
             logger.warning(

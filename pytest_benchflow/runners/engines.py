@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,27 +83,27 @@ class Engine:
         self.shown = self.shown or (public_url(self.url) if urlsplit(self.url).netloc else self.url)
 
     def client(self, timeout: int | None = None) -> docker.DockerClient:
-        """This thread's client of the engine (``timeout``: a new short-lived client, for probes and cleanup)."""
-        if timeout is not None:
-            return _connect(self.url, timeout)
-        client: docker.DockerClient | None = getattr(self._clients, "client", None)
+        """This thread's client of the engine; with ``timeout``, this thread's client whose every call
+        gives up after that many seconds (cleanup must not hang on an engine that went away)."""
+        clients: dict[int | None, docker.DockerClient] | None = getattr(self._clients, "by_timeout", None)
+        if clients is None:
+            clients = self._clients.by_timeout = {}
+        client = clients.get(timeout)
         if client is None:
-            client = self._clients.client = _connect(self.url, None)
+            client = clients[timeout] = _connect(self.url, timeout)
         return client
 
     def close(self) -> None:
-        client = getattr(self._clients, "client", None)
-        if client is not None:
+        """Close this thread's clients."""
+        for client in getattr(self._clients, "by_timeout", {}).values():
             client.close()
-            self._clients.client = None
+        self._clients.by_timeout = {}
 
     def answers(self, timeout: int = _PROBE_TIMEOUT) -> bool:
+        """Whether the engine answers a ping within ``timeout`` seconds (a new connection)."""
         try:
-            client = self.client(timeout)
-            try:
+            with closing(_connect(self.url, timeout)) as client:
                 client.ping()
-            finally:
-                client.close()
             return True
         except Exception:
             return False
@@ -166,12 +166,9 @@ class EnginePool:
         silent = []
         for engine in self.engines:
             try:
-                client = engine.client(_PROBE_TIMEOUT)
-                try:
+                with closing(_connect(engine.url, _PROBE_TIMEOUT)) as client:
                     client.ping()
                     self._learn_slots(engine, client)
-                finally:
-                    client.close()
             except Exception as e:
                 silent.append(f"{engine.shown} ({_why(e)})")
         if silent:
