@@ -274,3 +274,19 @@ def test_ini_names_several_engines(pytester: pytest.Pytester, tmp_path: Path) ->
     result.stderr.fnmatch_lines(
         [f"*Docker engines not answering: unix://{tmp_path}/a.sock (*); unix://{tmp_path}/b.sock (*)*"]
     )
+
+
+def test_a_resumed_run_starts_with_no_engine_lost(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_benchflow.runners.docker import DockerRunner
+
+    engine()
+    monkeypatch.setenv("TOY_TASKS", '["alpha"]')
+    docker_toy.runpytest_subprocess(*ARGS).assert_outcomes(passed=1)
+    (run,) = docker_toy.path.glob(".benchflow/2*")
+    # A session of this run that was killed left its engine marked lost in the run's slot directory.
+    crashed = DockerRunner(run.name)
+    crashed.pool.lost(crashed.pool.engines[0], "connection refused")
+    monkeypatch.setenv("TOY_TASKS", '["alpha", "beta"]')
+    docker_toy.runpytest_subprocess(*ARGS, f"--benchflow-resume={run}").assert_outcomes(passed=1)
+    by_task = {r["task_id"]: r for r in records(run)}
+    assert by_task["beta"]["outcome"] == "passed" and by_task["beta"]["engine"] == MAIN

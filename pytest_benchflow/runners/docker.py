@@ -171,6 +171,8 @@ class DockerRunner(Runner):
                 f"{', '.join(remote)} cannot reach; give an --agent-url that host can reach "
                 "(this machine's address, or an agent running there)"
             )
+        # A resumed run reuses its id: what a crashed session of it marked lost is not lost now.
+        self.pool.remove_directory()
         self.pool.check()
 
     def ensure_image(self, engine: Engine, image: str) -> None:
