@@ -144,6 +144,7 @@ class DockerRunner(Runner):
         self.limits = limits or DockerLimits.from_options()
         self.pool = EnginePool(engines or parse_engines(""), run_id, slots)
         self._pulled: set[tuple[int, str]] = set()
+        self._unpullable: dict[tuple[int, str], str] = {}
         self._pull_lock = threading.Lock()
         self._running: dict[str, Engine] = {}
 
@@ -177,10 +178,12 @@ class DockerRunner(Runner):
 
     def ensure_image(self, engine: Engine, image: str) -> None:
         """Make ``image`` present on ``engine`` as ``--benchflow-pull`` says (once per engine and image)."""
-        errors = _docker().errors
+        errors, key = _docker().errors, (engine.index, image)
         with self._pull_lock:
-            if (engine.index, image) in self._pulled:
+            if key in self._pulled:
                 return
+            if key in self._unpullable:
+                raise TaskError(self._unpullable[key])  # the next task need not wait for the same failure
             client = engine.client()
             present = True
             try:
@@ -191,10 +194,11 @@ class DockerRunner(Runner):
                 try:
                     client.images.pull(image)
                 except errors.DockerException as e:
-                    raise TaskError(f"cannot pull image {image!r} on {engine.shown}: {first_line(str(e))}") from None
+                    self._unpullable[key] = f"cannot pull image {image!r} on {engine.shown}: {first_line(str(e))}"
+                    raise TaskError(self._unpullable[key]) from None
             elif not present:
                 raise TaskError(f"image {image!r} is not present on {engine.shown} and --benchflow-pull=never")
-            self._pulled.add((engine.index, image))
+            self._pulled.add(key)
 
     def network_mode(self, agent_url: str) -> str | None:
         if self.limits.network != "auto":
