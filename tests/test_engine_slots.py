@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,18 @@ def test_engine_urls() -> None:
     assert parse_engines("  unix:///a.sock tcp://h:2376 unix:///a.sock ") == ["unix:///a.sock", "tcp://h:2376"]
     assert is_local_engine("unix:///var/run/docker.sock") and is_local_engine("tcp://127.0.0.1:2375")
     assert not is_local_engine("tcp://10.0.0.5:2376") and not is_local_engine("ssh://me@builder")
+
+
+def test_a_planted_link_at_the_slot_directory_is_refused(tmp_path: Path) -> None:
+    run_id = f"planted-{os.getpid()}-{time.monotonic_ns()}"
+    p = pool(run_id)
+    p.directory.symlink_to(tmp_path)
+    try:
+        with pytest.raises(
+            TaskError, match="the run's Docker engine slots\\) is not a directory of this user's; remove it"
+        ):
+            with p.slot():
+                pass
+        assert list(tmp_path.iterdir()) == []  # nothing was created through the link
+    finally:
+        p.directory.unlink()

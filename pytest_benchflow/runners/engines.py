@@ -8,6 +8,7 @@ import os
 import random
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -181,9 +182,22 @@ class EnginePool:
         if engine.slots is None:
             engine.slots = max(1, int(client.info().get("NCPU") or 1))
 
+    def _own_directory(self) -> None:
+        """Create the slot directory (mode 0700), or accept it only as a real directory of this user's:
+        its name is predictable, and the temporary directory is everyone's."""
+        try:
+            os.mkdir(self.directory, 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(self.directory)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise TaskError(
+                f"{self.directory} (the run's Docker engine slots) is not a directory of this user's; remove it"
+            )
+
     def lost(self, engine: Engine, reason: str) -> None:
         """Assign no further task to ``engine``, in any process of the session."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._own_directory()
         (self.directory / f"e{engine.index}.lost").write_text(reason, encoding="utf-8")
 
     def is_lost(self, engine: Engine) -> bool:
@@ -197,9 +211,9 @@ class EnginePool:
         """Hold a free slot of a remaining engine for the duration of the block; wait while all are busy.
 
         Raises:
-            TaskError: every engine was lost.
+            TaskError: every engine was lost, or the slot directory is not ours.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._own_directory()
         while True:
             remaining = self.remaining()
             if not remaining:
