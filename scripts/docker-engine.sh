@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # An extra Docker engine beside the main one, for multi-engine tests and benchmarks (root only):
 #   docker-engine.sh start NAME          start it (if not running); prints its DOCKER_HOST
-#   docker-engine.sh load NAME IMAGE...  copy images from the main engine into it (docker save | load)
+#   docker-engine.sh load NAME IMAGE...  copy images from the main engine into it (docker save | load;
+#                                        into $TARGET_HOST instead when set)
 #   docker-engine.sh kill NAME           SIGKILL it, as a crash would, then clean up what it leaves
 #   docker-engine.sh stop NAME           stop it and clean up
 # It has its own socket, data root, exec root, pid file and containerd namespace, and shares the
@@ -52,7 +53,7 @@ start)
   ;;
 load)
   for image in "$@"; do
-    docker save "$image" | DOCKER_HOST=$host docker load -q >/dev/null
+    docker save "$image" | DOCKER_HOST=${TARGET_HOST:-$host} docker load -q >/dev/null
   done
   ;;
 kill)

@@ -42,7 +42,8 @@ def second_engine(toy_image: str, mmlu_image: str) -> str:
     """The second engine CI starts (``BENCHFLOW_DOCKER_HOST_2``), or one started here; with the test images."""
     given = os.environ.get("BENCHFLOW_DOCKER_HOST_2")
     if given:
-        subprocess.run(["bash", str(SCRIPT), "load", "d2", toy_image, mmlu_image], check=True, timeout=600)
+        load = ["bash", str(SCRIPT), "load", "d2", toy_image, mmlu_image]
+        subprocess.run(load, check=True, timeout=600, env={**os.environ, "TARGET_HOST": given})
         return given
     return extra_engine("d2", toy_image, mmlu_image)
 
