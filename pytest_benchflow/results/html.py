@@ -12,7 +12,7 @@ from typing import Any
 from ..stats import Z95, percent, wilson_interval
 from .compare import BenchComparison
 from .reader import RunData
-from .records import BenchSummary, TaskRecord, agent_label
+from .records import BenchSummary, agent_label
 from .transcripts import read_transcript
 from .writer import group_samples
 
@@ -206,10 +206,7 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
     used = 0
     capped = False
     for i in order:
-        if used >= budget:
-            capped = capped or bool(per_task[i]) or run.records[i].outcome != "error"
-            continue
-        for exchange in _exchanges(run, run.records[i]):
+        for exchange in read_transcript(run.path, run.records[i].log_dir):
             size = sum(len(str(v)) for v in exchange.values())
             if used + size > budget:
                 capped = True
@@ -220,6 +217,8 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
                 exchanges.setdefault(i, []).append(len(transcripts) - 1)
             else:
                 by_sample[i, exchange["sample_id"]] = len(transcripts) - 1
+        if capped:
+            break
     samples = [
         [
             i,
@@ -241,10 +240,6 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
             "every exchange is in its task's logs/…/transcript.jsonl"
         )
     return {"samples": shown, "transcripts": transcripts, "exchanges": exchanges, "notes": notes}
-
-
-def _exchanges(run: RunData, record: TaskRecord) -> list[dict[str, Any]]:
-    return read_transcript(run.path, record.log_dir) if record.log_dir else []
 
 
 def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> str:

@@ -229,10 +229,6 @@ class DockerRunner(Runner):
             self.pool.lost(engine, reason)
             logger.warning("Docker engine %s lost (%s): no further task goes there", engine.shown, reason)
 
-    def _engine_error(self, engine: Engine, e: Exception) -> Exception:
-        """``_EngineDown`` when ``engine`` stopped answering (the error was the engine's), else ``e``."""
-        return _EngineDown(first_line(str(e))) if not engine.answers() else e
-
     def _execute_on(
         self, engine: Engine, image: str, results_dir: str, log_dir: str, spec: TaskSpec, env: TaskEnvironment
     ) -> None:
@@ -256,9 +252,10 @@ class DockerRunner(Runner):
         except errors.ImageNotFound:
             raise TaskError(f"image {image!r} not found on {engine.shown}") from None
         except (errors.DockerException, requests.exceptions.RequestException, TaskError) as e:
-            error = self._engine_error(engine, e)
-            if isinstance(error, _EngineDown) or isinstance(e, TaskError):
-                raise error from None
+            if not engine.answers():
+                raise _EngineDown(first_line(str(e))) from None
+            if isinstance(e, TaskError):
+                raise
             raise TaskError(f"cannot create a container of {image!r} on {engine.shown}: {first_line(str(e))}") from None
         container_id = str(container.id)
         self._running[container_id] = engine
