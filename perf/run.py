@@ -281,6 +281,22 @@ def test_question(q):
 """
 
 
+def per_question_run(url: str, data: Path, output: Path, quiet: list[str]) -> list[str]:
+    """The pytest command running ``data`` as per-question MMLU-Pro items against ``url``."""
+    return [
+        PY,
+        "-m",
+        "pytest",
+        "--benchflow=mmlu_pro",
+        f"--agent-url={url}",
+        "--benchflow-arg=TASK_UNIT=question",
+        f"--benchflow-arg=DATA_FILE={data}",
+        "--benchflow-arg=NUM_SHOTS=0",
+        f"--benchflow-output={output}",
+        *quiet,
+    ]
+
+
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB of the process tree's largest process)."""
     started = time.perf_counter()
@@ -308,21 +324,9 @@ def bench_scale(sizes: tuple[int, ...] = (100, 1000, 12032)) -> None:
             data = tmp / f"data{n}.json"
             data.write_text(json.dumps(synthetic_questions(n)))
             env["DATA_FILE"] = str(data)
-            output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
             # BENCH_OUTPUT=/dev/shm/x puts the results on tmpfs, separating the harness from the disk.
             output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
-            bench = [
-                PY,
-                "-m",
-                "pytest",
-                "--benchflow=mmlu_pro",
-                f"--agent-url={url}",
-                "--benchflow-arg=TASK_UNIT=question",
-                f"--benchflow-arg=DATA_FILE={data}",
-                "--benchflow-arg=NUM_SHOTS=0",
-                f"--benchflow-output={output}",
-                *quiet,
-            ]
+            bench = per_question_run(url, data, output, quiet)
             plain = [PY, "-m", "pytest", "test_plain.py", *quiet]
             variants = [("", []), (" --junitxml", ["--junitxml=j.xml"])] if n == sizes[-1] else [("", [])]
             if n == sizes[-1]:
@@ -512,18 +516,7 @@ def bench_transcripts() -> None:
         env = {**os.environ, "AGENT_URL": url, "PYTHONDONTWRITEBYTECODE": "1", "DATA_FILE": str(data)}
         output = Path(os.environ.get("BENCH_OUTPUT") or tmp / "out")
         quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN"]
-        bench = [
-            PY,
-            "-m",
-            "pytest",
-            "--benchflow=mmlu_pro",
-            f"--agent-url={url}",
-            "--benchflow-arg=TASK_UNIT=question",
-            f"--benchflow-arg=DATA_FILE={data}",
-            "--benchflow-arg=NUM_SHOTS=0",
-            f"--benchflow-output={output}",
-            *quiet,
-        ]
+        bench = per_question_run(url, data, output, quiet)
         commands = {
             "plain": [PY, "-m", "pytest", "test_plain.py", *quiet],
             "on": [*bench, "--benchflow-transcripts=on"],

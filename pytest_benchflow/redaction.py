@@ -112,5 +112,8 @@ class RedactingFilter(logging.Filter):
 def public_url(url: str) -> str:
     """``url`` without user name, password or query string (which often carries tokens)."""
     parts = urlsplit(url)
+    if not parts.netloc and url.startswith(f"{parts.scheme}://"):
+        # unix:///var/run/docker.sock: no host, nothing to hide (urlunsplit would drop the slashes).
+        return f"{parts.scheme}://{parts.path}"
     netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

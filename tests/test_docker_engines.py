@@ -65,6 +65,31 @@ class A(BaseAgent):
 """
 
 
+def wait_for_running(pytester: pytest.Pytester, proc: Any, host: str, count: int) -> Path:
+    """The run directory of ``proc``'s session, once ``count`` of its containers run on ``host``."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline and proc.poll() is None
+        runs = list(pytester.path.glob(".benchflow/2*"))
+        if runs and len([c for c in labelled(host, runs[0]) if c.status == "running"]) >= count:
+            return runs[0]
+        time.sleep(0.2)
+
+
+def kill_mid_run(pytester: pytest.Pytester, command: list[str], name: str, host: str, running: int) -> Path:
+    """Run ``command``, SIGKILL engine ``name`` once ``running`` of its containers run; the run directory."""
+    proc = pytester.popen(command, **INTERRUPTIBLE)
+    try:
+        run = wait_for_running(pytester, proc, host, running)
+        subprocess.run(["bash", str(SCRIPT), "kill", name], check=True, timeout=120)
+        assert proc.wait(timeout=300) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["bash", str(SCRIPT), "stop", name], timeout=120)
+    return run
+
+
 def records(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
 
@@ -153,22 +178,8 @@ def test_an_engine_killed_mid_run_fails_only_its_tasks(
         "-n",
         "4",
     ]
-    proc = docker_toy.popen(command, **INTERRUPTIBLE)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert time.monotonic() < deadline and proc.poll() is None
-            runs = list(docker_toy.path.glob(".benchflow/2*"))
-            if runs and len([c for c in labelled(doomed, runs[0]) if c.status == "running"]) == 2:
-                break
-            time.sleep(0.2)
-        subprocess.run(["bash", str(SCRIPT), "kill", "d3"], check=True, timeout=120)
-        assert proc.wait(timeout=300) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        subprocess.run(["bash", str(SCRIPT), "stop", "d3"], timeout=120)
-    found = records(runs[0])
+    run = kill_mid_run(docker_toy, command, "d3", doomed, running=2)
+    found = records(run)
     assert len(found) == 10
     lost = [r for r in found if r["outcome"] == "error"]
     assert len(lost) == 2, found
@@ -176,7 +187,7 @@ def test_an_engine_killed_mid_run_fails_only_its_tasks(
     assert all(f"lost the Docker engine {doomed} while it ran" in r["reason"] for r in lost)
     # Every other task ran, on the engine that remained, and left no container behind.
     assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN} and len(found) - len(lost) == 8
-    assert labelled(MAIN, runs[0]) == []
+    assert labelled(MAIN, run) == []
 
 
 def test_when_the_only_engine_dies_the_remaining_tasks_say_so(
@@ -186,22 +197,7 @@ def test_when_the_only_engine_dies_the_remaining_tasks_say_so(
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
     monkeypatch.setenv("NAP", "30")
     command = [sys.executable, "-m", "pytest", *ARGS, f"--benchflow-docker-host={only}", "--benchflow-docker-slots=1"]
-    proc = docker_toy.popen(command, **INTERRUPTIBLE)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert time.monotonic() < deadline and proc.poll() is None
-            runs = list(docker_toy.path.glob(".benchflow/2*"))
-            if runs and [c for c in labelled(only, runs[0]) if c.status == "running"]:
-                break
-            time.sleep(0.2)
-        subprocess.run(["bash", str(SCRIPT), "kill", "d3"], check=True, timeout=120)
-        assert proc.wait(timeout=120) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        subprocess.run(["bash", str(SCRIPT), "stop", "d3"], timeout=120)
-    first, *rest = records(runs[0])
+    first, *rest = records(kill_mid_run(docker_toy, command, "d3", only, running=1))
     assert first["outcome"] == "error" and f"lost the Docker engine {only} while it ran" in first["reason"]
     assert len(rest) == 3 and all(r["outcome"] == "error" for r in rest)
     assert all(r["reason"].startswith(f"no Docker engine left to run the task ({only}: ") for r in rest)
@@ -216,20 +212,15 @@ def test_interrupting_removes_the_containers_on_every_engine(
     command = [sys.executable, "-m", "pytest", *ARGS, *hosts, "--benchflow-docker-slots=1", "-n", "2"]
     proc = docker_toy.popen(command, **INTERRUPTIBLE)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert time.monotonic() < deadline and proc.poll() is None
-            runs = list(docker_toy.path.glob(".benchflow/2*"))
-            if runs and all(labelled(host, runs[0]) for host in (MAIN, second_engine)):
-                break
-            time.sleep(0.2)
+        run = wait_for_running(docker_toy, proc, MAIN, 1)
+        wait_for_running(docker_toy, proc, second_engine, 1)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert labelled(MAIN, runs[0]) == [] and labelled(second_engine, runs[0]) == []
-    assert json.loads((runs[0] / "summary.json").read_text())["interrupted"] is True
+    assert labelled(MAIN, run) == [] and labelled(second_engine, run) == []
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
 
 
 def test_start_up_checks_are_usage_errors(docker_toy: pytest.Pytester, tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ def test_redact_replaces_every_occurrence_longest_first() -> None:
 
 def test_public_url_drops_credentials_and_query() -> None:
     assert public_url("https://user:pw@host:8443/v1?token=abc") == "https://host:8443/v1"
+    # A socket path has no host: it stays as given (Docker engine URLs are shown this way).
+    assert public_url("unix:///var/run/docker.sock") == "unix:///var/run/docker.sock"
+    assert public_url("ssh://me:pw@builder:22") == "ssh://builder:22"
 
 
 def test_redact_hides_url_credentials() -> None:

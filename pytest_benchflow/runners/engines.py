@@ -80,8 +80,7 @@ class Engine:
     _clients: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
-        # unix:///path has no host to hide credentials in (and urlunsplit would drop its slashes).
-        self.shown = self.shown or (public_url(self.url) if urlsplit(self.url).netloc else self.url)
+        self.shown = self.shown or public_url(self.url)
 
     def client(self, timeout: int | None = None) -> docker.DockerClient:
         """This thread's client of the engine; with ``timeout``, this thread's client whose every call
@@ -138,7 +137,7 @@ def parse_engines(setting: str) -> list[str]:
         scheme = urlsplit(url).scheme
         if scheme not in _SCHEMES:
             raise RunnerError(
-                f"--benchflow-docker-host {Engine(0, url).shown!r}: not an engine URL "
+                f"--benchflow-docker-host {public_url(url)!r}: not an engine URL "
                 "(unix:///path/docker.sock, tcp://host:2376 or ssh://user@host)"
             )
     return urls
