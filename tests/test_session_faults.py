@@ -183,3 +183,28 @@ def test_a_killed_worker_names_the_epoch_it_was_running(toy: pytest.Pytester, mo
         crashed["outcome"] == "error" and "crashed while running 'benchflow:ToyBench::die[epoch2]'" in crashed["reason"]
     )
     assert crashed["log_dir"] == "ToyBench/logs/die%epoch2" and by_run["die", 1]["outcome"] == "passed"
+
+
+LINELESS_INTERRUPT = """
+import sys, types
+
+def pytest_runtest_logfinish(nodeid, location):
+    # A signal can land on an instruction with no line number (Python 3.11+): tb_lineno is then None.
+    lineless = types.TracebackType(None, sys._getframe(), 10**6, -1)
+    raise KeyboardInterrupt("signal 15").with_traceback(lineless)
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+def test_an_interrupt_on_a_lineless_instruction_still_ends_as_interrupted(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good", "good2", "good3"]))
+    toy.makeconftest(LINELESS_INTERRUPT)
+    result = toy.runpytest_subprocess(*TOY, "--junitxml=j.xml", *xdist)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*signal 15*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    (summary,) = toy.path.glob(".benchflow/*/summary.json")
+    assert json.loads(summary.read_text())["interrupted"] is True
+    assert 1 <= len(records(toy)) < 3 and "testcase" in (toy.path / "j.xml").read_text()

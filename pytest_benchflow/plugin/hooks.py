@@ -20,7 +20,7 @@ from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, check_agent, provide_agent
 from .loading import load_session
 from .options import add_options, choice, positive, price, setting, value
-from .process import interrupt_on_sigterm, redact_logging
+from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
@@ -209,7 +209,9 @@ class _RunnerLifecycle:
         self.run = run
         self.controller = controller
 
-    def pytest_keyboard_interrupt(self) -> None:
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter formats the interrupt
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        printable_interrupt(excinfo)
         for runner in self.run.runners():
             runner.interrupt()
 

@@ -12,7 +12,7 @@ import pytest
 
 from ..redaction import RedactingFilter
 
-__all__ = ["interrupt_on_sigterm", "redact_logging"]
+__all__ = ["interrupt_on_sigterm", "printable_interrupt", "redact_logging"]
 
 
 def interrupt_on_sigterm() -> None:
@@ -27,6 +27,24 @@ def interrupt_on_sigterm() -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
         signal.signal(signal.SIGTERM, interrupt)
+
+
+def printable_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Drop the frames pytest cannot print from an interrupt's traceback.
+
+    A signal can land on an instruction that has no line number (Python 3.11+ reports ``tb_lineno``
+    as None there); pytest's terminal reporter then fails formatting the interrupt and the run ends as
+    an internal error instead of "interrupted", with its summary and JUnit half written.
+    """
+
+    def printable(entry: Any) -> bool:
+        try:
+            entry.lineno  # noqa: B018 — the property pytest's formatting trips over
+        except TypeError:
+            return False
+        return True
+
+    excinfo.traceback = excinfo.traceback.filter(printable)
 
 
 def redact_logging(config: pytest.Config, secret_values: Iterable[str]) -> None:
