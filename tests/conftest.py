@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import textwrap
 import threading
@@ -25,6 +26,42 @@ class Reply:
     body: bytes = b'"ok"'
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+
+
+class RawServer:
+    """Answers every connection with the same raw bytes and closes it (broken HTTP, something that is not
+    an agent or an engine); with ``answer`` None it accepts and never answers. On loopback TCP, or on
+    the unix socket ``path``."""
+
+    def __init__(self, answer: bytes | None, path: Path | None = None) -> None:
+        self.answer = answer
+        self.connections: list[socket.socket] = []
+        if path is None:
+            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        else:
+            self.listener = socket.socket(socket.AF_UNIX)
+            self.listener.bind(str(path))
+            self.listener.listen()
+            self.url = f"unix://{path}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            if self.answer is not None:
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
 
 
 class ScriptedServer:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import EchoAgent, Reply, ScriptedServer, json_reply
+from conftest import EchoAgent, RawServer, Reply, ScriptedServer, json_reply
 from pytest_benchflow import (
     AgentBadResponse,
     AgentHTTPError,
@@ -230,30 +230,6 @@ class TestBatch:
         assert errors == []
 
 
-class RawServer:
-    """Answers every connection with the same raw bytes, then closes it: for broken HTTP."""
-
-    def __init__(self, answer: bytes) -> None:
-        import socket
-
-        self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.recv(65536)
-                conn.sendall(self.answer)
-
-
 @pytest.mark.parametrize(
     "answer",
     [
@@ -269,7 +245,8 @@ def test_connection_closed_mid_answer_says_so(answer: bytes) -> None:
     message = str(caught.value)
     assert "closed the connection before its answer was complete (2 attempts)" in message
     assert "is it running" not in message
-    server.listener.close()
+    assert len(server.connections) == 2
+    server.close()
 
 
 def test_body_over_the_cap_is_refused(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -282,7 +259,7 @@ def test_body_over_the_cap_is_refused(scripted: ScriptedServer, monkeypatch: pyt
     server = RawServer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + chunk)
     with pytest.raises(AgentBadResponse, match="more than 1000 bytes"):
         fast(server.url).get_response({"q": "x"})
-    server.listener.close()
+    server.close()
 
 
 def test_redirects_are_not_followed(scripted: ScriptedServer, echo_agent: str) -> None:

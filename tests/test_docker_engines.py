@@ -6,10 +6,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import pytest
 from container_toy import ARGS, TOY_IMAGE, junit
 from images import ROOT, _unavailable, engine
 
-from conftest import INTERRUPTIBLE, runs_by_start
+from conftest import INTERRUPTIBLE, RawServer, runs_by_start
 
 pytestmark = pytest.mark.docker
 
@@ -260,40 +258,13 @@ def test_bad_engine_settings_are_usage_errors(pytester: pytest.Pytester, args: l
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
-class Impostor:
-    """A unix socket where an engine should be: it accepts and then never answers, or answers as a web page."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        self.kind = kind
-        self.held: list[socket.socket] = []
-        self.listener = socket.socket(socket.AF_UNIX)
-        self.listener.bind(str(path))
-        self.listener.listen()
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            if self.kind == "web page":
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.held:
-            conn.close()
-
-
 @pytest.mark.parametrize("kind", ["silent", "web page"])
 def test_something_else_at_an_engine_url_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, kind: str) -> None:
     # No engine needed: the session must stop at its start-up check, within the probe's timeout.
-    impostor = Impostor(tmp_path / "engine.sock", kind)
+    web_page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello"
+    impostor = RawServer(web_page if kind == "web page" else None, tmp_path / "engine.sock")
     pytester.makepyfile(img=IMAGE_BENCH)
-    url = f"unix://{tmp_path}/engine.sock"
+    url = impostor.url
     try:
         started = time.monotonic()
         result = pytester.runpytest_subprocess(
