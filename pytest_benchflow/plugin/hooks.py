@@ -203,7 +203,8 @@ def pytest_runtest_makereport(
 
 
 class _RunnerLifecycle:
-    """The runners' last steps: ``interrupt`` on Ctrl-C or SIGTERM, ``cleanup`` and ``cleanup_run`` at the end."""
+    """The runners' last steps: ``interrupt`` on Ctrl-C or SIGTERM (an interrupt pytest can print), ``cleanup`` and
+    ``cleanup_run`` at the end."""
 
     def __init__(self, run: BenchflowRun, controller: bool) -> None:
         self.run = run

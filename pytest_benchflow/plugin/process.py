@@ -1,4 +1,4 @@
-"""What the plugin changes in the process it runs in: SIGTERM unwinds like Ctrl-C; logging masks secrets."""
+"""What the plugin changes in the process it runs in: SIGTERM unwinds like Ctrl-C, printably; logging masks secrets."""
 
 from __future__ import annotations
 
