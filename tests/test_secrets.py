@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from conftest import in_process_bench
+from pytest_benchflow.agents import OpenAIChatAgent
 from pytest_benchflow.redaction import redact_data
 
 SECRET = "sk-test-4f1c9e2b7a"
@@ -112,3 +118,103 @@ def test_non_finite_metrics_become_null_with_a_note(pytester: pytest.Pytester, e
     assert record["metrics"]["score"] is None and record["metrics"]["big"] is None
     assert record["notes"] == ["metrics.score was nan, stored as null", "metrics.big was inf, stored as null"]
     json.loads((run_dir / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"constant {c}"))
+
+
+OPENAI_KEY = "sk-proj-Qx7Lm2Rt9Vb4"
+
+
+class QuotingProvider:
+    """A chat-completions provider on loopback that quotes the request's key back: as a 200 error object
+    when the question says "error", else in the answer's content."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = self.headers["Authorization"].removeprefix("Bearer ")
+                if "error" in body["messages"][-1]["content"]:
+                    payload: dict[str, Any] = {"error": {"message": f"Incorrect API key provided: {key}"}}
+                else:
+                    payload = {"choices": [{"message": {"content": f"your key is {key}"}}]}
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def quoting_provider() -> Iterator[QuotingProvider]:
+    provider = QuotingProvider()
+    yield provider
+    provider.server.shutdown()
+
+
+ASKING_BENCH = in_process_bench(
+    "Asking",
+    """
+    class Asker(Client):
+        def prepare_input(self, raw):
+            return {"input_text": raw}
+
+
+    def evaluate(env):
+        answer = Asker(env["INTELLIGENCE_URL"], retries=0).get_response(env["TEST_START_ID"])["answer"]
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps(answer))
+    """,
+    """
+    answer = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {"is_resolved": False, "metrics": {"answer": answer}, "log": "answered " + answer}
+    """,
+    tasks=("error", "echo"),
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["in-process", "xdist"])
+def test_the_openai_key_never_leaves_whatever_the_provider_quotes(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    quoting_provider: QuotingProvider,
+    workers: list[str],
+) -> None:
+    # A provider answering 200 with an error object that quotes the key (task "error"), or quoting it
+    # in the answer itself (task "echo"): the key shows nowhere, in any of the five boundaries or any file.
+    pytester.makepyfile(asking=ASKING_BENCH)
+    monkeypatch.setenv("OPENAI_BASE_URL", quoting_provider.url)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    result = pytester.runpytest_subprocess(
+        "--benchflow=asking.py:Asking",
+        "--agent=pytest_benchflow.agents:OpenAIChatAgent",
+        "--junitxml=j.xml",
+        "--benchflow-html=report.html",
+        "-rA",
+        *workers,
+    )
+    result.assert_outcomes(failed=1, errors=1)  # the agent's 500 is an error, the wrong answer a failure
+    shown = result.stdout.str() + result.stderr.str()
+    assert "Incorrect API key provided: ***" in shown and "your key is ***" in shown
+    files = texts(pytester.path)
+    boundaries = ("results.jsonl", "transcript.jsonl", "report.html", "j.xml")
+    assert all(any(name.endswith(b) for name in files) for b in boundaries), sorted(files)
+    for where, text in [("terminal", shown), *files.items()]:
+        if not where.endswith("r.json"):  # the bench's own results: get_result reads what it wrote
+            assert OPENAI_KEY not in text, where
+
+
+def test_openai_agent_masks_its_key_in_every_error(quoting_provider: QuotingProvider) -> None:
+    agent = OpenAIChatAgent(base_url=quoting_provider.url, api_key=OPENAI_KEY)
+    with pytest.raises(RuntimeError, match=r"without choices\[0\]\.message\.content: .*provided: \*\*\*") as info:
+        agent.call_api({"input_text": "error"})
+    assert OPENAI_KEY not in str(info.value)
+    # Served, the agent's 500 says the same, masked before it leaves the agent's process.
+    with agent.serve() as server:
+        answer = requests.post(server.url + "/response", json={"input_text": "error"}, timeout=30)
+    assert answer.status_code == 500 and "provided: ***" in answer.text and OPENAI_KEY not in answer.text
+    assert OPENAI_KEY in agent.secret_values()

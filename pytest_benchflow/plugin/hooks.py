@@ -17,7 +17,7 @@ from ..results.writer import ResultsWriter
 from ..runners import Runner, installed_runners, runner_class
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
-from .launch import agent_info, check_agent, provide_agent
+from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session
 from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
@@ -86,7 +86,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(str(e)) from None
     if agent is not None:
         config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
-    run.secrets.update(url_secrets(run.agent_url))
+    # The agent's own key is a secret too: its provider may quote it in any answer or error.
+    run.secrets.update(url_secrets(run.agent_url), agent_secrets(agent))
     problem = check_agent(run.agent_url)
     if problem:
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
@@ -231,6 +232,8 @@ class _XdistHooks:
         run = node.config.stash[RUN_KEY]
         node.workerinput["benchflow_run_id"] = run.run_id
         node.workerinput["benchflow_agent_url"] = run.agent_url
+        # What only the controller knows is secret (the served agent's key) is masked by workers too.
+        node.workerinput["benchflow_secrets"] = sorted(run.secrets)
         cache = run.cache
         node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
         # Workers collect alone: they must skip exactly the tasks the controller found finished.

@@ -23,6 +23,7 @@ __all__ = [
     "AgentProcess",
     "Stoppable",
     "agent_info",
+    "agent_secrets",
     "check_agent",
     "check_url",
     "provide_agent",
@@ -60,6 +61,11 @@ def provide_agent(url: str | None, agent_ref: str | None, command: str | None) -
         return check_url(url), None
     agent: Stoppable = serve_agent_class(agent_ref) if agent_ref else AgentProcess(str(command))
     return agent.url, agent
+
+
+def agent_secrets(agent: Stoppable | None) -> list[str]:
+    """The secret values (an API key) of an agent the session serves in-process (``--agent``)."""
+    return list(agent.agent.secret_values()) if isinstance(agent, AgentServer) else []
 
 
 def check_url(url: str) -> str:

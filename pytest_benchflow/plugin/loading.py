@@ -87,7 +87,7 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
     if workerinput:
         run.agent_url = workerinput["benchflow_agent_url"]
-        run.secrets.update(url_secrets(run.agent_url))
+        run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
         for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
             run.finished.setdefault(bench, set()).add((task_id, epoch))
     elif previous is not None:
