@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -218,3 +219,74 @@ def test_openai_agent_masks_its_key_in_every_error(quoting_provider: QuotingProv
         answer = requests.post(server.url + "/response", json={"input_text": "error"}, timeout=30)
     assert answer.status_code == 500 and "provided: ***" in answer.text and OPENAI_KEY not in answer.text
     assert OPENAI_KEY in agent.secret_values()
+
+
+SPELLING_BENCH = in_process_bench(
+    "Spelling",
+    """
+    from urllib.parse import quote
+
+
+    def evaluate(env):
+        key = env["SPELL_API_KEY"]
+        answer = Client(env["INTELLIGENCE_URL"], retries=0).get_response(key, sample_id="s-" + key)["answer"]
+        Path(env["BENCHFLOW_LOG_DIR"], "trace.txt").write_text(f"url={quote(key)} json={json.dumps(key)}\\n")
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps([key, answer]))
+    """,
+    """
+    key, answer = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {"is_resolved": True, "metrics": {}, "samples": [{"sample_id": "q-" + key, "score": 1, "metadata": {"answer": answer}}]}
+    """,
+    args='{"required": ["SPELL_API_KEY"]}',
+) + """
+
+from pytest_benchflow import BaseAgent
+
+
+class Parrot(BaseAgent):
+    def call_api(self, inputs):
+        return "you said " + inputs["question"]
+"""
+
+
+def run_spelling(pytester: pytest.Pytester, secret: str, *more: str) -> pytest.RunResult:
+    pytester.makepyfile(spelling=SPELLING_BENCH)
+    result = pytester.runpytest_subprocess(
+        "--benchflow=spelling.py:Spelling",
+        "--agent=spelling.py:Parrot",
+        f"--benchflow-arg=SPELL_API_KEY={secret}",
+        "--benchflow-html=report.html",
+        *more,
+    )
+    result.assert_outcomes(passed=1)
+    return result
+
+
+def test_secrets_with_quotes_backslashes_and_accents_are_masked_in_every_spelling(pytester: pytest.Pytester) -> None:
+    # The key is written raw, JSON-escaped (with and without \\u escapes, and twice: an answer body inside
+    # a transcript line), URL-encoded and HTML-escaped: no spelling of it stays in any file.
+    secret = 'pa"ss\\wörd-Zk93q'
+    result = run_spelling(pytester, secret, "--benchflow-cache=use")
+    (run,) = pytester.path.glob(".benchflow/2*")
+    files = {
+        "cache.sqlite": b"".join(p.read_bytes() for p in pytester.path.glob(".benchflow/cache.sqlite*")),
+        "transcript.jsonl": next(run.glob("Spelling/logs/t/transcript.jsonl")).read_bytes(),
+        "report.html": (pytester.path / "report.html").read_bytes(),
+        "trace.txt": next(run.glob("Spelling/logs/t/trace.txt")).read_bytes(),
+    }
+    with sqlite3.connect(pytester.path / ".benchflow" / "cache.sqlite") as db:
+        (answer,) = [bytes(body) for (body,) in db.execute("SELECT body FROM answers")]
+    assert answer == b'"you said ***"'
+    assert json.loads(files["transcript.jsonl"])["request"]["question"] == "***"
+    assert files["trace.txt"] == b'url=*** json="***"\n'
+    for where, data in [("terminal", (result.stdout.str() + result.stderr.str()).encode()), *files.items()]:
+        assert b"Zk93q" not in data, where
+
+
+def test_a_secret_in_a_sample_id_is_masked(pytester: pytest.Pytester) -> None:
+    run_spelling(pytester, "sk-sample-77c1e")
+    (run,) = pytester.path.glob(".benchflow/2*")
+    (sample,) = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert sample["sample_id"] == "q-***"
+    for where in (run / "samples.jsonl", pytester.path / "report.html", next(run.glob("Spelling/logs/t/*.jsonl"))):
+        assert "sk-sample-77c1e" not in where.read_text(), where

@@ -203,7 +203,7 @@ class BenchflowRun:
             SampleRecord(
                 item.bench_name,
                 item.task_id,
-                s.sample_id,
+                self.redact(s.sample_id),  # ids are made of the data, and the data may hold a key
                 s.score,
                 item.epoch,
                 self.redact_data(s.metadata) if s.metadata else None,
