@@ -15,7 +15,7 @@ import requests
 
 from conftest import in_process_bench
 from pytest_benchflow.agents import OpenAIChatAgent
-from pytest_benchflow.redaction import redact_data
+from pytest_benchflow.redaction import redact_data, redact_files
 
 SECRET = "sk-test-4f1c9e2b7a"
 LEAKY_BENCH = in_process_bench(
@@ -290,3 +290,61 @@ def test_a_secret_in_a_sample_id_is_masked(pytester: pytest.Pytester) -> None:
     assert sample["sample_id"] == "q-***"
     for where in (run / "samples.jsonl", pytester.path / "report.html", next(run.glob("Spelling/logs/t/*.jsonl"))):
         assert "sk-sample-77c1e" not in where.read_text(), where
+
+
+def test_redact_files_masks_a_value_across_every_chunk_boundary(tmp_path: Path) -> None:
+    # In a streaming pass, a value (or one of its spellings) may start in one chunk and end in the next.
+    secret = 'k"ey-Zk93q'
+    escaped = json.dumps(secret)[1:-1].encode()
+    for chunk in (1, 2, 5, 8, 13):
+        for offset in range(chunk + 1):
+            path = tmp_path / f"log-{chunk}-{offset}"
+            data = b"." * offset + secret.encode() + b"|" + escaped + b"|" * offset + secret.encode()
+            path.write_bytes(data)
+            redact_files(tmp_path, [secret], chunk_size=chunk)
+            assert path.read_bytes() == b"." * offset + b"***|***" + b"|" * offset + b"***", (chunk, offset)
+
+
+def test_redact_files_leaves_files_without_secrets_and_links_alone(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("sk-outside-1234")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "link").symlink_to(outside)
+    clean = tmp_path / "logs" / "clean.txt"
+    clean.write_text("nothing here")
+    before = clean.stat().st_mtime_ns
+    redact_files(tmp_path / "logs", ["sk-outside-1234"])
+    assert outside.read_text() == "sk-outside-1234" and clean.stat().st_mtime_ns == before
+
+
+BIG_LOG_BENCH = in_process_bench(
+    "BigLog",
+    """
+    def evaluate(env):
+        key, mib = env["BIG_API_KEY"].encode(), 1024 * 1024
+        with open(Path(env["BENCHFLOW_LOG_DIR"], "huge.log"), "wb") as f:
+            f.write(b"start " + key + b"\\n")
+            # 66 MiB (files over 64 MiB used to be skipped), the key again across the 66th MiB's boundary.
+            dots = 66 * mib - f.tell() - 5
+            for _ in range(dots // mib):
+                f.write(b"." * mib)
+            f.write(b"." * (dots % mib) + key + b" end\\n")
+    """,
+    """
+    return {"is_resolved": True, "metrics": {}}
+    """,
+    args='{"required": ["BIG_API_KEY"]}',
+)
+
+
+def test_a_log_file_over_64_mib_is_masked_in_a_streaming_pass(pytester: pytest.Pytester, echo_agent: str) -> None:
+    pytester.makepyfile(biglog=BIG_LOG_BENCH)
+    key = "sk-big-5e1f0a"
+    result = pytester.runpytest_subprocess(
+        "--benchflow=biglog.py:BigLog", f"--agent-url={echo_agent}", f"--benchflow-arg=BIG_API_KEY={key}"
+    )
+    result.assert_outcomes(passed=1)
+    (log,) = pytester.path.glob(".benchflow/2*/BigLog/logs/t/huge.log")
+    data = log.read_bytes()
+    dots = 66 * 1024 * 1024 - len(f"start {key}\n") - 5
+    assert data == b"start ***\n" + b"." * dots + b"*** end\n"
