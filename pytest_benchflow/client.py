@@ -563,6 +563,9 @@ class BenchClient(ABC):
     def _decode(self, status: int, content: bytes) -> Any:
         try:
             return json.loads(content)
+        except RecursionError:
+            url = self._shown_url
+            raise AgentBadResponse(f"agent at {url} answered JSON nested too deeply to read", url=url) from None
         except ValueError:
             url = self._shown_url
             if not content:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .redaction import redact
+from .untrusted import map_strings
 
 __all__ = ["TRANSCRIPTS_ENV", "TRANSCRIPT_FILE", "Transcript", "current_transcript", "no_transcript"]
 
@@ -60,7 +61,10 @@ class Transcript:
             "cached": cached,
             "error": error,
         }
-        line = json.dumps(entry, ensure_ascii=False, default=str)
+        try:
+            line = json.dumps(entry, ensure_ascii=False, default=str)
+        except RecursionError:  # an answer nested deeper than json can write: kept to a readable depth
+            line = json.dumps(map_strings(entry, str), ensure_ascii=False, default=str)
         if self.secret_values:
             line = redact(line, self.secret_values)
         with self._lock:

@@ -1,4 +1,4 @@
-"""Data from outside the harness (an agent's ``/info``, a container's files): walked without recursion, shown printably."""
+"""Data from outside (agent answers and ``/info``, container files): walked without recursion, shown printably."""
 
 from __future__ import annotations
 
@@ -64,8 +64,7 @@ def bounded_info(info: dict[str, Any]) -> dict[str, Any]:
     """An agent's ``GET /info`` object as the run keeps and shows it: printable strings of at most 500
     characters, 8 levels deep, 16 KiB in all; over that, only its name and model with a note saying so."""
     clean: dict[str, Any] = map_strings(info, lambda s: printable(s, _INFO_STRING), _INFO_DEPTH)
-    size = len(json.dumps(clean))
-    if size <= _INFO_BYTES:
+    if len(json.dumps(clean)) <= _INFO_BYTES:
         return clean
     kept = {k: clean[k] for k in ("name", "model") if isinstance(clean.get(k), str)}
-    return {**kept, "cut": f"/info was {size} bytes, over {_INFO_BYTES}: only its name and model are kept"}
+    return {**kept, "cut": f"/info is over {_INFO_BYTES} bytes: only its name and model are kept"}

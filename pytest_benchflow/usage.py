@@ -50,7 +50,7 @@ def parse_usage(header: str | None) -> tuple[int, int] | None:
     try:
         data = json.loads(header)
         return max(0, int(data.get("input_tokens", 0))), max(0, int(data.get("output_tokens", 0)))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):
         return None
 
 
@@ -123,5 +123,5 @@ def read_usage_file(log_dir: Path) -> dict[str, int] | None:
         data: Any = json.loads((log_dir / USAGE_FILE).read_text(encoding="utf-8"))
         keys = ("input_tokens", "output_tokens", "total_tokens", "requests")
         return {k: max(0, int(data[k])) for k in keys}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None

@@ -221,9 +221,10 @@ def test_openai_agent_masks_its_key_in_every_error(quoting_provider: QuotingProv
     assert OPENAI_KEY in agent.secret_values()
 
 
-SPELLING_BENCH = in_process_bench(
-    "Spelling",
-    """
+SPELLING_BENCH = (
+    in_process_bench(
+        "Spelling",
+        """
     from urllib.parse import quote
 
 
@@ -233,12 +234,13 @@ SPELLING_BENCH = in_process_bench(
         Path(env["BENCHFLOW_LOG_DIR"], "trace.txt").write_text(f"url={quote(key)} json={json.dumps(key)}\\n")
         Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps([key, answer]))
     """,
-    """
+        """
     key, answer = json.loads(Path(self.results_dir, "r.json").read_text())
     return {"is_resolved": True, "metrics": {}, "samples": [{"sample_id": "q-" + key, "score": 1, "metadata": {"answer": answer}}]}
     """,
-    args='{"required": ["SPELL_API_KEY"]}',
-) + """
+        args='{"required": ["SPELL_API_KEY"]}',
+    )
+    + """
 
 from pytest_benchflow import BaseAgent
 
@@ -247,6 +249,7 @@ class Parrot(BaseAgent):
     def call_api(self, inputs):
         return "you said " + inputs["question"]
 """
+)
 
 
 def run_spelling(pytester: pytest.Pytester, secret: str, *more: str) -> pytest.RunResult:
@@ -348,3 +351,156 @@ def test_a_log_file_over_64_mib_is_masked_in_a_streaming_pass(pytester: pytest.P
     data = log.read_bytes()
     dots = 66 * 1024 * 1024 - len(f"start {key}\n") - 5
     assert data == b"start ***\n" + b"." * dots + b"*** end\n"
+
+
+class InfoAgent:
+    """An agent on loopback whose ``GET /info`` answers ``info`` and ``POST /response`` ``answer`` (raw bytes)."""
+
+    def __init__(self, info: bytes, answer: bytes = b'"ok"') -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = {"/info": info, "/response": answer}.get(self.path, b'{"status": "ok"}')
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+QUIET_BENCH = in_process_bench(
+    "Quiet",
+    """
+    def evaluate(env):
+        pass
+    """,
+    """
+    return {"is_resolved": True, "metrics": {}}
+    """,
+    args='{"optional": {"QUIET_API_KEY": "sk-quiet-31f0"}}',  # a secret: /info goes through the redaction walk
+)
+
+
+def wrapped(value: Any, depth: int) -> Any:
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def nested(depth: int) -> bytes:
+    return b'{"name": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize(
+    ("body", "shown", "kept"),
+    [
+        (nested(500), "agent: http://127.0.0.1:*: deep", {"name": "deep", "x": wrapped("(cut: nested too deeply)", 8)}),
+        (nested(100_000), "agent: http://127.0.0.1:*", None),
+        (
+            json.dumps({"name": "evil\x1b]52;c;ZXZpbA==\x07", "model": "m\x1b[2J\n"}).encode(),
+            "agent: http://127.0.0.1:*: evil?]52;c;ZXZpbA==? (model m?[2J?)",
+            {"name": "evil?]52;c;ZXZpbA==?", "model": "m?[2J?"},
+        ),
+        (
+            json.dumps({"name": "big", "model": "m", "blob": ["x" * 1000] * 50_000}).encode(),
+            "agent: http://127.0.0.1:*: big (model m)",
+            {"name": "big", "model": "m", "cut": "/info is over 16384 bytes: only its name and model are kept"},
+        ),
+    ],
+    ids=["500-deep", "100000-deep", "escape-codes", "50-MB"],
+)
+def test_agent_info_is_kept_bounded_and_shown_printable(
+    pytester: pytest.Pytester, body: bytes, shown: str, kept: dict[str, Any] | None
+) -> None:
+    agent = InfoAgent(body)
+    try:
+        pytester.makepyfile(quiet=QUIET_BENCH)
+        result = pytester.runpytest_subprocess("--benchflow=quiet.py:Quiet", f"--agent-url={agent.url}")
+    finally:
+        agent.server.shutdown()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([shown])
+    assert "\x1b" not in result.stdout.str() + result.stderr.str()
+    (summary,) = pytester.path.glob(".benchflow/2*/summary.json")
+    assert summary.stat().st_size < 64 * 1024
+    assert json.loads(summary.read_text())["agent"]["info"] == kept
+
+
+def test_redact_data_walks_any_depth_without_recursion() -> None:
+    deep: Any = SECRET
+    for _ in range(100_000):
+        deep = {"k": [deep]}
+    cut = redact_data(deep, [SECRET])
+    for _ in range(32):  # 64 levels below the top are kept (a dict and a list per step), the rest is a note
+        cut = cut["k"][0]
+    assert cut == {"k": "(cut: nested too deeply)"}
+    assert redact_data(wrapped({SECRET: (SECRET, 1)}, 10), [SECRET]) == wrapped({"***": ["***", 1]}, 10)
+
+
+DEEP_BENCH = in_process_bench(
+    "Deep",
+    """
+    class JsonClient(Client):
+        expects_text = False
+
+
+    def evaluate(env):
+        raw = JsonClient(env["INTELLIGENCE_URL"], retries=0).get_response("q", sample_id="s1")["answer"]
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps(raw))
+    """,
+    """
+    raw = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {"is_resolved": True, "metrics": {}, "other": {"answer": raw},
+            "samples": [{"sample_id": "s1", "score": 1, "metadata": {"answer": raw}}]}
+    """,
+)
+
+
+@pytest.mark.parametrize("depth", [800, 100_000])
+def test_an_answer_nested_deeply_never_crashes_the_session_or_the_report(pytester: pytest.Pytester, depth: int) -> None:
+    # The agent's JSON is walked by the client, the transcript, the records and the HTML report.
+    agent = InfoAgent(b"{}", answer=nested(depth))
+    try:
+        pytester.makepyfile(deep=DEEP_BENCH)
+        result = pytester.runpytest_subprocess(
+            "--benchflow=deep.py:Deep", f"--agent-url={agent.url}", "--benchflow-html=report.html"
+        )
+    finally:
+        agent.server.shutdown()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    if depth < 1000:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines(["*answered JSON nested too deeply to read*"])
+    assert (pytester.path / "report.html").is_file()
+    (run,) = pytester.path.glob(".benchflow/2*")
+    for line in (run / "results.jsonl").read_text().splitlines():
+        json.loads(line)
+
+
+def test_a_transcript_keeps_an_answer_nested_too_deeply_to_write_cut(tmp_path: Path) -> None:
+    from pytest_benchflow.transcript import Transcript
+
+    transcript = Transcript(tmp_path / "transcript.jsonl")
+    transcript.record(
+        sample_id="s",
+        request={"q": 1},
+        response=wrapped("x", 100_000),
+        parsed=None,
+        latency=0.1,
+        attempts=1,
+        usage=None,
+        cached=False,
+        error=None,
+    )
+    transcript.close()
+    (entry,) = [json.loads(line) for line in (tmp_path / "transcript.jsonl").read_text().splitlines()]
+    assert entry["sample_id"] == "s" and entry["response"] == wrapped("(cut: nested too deeply)", 64)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import ResultsFormatError
 from ..stats import ClusteredMean, clustered_mean, mean_and_stderr, pass_at_k, pass_hat_k, wilson_interval
+from ..untrusted import printable
 
 __all__ = [
     "OUTCOMES",
@@ -44,16 +45,20 @@ _JSON_NAMES = {
 }
 
 
+_LABEL_PART = 200
+
+
 def agent_label(agent: Any) -> str | None:
     """How reports name a run's agent: its URL, and its name and model when it told them (``GET /info``)."""
     if not isinstance(agent, dict):
         return None
     given = agent.get("info")
     info: dict[str, Any] = given if isinstance(given, dict) else {}
-    about = ", ".join(f"{k} {info[k]}" for k in ("model",) if info.get(k))
-    name = str(info.get("name") or "")
+    # summary.json may come from anywhere (report, compare): show only printable text of a sane length.
+    about = ", ".join(f"{k} {printable(str(info[k]), _LABEL_PART)}" for k in ("model",) if info.get(k))
+    name = printable(str(info.get("name") or ""), _LABEL_PART)
     described = f"{name} ({about})" if name and about else name or about
-    return f"{agent.get('url')}" + (f": {described}" if described else "")
+    return printable(str(agent.get("url")), _LABEL_PART) + (f": {described}" if described else "")
 
 
 def json_type(value: Any) -> str:

@@ -52,8 +52,8 @@ def read_transcript(run_dir: Path, log_dir: str) -> list[dict[str, Any]]:
     for line in lines:
         try:
             entry = json.loads(line)
-        except ValueError:
-            continue  # the line being written when the run was cut off
+        except (ValueError, RecursionError):
+            continue  # the line being written when the run was cut off, or one nested too deeply to read
         if not isinstance(entry, dict):
             continue
         sample_id = entry.get("sample_id")
