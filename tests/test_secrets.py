@@ -362,6 +362,7 @@ class InfoAgent:
                 pass
 
             def do_GET(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # unread, it could reset the answer
                 body = {"/info": info, "/response": answer}.get(self.path, b'{"status": "ok"}')
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
