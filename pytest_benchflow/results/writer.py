@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
+from ..runfiles import json_line, open_for_writing
 from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord
 
 __all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso"]
@@ -119,8 +120,12 @@ class ResultsWriter:
         earlier_groups = group_samples(earlier_samples)
         for record in earlier:
             self._count(record, earlier_groups.get((record.bench, record.task_id, record.epoch), []))
-        self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
-        self._samples: IO[str] = open(run_dir / "samples.jsonl", "a", encoding="utf-8")
+        self._jsonl: IO[str] = open_for_writing(run_dir / "results.jsonl")
+        try:
+            self._samples: IO[str] = open_for_writing(run_dir / "samples.jsonl")
+        except BaseException:
+            self._jsonl.close()
+            raise
 
     def spent(self) -> float:
         """What the tasks written so far cost at ``price`` (0 without a price)."""
@@ -135,7 +140,7 @@ class ResultsWriter:
                 data = sample.to_json()
                 if "metadata" in data:
                     data["metadata"] = finite(data["metadata"])[0]
-                lines.append(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+                lines.append(json_line(data))
             self._samples.write("".join(lines))
             self._samples.flush()
             record.samples = len(samples)
@@ -147,7 +152,7 @@ class ResultsWriter:
             record.other, replaced = finite(record.other, "other")
             notes += [f"{path} was {value}, stored as null" for path, value in replaced]
         record.notes = notes or None
-        self._jsonl.write(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
+        self._jsonl.write(json_line(record.to_json()))
         self._jsonl.flush()
         self.written += 1
         self._count(record, samples or [])
@@ -204,6 +209,7 @@ class ResultsWriter:
         }
         tmp = self.run_dir / "summary.json.tmp"
         text = json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
-        tmp.write_text(text, encoding="utf-8")
+        with open_for_writing(tmp, "w") as out:
+            out.write(text)
         os.replace(tmp, self.run_dir / "summary.json")
         return result
