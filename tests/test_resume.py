@@ -108,3 +108,32 @@ def test_nothing_to_resume(controlled: pytest.Pytester) -> None:
     result = controlled.runpytest(*TOY, "--benchflow-resume=nowhere")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --benchflow-resume: */nowhere: no such results directory"])
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_mistyped_resume_deletes_nothing(controlled: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted run whose only task never finished (MMLU-Pro's first category, its answers
+    kept in the results directory) survives a resume that is a usage error."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["slow", "good"]))
+    (controlled.path / "hold").write_text("")
+    proc = controlled.popen([sys.executable, "-m", "pytest", *TOY, "-p", "no:cacheprovider"], **INTERRUPTIBLE)
+    task_dir = controlled.path / ".benchflow"
+    deadline = time.monotonic() + 30
+    while not list(task_dir.glob("*/ToyBench/results/slow")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (paid,) = task_dir.glob("*/ToyBench/results/slow")
+    (paid / "law_answers.jsonl").write_text('{"question_id": 1, "response": "paid for"}\n')
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    (controlled.path / "hold").unlink()
+    (run_dir,) = task_dir.iterdir()
+    before = _files(run_dir)
+    assert "ToyBench/results/slow/law_answers.jsonl" in before and not lines(run_dir)
+    result = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", "benchflow:ToyBench::nosuch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: benchflow:ToyBench::nosuch: no such task in ToyBench*"])
+    assert _files(run_dir) == before

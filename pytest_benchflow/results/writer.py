@@ -109,6 +109,8 @@ class ResultsWriter:
         they count in the summary."""
         self.run_dir = run_dir
         self.price = price
+        # Only a directory this session made may be removed again: a resumed run's holds work already paid for.
+        self._created = not os.path.lexists(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
         if earlier:
@@ -179,14 +181,14 @@ class ResultsWriter:
     ) -> RunSummary | None:
         """Write ``summary.json`` (atomically) and return it.
 
-        A session that ended in a usage error before any task finished leaves no run directory,
-        or a resumed one as it was (None is returned): ``benchflow compare`` would take it for the newest run. (Readers
-        also skip runs whose summary records a usage or internal error.)
+        A session that ended in a usage error before any task finished leaves no run directory
+        (``benchflow compare`` would take it for the newest run), or a resumed one as it was, whatever
+        it holds (None is returned). (Readers also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
         self._samples.close()
         if not self.written and exit_status == _USAGE_ERROR:
-            if not self.durations:  # a resumed run keeps its directory, untouched
+            if self._created:  # a resumed run keeps its directory, untouched: it may hold answers and nothing else
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             return None
         result = RunSummary(interrupted=interrupted)
