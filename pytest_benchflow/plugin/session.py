@@ -119,6 +119,8 @@ class BenchflowRun:
     #: Resuming, in the controller: the records and samples already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
     resumed_samples: list[SampleRecord] = field(default_factory=list)
+    #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
+    resumed_agent: dict[str, Any] | None = None
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
