@@ -489,8 +489,9 @@ class BenchClient(ABC):
                 throttled = response.status_code == 429
                 limit.record(throttled)
                 if response.status_code < 300:
-                    exchange.usage = parse_usage(response.headers.get(USAGE_HEADER))
-                    current_meter().add(exchange.usage)
+                    reported = response.headers.get(USAGE_HEADER)
+                    exchange.usage = parse_usage(reported)
+                    current_meter().add(exchange.usage, ignored=bool(reported) and exchange.usage is None)
                     answer = self._decode(response.status_code, content)
                     if cache is not None:
                         cache.put(body, content)

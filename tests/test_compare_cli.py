@@ -185,6 +185,11 @@ GOOD = json.dumps({"bench": "b", "task_id": "t1", "outcome": "passed", "duration
             None,
             "'duration' must be a number, not a string",
         ),
+        (
+            [json.dumps({"bench": "b", "task_id": "t", "outcome": "passed", "usage": {"input_tokens": 10**400}}), GOOD],
+            None,
+            "'usage.input_tokens' must be a whole number from 0 to below 1e18",
+        ),
         ([GOOD], ["not", "an", "object"], "summary.json: expected a JSON object, found a list"),
         ([GOOD], {"benches": []}, "'benches' must be an object, not a list"),
         ([GOOD], {"benches": {"b": {"breakdown": "x"}}}, "benches.b: 'breakdown' must be an object, not a string"),

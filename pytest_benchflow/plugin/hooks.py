@@ -13,7 +13,8 @@ from ..bench import list_task_ids
 from ..cache import CACHE_MODES, ResponseCache, describe
 from ..errors import AgentLaunchError, BenchflowError
 from ..redaction import url_secrets
-from ..results.writer import ResultsWriter
+from ..results.records import agent_label
+from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, installed_runners, runner_class
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
@@ -100,11 +101,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
+    agent = {
+        "url": run.public_agent_url(),
+        "info": run.redact_data(info) if info else None,
+        "given": _agent_given(config, run),
+    }
+    if run.resumed_agent is not None:
+        _check_same_agent(run, run.resumed_agent, agent)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
-        "agent": {"url": run.public_agent_url(), "info": run.redact_data(info) if info else None},
+        "agent": agent,
         "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
@@ -116,6 +124,36 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
+    """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
+
+    The URL of a served agent changes every session (a free port): this is what stays the same.
+    """
+    for name in ("agent", "agent_cmd"):
+        given = value(config, name)
+        if given:
+            return f"--{name.replace('_', '-')} {run.redact(str(given))}"
+    return f"--agent-url {run.public_agent_url()}"
+
+
+def _check_same_agent(run: BenchflowRun, before: dict[str, Any], now: dict[str, Any]) -> None:
+    """A usage error unless a resumed run continues with the agent it started with: its passes are that agent's."""
+    where = f"--benchflow-resume {run.run_dir}"
+    if "given" in before:
+        if before["given"] != now["given"]:
+            raise pytest.UsageError(
+                f"{where}: that run evaluated the agent {before['given']}, this session {now['given']}; "
+                "resume with the same agent"
+            )
+    elif before.get("url") not in (None, now["url"]):  # a run written before "given" was kept
+        raise pytest.UsageError(f"{where}: that run evaluated the agent at {before['url']}, this session {now['url']}")
+    if before.get("info") != finite(now["info"])[0]:  # as that run's summary stored it
+        raise pytest.UsageError(
+            f"{where}: the agent describes itself differently from that run's (GET /info: {agent_label(before)} "
+            f"then, {agent_label(now)} now); resume with the same agent and model"
+        )
 
 
 def _open_cache(

@@ -93,6 +93,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     elif previous is not None:
         _check_resumable(previous, run)
         run.resumed, run.resumed_samples = previous.records, previous.samples
+        agent = previous.metadata.get("agent")
+        run.resumed_agent = agent if isinstance(agent, dict) else {}
         for record in previous.records:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
@@ -124,6 +126,12 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             f"{where}: that run evaluated {', '.join(sorted(earlier))}, this session {', '.join(sorted(run.benches))}"
         )
     for name, info in previous.bench_info.items():
+        bench_class = run.benches[name].info().bench_class
+        if info.bench_class and info.bench_class != bench_class:
+            raise pytest.UsageError(
+                f"{where}: that run's {name} was {info.bench_class}, this session's is {bench_class}; "
+                "resume with the same benchmark"
+            )
         args = run.benches[name].bench.args.public()
         if info.args != args:
             changed = sorted(k for k in set(info.args) | set(args) if info.args.get(k) != args.get(k))

@@ -119,6 +119,8 @@ class BenchflowRun:
     #: Resuming, in the controller: the records and samples already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
     resumed_samples: list[SampleRecord] = field(default_factory=list)
+    #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
+    resumed_agent: dict[str, Any] | None = None
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -167,7 +169,7 @@ class BenchflowRun:
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
-            item.usage = task_usage(spec)
+            item.usage, item.notes = task_usage(spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
         except ArgumentError as e:
             raise TaskError(str(e)) from None
@@ -225,6 +227,7 @@ class BenchflowRun:
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
             usage=item.usage,
+            notes=item.notes or None,
             epoch=item.epoch,
             engine=item.engine,
         )

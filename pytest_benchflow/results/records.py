@@ -92,6 +92,17 @@ def _check_types(data: dict[str, Any], types: dict[str, tuple[type, ...]], where
             raise ResultsFormatError(f"{where}: {key!r} must be {_JSON_NAMES[kinds[0]]}, not {json_type(value)}")
 
 
+# A task's usage sums its answers' counts (each below usage.MAX_TOKENS): more than this is a tampered file,
+# and a number too large for a float would break the cost.
+_MAX_USAGE = 10**18
+
+
+def _check_usage(usage: Any, where: str) -> None:
+    for key, value in (usage or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_USAGE:
+            raise ResultsFormatError(f"{where}: 'usage.{key}' must be a whole number from 0 to below 1e18")
+
+
 @dataclass
 class TaskRecord:
     """One finished task: a line of ``results.jsonl``."""
@@ -158,6 +169,7 @@ class TaskRecord:
         if data["outcome"] not in OUTCOMES:
             raise ResultsFormatError(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
         _check_types(data, cls._TYPES, where)
+        _check_usage(data.get("usage"), where)
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         return cls(**values)
@@ -306,6 +318,7 @@ class BenchInfo:
         if not isinstance(data, dict):
             raise ResultsFormatError(f"{where} must be an object, not {json_type(data)}")
         _check_types(data, cls._TYPES, where)
+        _check_usage(data.get("usage"), where)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
 
