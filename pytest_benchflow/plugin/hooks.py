@@ -98,7 +98,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
-    run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
+    run.cache = _open_cache(config, run, describe(info, _agent_location(config, run)))
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
@@ -115,6 +115,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _agent_location(config: pytest.Config, run: BenchflowRun) -> str:
+    """Where the agent is, as stable across sessions as it gets: an agent the session starts listens
+    on a new port each time, so it is named by the flag that starts it instead of its URL."""
+    for flag, name in (("--agent", "agent"), ("--agent-cmd", "agent_cmd")):
+        given = value(config, name)
+        if given:
+            return f"{flag} {run.redact(given)}"
+    return run.public_agent_url()
 
 
 def _open_cache(
@@ -218,6 +228,9 @@ class _RunnerLifecycle:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        cache = self.run.cache
+        if not self.controller and cache is not None:  # for the controller's end-of-session note
+            self.run.config.workeroutput["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.
@@ -226,6 +239,13 @@ class _RunnerLifecycle:
 
 
 class _XdistHooks:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        run = node.config.stash[RUN_KEY]
+        skipped = getattr(node, "workeroutput", {}).get("benchflow_cache_skipped")
+        if run.cache is not None and skipped:
+            run.cache.count_skipped(*skipped)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         run = node.config.stash[RUN_KEY]
