@@ -100,7 +100,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
-    run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
+    run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
     agent = {
         "url": run.public_agent_url(),
         "info": run.redact_data(info) if info else None,
@@ -129,7 +129,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
     """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
 
-    The URL of a served agent changes every session (a free port): this is what stays the same.
+    The URL of a served agent changes every session (a free port): this is what stays the same, so
+    resume checks it and the response cache keys on it.
     """
     for name in ("agent", "agent_cmd"):
         given = value(config, name)
@@ -257,6 +258,9 @@ class _RunnerLifecycle:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        cache = self.run.cache
+        if not self.controller and cache is not None:  # for the controller's end-of-session note
+            self.run.config.workeroutput["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.
@@ -265,6 +269,13 @@ class _RunnerLifecycle:
 
 
 class _XdistHooks:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        run = node.config.stash[RUN_KEY]
+        skipped = getattr(node, "workeroutput", {}).get("benchflow_cache_skipped")
+        if run.cache is not None and skipped:
+            run.cache.count_skipped(*skipped)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         run = node.config.stash[RUN_KEY]

@@ -107,6 +107,9 @@ class ResultsReporter:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
+        cache_note = self.run.cache.note() if self.run.cache is not None else None
+        if cache_note and cache_note not in self.notes:
+            self.notes.append(cache_note)
         if self.summary is None:
             for note in self.notes:
                 tr.line(f"benchflow: {note}")
