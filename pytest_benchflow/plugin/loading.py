@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ..bench import list_task_ids
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
@@ -17,10 +18,10 @@ from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
-from .selection import selected_benches
+from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["MAX_EPOCHS", "load_benches", "load_session"]
+__all__ = ["MAX_EPOCHS", "load_benches", "load_session", "plan_runs"]
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
@@ -97,6 +98,24 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
+
+
+def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
+    """Each bench's (task id, epoch) runs this session collects: listed, limited, selected by node ids, without
+    those a resumed run finished. Every problem is a usage error naming the bench."""
+    plan: dict[str, list[tuple[str, int]]] = {}
+    for name, ctx in run.benches.items():
+        try:
+            task_ids = list_task_ids(ctx.bench, run.split)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+        task_ids = task_ids[: run.limit] if run.limit else task_ids
+        # Epoch by epoch: an interrupted (or cost-capped) run has whole epochs first.
+        runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
+        runs = select_tasks(config, name, runs, run.epochs)
+        done = run.finished.get(name)
+        plan[name] = [r for r in runs if r not in done] if done else runs
+    return plan
 
 
 def _previous_run(config: pytest.Config) -> RunData | None:

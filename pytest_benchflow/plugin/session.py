@@ -119,6 +119,8 @@ class BenchflowRun:
     #: Resuming, in the controller: the records and samples already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
     resumed_samples: list[SampleRecord] = field(default_factory=list)
+    #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
+    plan: dict[str, list[tuple[str, int]]] | None = None
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
