@@ -3,6 +3,9 @@ directory, bench methods returning the wrong thing, splits, and node ids."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +50,65 @@ def test_hugging_face_data_without_datasets_is_one_usage_error(pytester: pytest.
 def test_a_node_id_naming_no_task_is_one_usage_error(toy: pytest.Pytester, xdist: list[str]) -> None:
     result = toy.runpytest_subprocess(*TOY, "benchflow:ToyBench::nope", "--junitxml=j.xml", *xdist)
     assert_usage_error_and_nothing_written(result, toy.path, "benchflow:ToyBench::nope: no such task in ToyBench*")
+
+
+BENCH_USING_A_SIBLING = """
+from helpers import TASKS
+from pytest_benchflow import BaseBench, BenchArgs
+
+
+def evaluate(env):
+    pass
+
+
+class SiblingBench(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+
+    def get_all_tasks(self, split):
+        return {"task_ids": TASKS, "error_message": None}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        return {"is_resolved": True, "metrics": {}}
+"""
+
+
+def pytest_command(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``pytest`` command as a user types it: unlike ``python -m pytest`` it does not put the current
+    directory on the path (nor does a PYTHONPATH here)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    command = [str(Path(sys.executable).with_name("pytest")), "-p", "no:cacheprovider", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_references_on_the_command_line_resolve_from_the_current_directory(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        my_agents="from pytest_benchflow import BaseAgent\n\nclass MyAgent(BaseAgent):\n"
+        "    def call_api(self, inputs):\n        return 'x'\n",
+        my_bench=BENCH_USING_A_SIBLING.replace("from helpers import TASKS", "TASKS = ['here']"),
+    )
+    done = pytest_command(pytester.path, "--benchflow=my_bench:SiblingBench", "--agent", "my_agents:MyAgent", "-n", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_a_bench_file_given_by_path_imports_its_sibling_modules(pytester: pytest.Pytester) -> None:
+    benches = pytester.mkdir("benches")
+    (benches / "helpers.py").write_text("TASKS = ['one', 'two']\n")
+    (benches / "sibling_bench.py").write_text(BENCH_USING_A_SIBLING)
+    (pytester.path / "agents_here.py").write_text(
+        "from pytest_benchflow import BaseAgent\n\nclass Echo(BaseAgent):\n    def call_api(self, inputs):\n"
+        "        return 'x'\n"
+    )
+    done = pytest_command(pytester.path, "--benchflow=benches/sibling_bench.py:SiblingBench", "--agent=agents_here:Echo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+
+
+def test_a_module_missing_from_the_current_directory_is_still_named(pytester: pytest.Pytester) -> None:
+    done = pytest_command(pytester.path, "--benchflow=mmlu_pro", "--agent=nowhere_agents:MyAgent")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--agent 'nowhere_agents:MyAgent': cannot import nowhere_agents: ModuleNotFoundError" in done.stderr
