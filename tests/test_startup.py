@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import re
 import sys
 from pathlib import Path
 
@@ -112,3 +113,27 @@ def test_a_module_missing_from_the_current_directory_is_still_named(pytester: py
     done = pytest_command(pytester.path, "--benchflow=mmlu_pro", "--agent=nowhere_agents:MyAgent")
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--agent 'nowhere_agents:MyAgent': cannot import nowhere_agents: ModuleNotFoundError" in done.stderr
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_install_line_in_the_docs_works_from_a_clone() -> None:
+    """pytest-benchflow is not published: each ``pip install`` the docs show names the clone (with extras it has)."""
+    project = (ROOT / "pyproject.toml").read_text()
+    # (tomllib is Python 3.11+: the extras' names are the keys of one short table.)
+    table = project.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = set(re.findall(r"^([\w-]+) =", table, re.M))
+    assert "mmlu-pro" in extras
+    docs = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("example_bench/*/README.md")]
+    lines = [(doc.name, m) for doc in docs for m in re.findall(r"pip install ([^`\n#]+)", doc.read_text())]
+    assert lines
+    for doc, command in lines:
+        targets = [t.strip("'\"") for t in command.split() if not t.startswith("-")]
+        for target in targets:
+            path, _, extra = target.partition("[")
+            assert path in (".", "./"), f"{doc}: pip install {command}: {target} is not the clone"
+            assert not extra or set(extra.rstrip("]").split(",")) <= extras, f"{doc}: {target}: no such extra"
+    readme = (ROOT / "README.md").read_text()
+    # The two opening commands stay as they are.
+    assert "python3 dev.py demo   #" in readme and "python3 dev.py test   #" in readme
