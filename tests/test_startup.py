@@ -3,15 +3,17 @@ directory, bench methods returning the wrong thing, splits, and node ids."""
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 import re
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import TOY
+from conftest import TOY, in_process_bench
 
 MMLU = ["--benchflow=mmlu_pro", "--agent=example_bench.mmlu_pro.agents:LongestOptionAgent", "-p", "no:cacheprovider"]
 
@@ -29,7 +31,9 @@ def test_a_data_file_that_is_missing_is_one_usage_error(pytester: pytest.Pyteste
         *MMLU, "--benchflow-arg=DATA_FILE=/nonexistent.json", "--benchflow-arg=NUM_SHOTS=0", "--junitxml=j.xml", *xdist
     )
     assert_usage_error_and_nothing_written(
-        result, pytester.path, "mmlu_pro: *get_all_tasks('test') reported: MMLU-Pro data file not found: /nonexistent.json"
+        result,
+        pytester.path,
+        "mmlu_pro: *get_all_tasks('test') reported: MMLU-Pro data file not found: /nonexistent.json",
     )
 
 
@@ -104,7 +108,9 @@ def test_a_bench_file_given_by_path_imports_its_sibling_modules(pytester: pytest
         "from pytest_benchflow import BaseAgent\n\nclass Echo(BaseAgent):\n    def call_api(self, inputs):\n"
         "        return 'x'\n"
     )
-    done = pytest_command(pytester.path, "--benchflow=benches/sibling_bench.py:SiblingBench", "--agent=agents_here:Echo")
+    done = pytest_command(
+        pytester.path, "--benchflow=benches/sibling_bench.py:SiblingBench", "--agent=agents_here:Echo"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
 
@@ -137,3 +143,134 @@ def test_every_install_line_in_the_docs_works_from_a_clone() -> None:
     readme = (ROOT / "README.md").read_text()
     # The two opening commands stay as they are.
     assert "python3 dev.py demo   #" in readme and "python3 dev.py test   #" in readme
+
+
+# One bench per mistake: each overrides one method of a bench that works (``Fine``).
+MISTAKES = (
+    in_process_bench(
+        "Fine",
+        "def evaluate(env):\n    Path(env['BENCHFLOW_RESULTS_DIR'], 'done').write_text('1')",
+        "return {'is_resolved': True, 'metrics': {'score': 1.0}}",
+        tasks=("a", "b"),
+    )
+    + """
+class ArgsNone(Fine):
+    def get_args(self, task_id):
+        return None
+
+
+class ArgsDict(Fine):
+    def get_args(self, task_id):
+        return {"required": ["X"]}
+
+
+class ArgsNoneForTasks(Fine):
+    def get_args(self, task_id):
+        return BenchArgs(None) if task_id is None else None
+
+
+class ArgsRaise(Fine):
+    def get_args(self, task_id):
+        raise KeyError("HOME_DIR")
+
+
+class EntranceText(Fine):
+    def get_entrypoint(self):
+        return "evaluate"
+
+
+class ImageNumber(Fine):
+    def get_image_name(self):
+        return 3
+
+
+class ResultsDirRaise(Fine):
+    def get_image_name(self):
+        return "me/bench:1"
+
+    def get_results_dir_in_container(self):
+        raise NotImplementedError("no results directory")
+
+
+class ResultNone(Fine):
+    def get_result(self, task_id):
+        return None
+
+
+class SummarizeRaise(Fine):
+    def summarize(self, tasks):
+        raise ZeroDivisionError("division by zero")
+
+
+class SummarizeList(Fine):
+    def summarize(self, tasks):
+        return [1, 2]
+"""
+)
+
+
+@pytest.fixture
+def mistakes(pytester: pytest.Pytester, echo_agent: str) -> Callable[..., pytest.RunResult]:
+    pytester.makepyfile(mistakes=MISTAKES)
+
+    def run(bench: str, *args: str) -> pytest.RunResult:
+        return pytester.runpytest(f"--benchflow=mistakes.py:{bench}", f"--agent-url={echo_agent}", *args)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("bench", "args", "message"),
+    [
+        ("ArgsNone", [], "ArgsNone: ArgsNone.get_args(None) returned NoneType; it must return a BenchArgs *"),
+        ("ArgsDict", [], "ArgsDict: ArgsDict.get_args(None) returned dict; it must return a BenchArgs *"),
+        ("ArgsRaise", [], "ArgsRaise: ArgsRaise.get_args(None) raised KeyError: 'HOME_DIR'"),
+        ("EntranceText", [], "EntranceText: EntranceText.get_entrypoint() returned str 'evaluate'; it must return a*"),
+        (
+            "ImageNumber",
+            ["--benchflow-runner=docker"],
+            "ImageNumber: ImageNumber.get_image_name() returned int 3; it must return a non-empty str, or None*",
+        ),
+        (
+            "ResultsDirRaise",
+            ["--benchflow-runner=docker"],
+            "ResultsDirRaise: *get_results_dir_in_container() raised NotImplementedError: no results directory",
+        ),
+    ],
+)
+def test_a_bench_method_returning_the_wrong_thing_is_a_usage_error_naming_it(
+    mistakes: Callable[..., pytest.RunResult], bench: str, args: list[str], message: str
+) -> None:
+    result = mistakes(bench, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_per_task_methods_returning_the_wrong_thing_are_task_errors_naming_them(
+    mistakes: Callable[..., pytest.RunResult],
+) -> None:
+    result = mistakes("ArgsNoneForTasks")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*ArgsNoneForTasks.get_args('a') returned NoneType; it must return a BenchArgs*"])
+    result = mistakes("ResultNone")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*task 'a': get_result returned NoneType, expected a BenchmarkResult or a dict*"])
+
+
+@pytest.mark.parametrize(
+    ("bench", "note"),
+    [
+        ("SummarizeRaise", "SummarizeRaise.summarize raised ZeroDivisionError: division by zero; *no breakdown"),
+        ("SummarizeList", "SummarizeList.summarize returned list; it must return a dict of rows *"),
+    ],
+)
+def test_a_summarize_that_breaks_loses_only_the_breakdown(
+    mistakes: Callable[..., pytest.RunResult], pytester: pytest.Pytester, bench: str, note: str
+) -> None:
+    result = mistakes(bench)
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"*{bench}: {note}"])
+    (run_dir,) = (pytester.path / ".benchflow").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["benches"][bench]["breakdown"] is None

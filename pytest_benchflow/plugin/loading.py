@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..bench import list_task_ids
+from ..bench import BaseBench, list_task_ids
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
@@ -151,6 +151,32 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             )
 
 
+_CONTAINER_METHODS = ("get_image_name", "get_results_dir_in_container", "get_log_files_dir_in_container")
+_ENTRANCE = "a function taking the task's environment, or None (the bench runs only in its container)"
+_TEXT = "a non-empty str, or None (no container)"
+
+
+def _is_entrance(value: object) -> bool:
+    return value is None or callable(value)
+
+
+def _is_text(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value))
+
+
+def _checked_call(bench: BaseBench, name: str, method: str, valid: Callable[[object], bool], expected: str) -> Any:
+    """``bench.<method>()``, which takes no task: once, before any task, an error naming the bench when it
+    raises or returns something else than ``expected``."""
+    call = f"{type(bench).__name__}.{method}()"
+    try:
+        value = getattr(bench, method)()
+    except Exception as e:
+        raise BenchLoadError(f"{name}: {call} raised {type(e).__name__}: {e}") from e
+    if not valid(value):
+        raise BenchLoadError(f"{name}: {call} returned {type(value).__name__} {value!r:.60}; it must return {expected}")
+    return value
+
+
 def load_benches(
     refs: list[str],
     rootdir: Path,
@@ -175,15 +201,19 @@ def load_benches(
             bench = cls()
         except Exception as e:
             raise pytest.UsageError(f"benchmark {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from None
-        arg_names = bench.get_args(None).names
-        declared.update(arg_names)
-        values = {n: os.environ[n] for n in arg_names if n in os.environ}
-        values.update({k: v for k, v in cli_values.items() if k in arg_names})
         name = ref if ":" not in ref else cls.__name__
         try:
-            chosen = runner_name or ("local" if bench.get_entrypoint() is not None else default_image_runner())
-            ctx = BenchContext(name=name, bench=bench, values=values, runner_name=chosen, runner=make_runner(chosen))
+            entrance = _checked_call(bench, name, "get_entrypoint", _is_entrance, _ENTRANCE)
+            chosen = runner_name or ("local" if entrance is not None else default_image_runner())
+            ctx = BenchContext(name=name, bench=bench, values={}, runner_name=chosen, runner=make_runner(chosen))
+            arg_names = ctx.declared(None).names
+            declared.update(arg_names)
+            ctx.values = {n: os.environ[n] for n in arg_names if n in os.environ}
+            ctx.values.update({k: v for k, v in cli_values.items() if k in arg_names})
             bench.args = ctx.resolve(None)
+            if chosen != "local":  # only container runners ask for the container's image and directories
+                for method in _CONTAINER_METHODS:
+                    _checked_call(bench, name, method, _is_text, _TEXT)
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
         contexts[name] = ctx
