@@ -274,3 +274,15 @@ def test_a_summarize_that_breaks_loses_only_the_breakdown(
     (run_dir,) = (pytester.path / ".benchflow").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["benches"][bench]["breakdown"] is None
+
+
+def test_an_unknown_split_of_a_bench_that_declares_its_splits_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest(*MMLU, "--benchflow-split", "tset", "--junitxml=j.xml")
+    assert_usage_error_and_nothing_written(
+        result, pytester.path, "--benchflow-split 'tset': mmlu_pro has no such split (its splits: test, validation)"
+    )
+
+
+def test_a_bench_that_declares_no_splits_takes_any(mistakes: Callable[..., pytest.RunResult]) -> None:
+    # BenchFlow 0.1.x benches have no `splits`: the split is theirs to interpret.
+    mistakes("Fine", "--benchflow-split=dev").assert_outcomes(passed=2)

@@ -70,6 +70,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.benches.update(
         load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
     )
+    for name, ctx in run.benches.items():
+        _check_split(name, ctx.bench, run.split)
     # A runner's settings are checked when given, even if no bench of this session uses the runner.
     for name in installed_runners():
         if name not in runners and any(
@@ -98,6 +100,18 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
+
+
+def _check_split(name: str, bench: BaseBench, split: str) -> None:
+    """A usage error when the bench declares its ``splits`` and ``split`` is not one of them.
+
+    The default (``("test",)``, inherited from BaseBench) declares nothing: a 0.1.x bench takes any split.
+    """
+    declares = any("splits" in vars(cls) for cls in type(bench).__mro__ if cls is not BaseBench)
+    if declares and split not in bench.splits:
+        raise pytest.UsageError(
+            f"--benchflow-split {split!r}: {name} has no such split (its splits: {', '.join(bench.splits)})"
+        )
 
 
 def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
