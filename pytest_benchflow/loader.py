@@ -10,6 +10,7 @@ import sys
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from .bench import BaseBench
 from .errors import BenchLoadError
@@ -33,6 +34,8 @@ def import_file(path: Path) -> object:
     name = f"benchflow_bench_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     if name in sys.modules:
         return sys.modules[name]
+    # As when the file runs as a script, its directory is on the path: it can import its sibling modules.
+    _on_path(path.resolve().parent, first=True)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise BenchLoadError(f"cannot import {path}")
@@ -40,6 +43,31 @@ def import_file(path: Path) -> object:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def _on_path(directory: Path, *, first: bool) -> None:
+    entry = str(directory)
+    if entry not in sys.path:
+        sys.path.insert(0, entry) if first else sys.path.append(entry)
+
+
+def _import_module(module_ref: str) -> ModuleType:
+    """``module_ref`` imported; one that is not found on the path is looked up in the current directory.
+
+    ``python -m pytest`` puts the current directory on the path and the ``pytest`` command does not:
+    ``--agent my_agents:MyAgent`` beside ``my_agents.py`` works with both. The directory goes last on
+    the path, so it shadows nothing that was found before.
+    """
+    try:
+        return importlib.import_module(module_ref)
+    except ModuleNotFoundError as e:
+        top = module_ref.partition(".")[0]
+        here = Path.cwd()
+        # Only when the missing module is the one named (not something it imports) and it is here.
+        if e.name != top or not ((here / f"{top}.py").is_file() or (here / top).is_dir()):
+            raise
+        _on_path(here, first=False)
+        return importlib.import_module(module_ref)
 
 
 def import_object(ref: str, *, what: str, rootdir: Path | None = None) -> object:
@@ -63,7 +91,7 @@ def import_object(ref: str, *, what: str, rootdir: Path | None = None) -> object
                 raise BenchLoadError(f"{what}: file not found: {module_ref}")
             module = import_file(path)
         else:
-            module = importlib.import_module(module_ref)
+            module = _import_module(module_ref)
     except BenchLoadError:
         raise
     except Exception as e:

@@ -45,7 +45,8 @@ def _read_records(source: str, split: str) -> list[dict[str, Any]]:
             from datasets import load_dataset
         except ImportError:
             raise DataError(
-                f"DATA_FILE={source} needs the datasets library: pip install 'pytest-benchflow[mmlu-pro]'"
+                f"DATA_FILE={source} needs the datasets library: "
+                "pip install datasets (or, in the clone, pip install -e '.[mmlu-pro]')"
             ) from None
         return [dict(r) for r in load_dataset(source[len(HF_PREFIX) :], split=split)]
     path = Path(source)
@@ -56,7 +57,8 @@ def _read_records(source: str, split: str) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
         except ImportError:
             raise DataError(
-                f"{source}: reading parquet needs pyarrow: pip install 'pytest-benchflow[parquet]'"
+                f"{source}: reading parquet needs pyarrow: "
+                "pip install pyarrow (or, in the clone, pip install -e '.[parquet]')"
             ) from None
         return list(pq.read_table(path).to_pylist())
     text = path.read_text(encoding="utf-8")

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from ..bench import list_task_ids
 from ..cache import CACHE_MODES, ResponseCache, describe
 from ..errors import AgentLaunchError, BenchflowError
 from ..redaction import url_secrets
@@ -19,13 +18,13 @@ from ..runners import Runner, installed_runners, runner_class
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, agent_secrets, check_agent, provide_agent
-from .loading import load_session
+from .loading import load_session, plan_runs
 from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
-from .selection import rewrite_node_id_arguments, select_tasks
+from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record
 
 
@@ -71,8 +70,14 @@ def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) 
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     run = config.stash.get(RUN_KEY, None)
+    if run is None or is_worker(config):
+        return
+    # The tasks are listed here, in the controller, before any agent or xdist worker starts: a bad
+    # argument or node id is then one usage error with or without -n (a worker's collection error
+    # would reach the user as "0 items"), and nothing is written.
+    run.plan = plan_runs(config, run)
     # --collect-only runs nothing: no agent is started (a started command would outlive the session).
-    if run is None or is_worker(config) or config.option.collectonly:
+    if config.option.collectonly:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
     prices, max_cost = price(config), positive(config, "benchflow_max_cost", float)
@@ -196,18 +201,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if run is None:
         return
     bench_items: list[pytest.Item] = []
-    for name, ctx in run.benches.items():
-        try:
-            task_ids = list_task_ids(ctx.bench, run.split)
-        except BenchflowError as e:
-            raise pytest.UsageError(f"{name}: {e}") from None
-        task_ids = task_ids[: run.limit] if run.limit else task_ids
-        # Epoch by epoch: an interrupted (or cost-capped) run has whole epochs first.
-        runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
-        runs = select_tasks(config, name, runs, run.epochs)
-        done = run.finished.get(name)
-        if done:
-            runs = [r for r in runs if r not in done]
+    # The controller planned the runs at session start; an xdist worker plans its own (the same).
+    plan = run.plan if run.plan is not None else plan_runs(config, run)
+    run.plan = None  # used once: at 12,032 tasks the pairs are worth freeing
+    for name, runs in plan.items():
         collector = BenchCollector.from_parent(
             session,
             name=f"{NODE_PREFIX}{name}",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ..bench import BaseBench, list_task_ids
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
@@ -17,10 +18,10 @@ from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
-from .selection import selected_benches
+from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["MAX_EPOCHS", "load_benches", "load_session"]
+__all__ = ["MAX_EPOCHS", "load_benches", "load_session", "plan_runs"]
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
@@ -69,6 +70,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.benches.update(
         load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
     )
+    for name, ctx in run.benches.items():
+        _check_split(name, ctx.bench, run.split)
     # A runner's settings are checked when given, even if no bench of this session uses the runner.
     for name in installed_runners():
         if name not in runners and any(
@@ -99,6 +102,36 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
+
+
+def _check_split(name: str, bench: BaseBench, split: str) -> None:
+    """A usage error when the bench declares its ``splits`` and ``split`` is not one of them.
+
+    The default (``("test",)``, inherited from BaseBench) declares nothing: a 0.1.x bench takes any split.
+    """
+    declares = any("splits" in vars(cls) for cls in type(bench).__mro__ if cls is not BaseBench)
+    if declares and split not in bench.splits:
+        raise pytest.UsageError(
+            f"--benchflow-split {split!r}: {name} has no such split (its splits: {', '.join(bench.splits)})"
+        )
+
+
+def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
+    """Each bench's (task id, epoch) runs this session collects: listed, limited, selected by node ids, without
+    those a resumed run finished. Every problem is a usage error naming the bench."""
+    plan: dict[str, list[tuple[str, int]]] = {}
+    for name, ctx in run.benches.items():
+        try:
+            task_ids = list_task_ids(ctx.bench, run.split)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+        task_ids = task_ids[: run.limit] if run.limit else task_ids
+        # Epoch by epoch: an interrupted (or cost-capped) run has whole epochs first.
+        runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
+        runs = select_tasks(config, name, runs, run.epochs)
+        done = run.finished.get(name)
+        plan[name] = [r for r in runs if r not in done] if done else runs
+    return plan
 
 
 def _previous_run(config: pytest.Config) -> RunData | None:
@@ -140,6 +173,32 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             )
 
 
+_CONTAINER_METHODS = ("get_image_name", "get_results_dir_in_container", "get_log_files_dir_in_container")
+_ENTRANCE = "a function taking the task's environment, or None (the bench runs only in its container)"
+_TEXT = "a non-empty str, or None (no container)"
+
+
+def _is_entrance(value: object) -> bool:
+    return value is None or callable(value)
+
+
+def _is_text(value: object) -> bool:
+    return value is None or (isinstance(value, str) and bool(value))
+
+
+def _checked_call(bench: BaseBench, name: str, method: str, valid: Callable[[object], bool], expected: str) -> Any:
+    """``bench.<method>()``, which takes no task: once, before any task, an error naming the bench when it
+    raises or returns something else than ``expected``."""
+    call = f"{type(bench).__name__}.{method}()"
+    try:
+        value = getattr(bench, method)()
+    except Exception as e:
+        raise BenchLoadError(f"{name}: {call} raised {type(e).__name__}: {e}") from e
+    if not valid(value):
+        raise BenchLoadError(f"{name}: {call} returned {type(value).__name__} {value!r:.60}; it must return {expected}")
+    return value
+
+
 def load_benches(
     refs: list[str],
     rootdir: Path,
@@ -164,15 +223,19 @@ def load_benches(
             bench = cls()
         except Exception as e:
             raise pytest.UsageError(f"benchmark {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from None
-        arg_names = bench.get_args(None).names
-        declared.update(arg_names)
-        values = {n: os.environ[n] for n in arg_names if n in os.environ}
-        values.update({k: v for k, v in cli_values.items() if k in arg_names})
         name = ref if ":" not in ref else cls.__name__
         try:
-            chosen = runner_name or ("local" if bench.get_entrypoint() is not None else default_image_runner())
-            ctx = BenchContext(name=name, bench=bench, values=values, runner_name=chosen, runner=make_runner(chosen))
+            entrance = _checked_call(bench, name, "get_entrypoint", _is_entrance, _ENTRANCE)
+            chosen = runner_name or ("local" if entrance is not None else default_image_runner())
+            ctx = BenchContext(name=name, bench=bench, values={}, runner_name=chosen, runner=make_runner(chosen))
+            arg_names = ctx.declared(None).names
+            declared.update(arg_names)
+            ctx.values = {n: os.environ[n] for n in arg_names if n in os.environ}
+            ctx.values.update({k: v for k, v in cli_values.items() if k in arg_names})
             bench.args = ctx.resolve(None)
+            if chosen != "local":  # only container runners ask for the container's image and directories
+                for method in _CONTAINER_METHODS:
+                    _checked_call(bench, name, method, _is_text, _TEXT)
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
         contexts[name] = ctx

@@ -76,7 +76,7 @@ class ResultsReporter:
             exit_status=int(exitstatus),
             interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
             bench_info={name: ctx.info() for name, ctx in run.benches.items()},
-            breakdown=lambda name, records: run.benches[name].bench.summarize(records),
+            breakdown=self._breakdown,
         )
         if summary is None:
             self.notes.append("the session stopped before any task finished: no results written")
@@ -84,6 +84,12 @@ class ResultsReporter:
         self.summary = summary
         if self.html or self.baseline:
             self._after_summary(session)
+
+    def _breakdown(self, name: str, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+        rows, problem = self.run.benches[name].breakdown(records)
+        if problem:
+            self.notes.append(problem)
+        return rows
 
     def _after_summary(self, session: pytest.Session) -> None:
         current = load_run(self.run.run_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pytest
 from ..bench import BaseBench, list_task_ids
 from ..cache import ResponseCache
 from ..environment import ProgressCallback
-from ..errors import ArgumentError, TaskError, first_line, one_line_reason
+from ..errors import ArgumentError, BenchflowError, BenchLoadError, TaskError, first_line, one_line_reason
 from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
@@ -68,9 +68,27 @@ class BenchContext:
     runner: Runner
     _last: tuple[BenchArgs, ResolvedArgs] | None = None
 
-    def resolve(self, task_id: str | None) -> ResolvedArgs:
+    def declared(self, task_id: str | None) -> BenchArgs:
+        """What ``get_args(task_id)`` declares; an error naming the bench when it raises or returns something else."""
+        call = f"{type(self.bench).__name__}.get_args({task_id!r})"
         try:
             spec = self.bench.get_args(task_id)
+        except ArgumentError as e:  # BenchArgs("args.yaml") with the file missing, say
+            raise ArgumentError(f"{self.name}: {call}: {e}") from None
+        except BenchflowError:
+            raise
+        except Exception as e:
+            raise BenchLoadError(f"{self.name}: {call} raised {type(e).__name__}: {e}") from e
+        if not isinstance(spec, BenchArgs):
+            raise BenchLoadError(
+                f"{self.name}: {call} returned {type(spec).__name__}; it must return a BenchArgs "
+                "(BenchArgs(None) when the bench takes no arguments)"
+            )
+        return spec
+
+    def resolve(self, task_id: str | None) -> ResolvedArgs:
+        spec = self.declared(task_id)
+        try:
             # Most benches declare the same arguments for every task: resolve them once.
             cached = self._last
             if cached is not None and cached[0] == spec:
@@ -83,6 +101,21 @@ class BenchContext:
             raise ArgumentError(
                 f"{self.name} ({where}): {e}; pass --benchflow-arg NAME=VALUE or set the environment variable"
             ) from None
+
+    def breakdown(self, tasks: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]] | None, str | None]:
+        """The bench's ``summarize`` rows and, when it raised or returned something else, a note saying so
+        (the summary is written without the rows: the run's results are never lost to it)."""
+        call = f"{type(self.bench).__name__}.summarize"
+        try:
+            rows = self.bench.summarize(tasks)
+        except Exception as e:
+            return None, f"{self.name}: {call} raised {type(e).__name__}: {e}; the summary has no breakdown"
+        if rows is not None and not (isinstance(rows, Mapping) and all(isinstance(r, Mapping) for r in rows.values())):
+            return None, (
+                f"{self.name}: {call} returned {type(rows).__name__}; it must return a dict of rows "
+                "(each a dict of named figures) or None"
+            )
+        return rows, None
 
     def info(self) -> BenchInfo:
         bench = type(self.bench)
@@ -121,6 +154,8 @@ class BenchflowRun:
     resumed_samples: list[SampleRecord] = field(default_factory=list)
     #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
     resumed_agent: dict[str, Any] | None = None
+    #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
+    plan: dict[str, list[tuple[str, int]]] | None = None
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
