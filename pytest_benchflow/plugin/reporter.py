@@ -11,7 +11,7 @@ from ..errors import ResultsFormatError
 from ..results.compare import compare_runs, format_comparison
 from ..results.html import render_html
 from ..results.reader import load_run
-from ..results.records import EpochStats, agent_label
+from ..results.records import BenchStats, EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
 from .items import NODE_PREFIX
@@ -119,12 +119,7 @@ class ResultsReporter:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
         for name, bench in self.summary.benches.items():
             b = bench.stats
-            low, high = b.resolution_rate_ci95
-            tr.line(
-                f"{name} ({self.run.split}): {_count(b.tasks, 'task')}, {b.resolved} resolved, "
-                f"{b.failed} failed, {_count(b.errors, 'error')}; resolution rate {percent(b.resolution_rate)} "
-                f"(95% CI {percent(low)}–{percent(high)})"
-            )
+            tr.line(f"{name} ({self.run.split}): {outcome_line(b)}")
             if b.samples is not None:
                 tr.line("  " + sample_line(b.samples))
             if b.epochs is not None:
@@ -152,6 +147,21 @@ class ResultsReporter:
 def _crashed(report: pytest.TestReport) -> bool:
     phase: str = report.when or ""
     return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
+
+
+def outcome_line(b: BenchStats) -> str:
+    """Tasks (× epochs), outcomes and the resolution rate with its interval (none without tasks)."""
+    tasks = _count(b.tasks, "task")
+    if b.epochs_per_task > 1:
+        tasks = f"{_count(b.task_ids, 'task')} × {b.epochs_per_task} epochs"
+        if b.tasks != b.task_ids * b.epochs_per_task:
+            tasks = f"{_count(b.task_ids, 'task')} × up to {b.epochs_per_task} epochs ({b.tasks} runs)"
+    line = f"{tasks}, {b.resolved} resolved, {b.failed} failed, {_count(b.errors, 'error')}; resolution rate "
+    if b.resolution_rate is None:
+        return line + "n/a"
+    low, high = b.resolution_rate_ci95
+    how = ", clustered by task" if b.epochs_per_task > 1 else ""
+    return line + f"{percent(b.resolution_rate)} (95% CI {percent(low)}–{percent(high)}{how})"
 
 
 def sample_line(s: ClusteredMean) -> str:

@@ -98,12 +98,19 @@ def _svg_chart(bench_name: str, rows: list[tuple[str, float, float, float, bool]
 def _bench_section(name: str, bench: BenchSummary) -> str:
     stats = bench.stats
     low, high = stats.resolution_rate_ci95
+    rate_label = "resolution rate"
+    if stats.resolution_rate is not None:
+        how = ", clustered by task" if stats.epochs_per_task > 1 else ""
+        rate_label += f", 95% CI {percent(low)}–{percent(high)}{how}"
+    tasks = (str(stats.tasks), "tasks", "")
+    if stats.epochs_per_task > 1:
+        tasks = (f"{stats.task_ids} × {stats.epochs_per_task}", f"tasks × epochs ({stats.tasks} runs)", "")
     cards = [
-        (str(stats.tasks), "tasks", ""),
+        tasks,
         (str(stats.resolved), "resolved", "passed"),
         (str(stats.failed), "unresolved", "failed"),
         (str(stats.errors), "errors", "error"),
-        (percent(stats.resolution_rate), f"resolution rate, 95% CI {percent(low)}–{percent(high)}", ""),
+        (percent(stats.resolution_rate), rate_label, ""),
     ]
     if stats.samples is not None:
         s_low, s_high = stats.samples.ci95
