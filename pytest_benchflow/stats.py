@@ -20,7 +20,6 @@ __all__ = [
     "pass_at_k",
     "pass_hat_k",
     "percent",
-    "proportion_difference",
     "two_proportion_p",
     "wilson_interval",
 ]
@@ -125,15 +124,6 @@ def mcnemar_exact(b: int, c: int) -> float:
     top = max(logs)
     tail = math.exp(top) * sum(math.exp(x - top) for x in logs)
     return min(1.0, 2 * tail)
-
-
-def proportion_difference(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
-    """(p2 - p1, low, high): the difference of two independent proportions with a Wald 95% interval."""
-    if n1 == 0 or n2 == 0:
-        return math.nan, math.nan, math.nan
-    p1, p2 = s1 / n1, s2 / n2
-    half = z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    return p2 - p1, p2 - p1 - half, p2 - p1 + half
 
 
 def mean_difference(m1: float, se1: float, m2: float, se2: float, z: float = Z95) -> tuple[float, float, float]:

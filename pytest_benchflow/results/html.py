@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stats import Z95, percent, wilson_interval
-from .compare import BenchComparison
+from .compare import BenchComparison, verdict
 from .reader import RunData
 from .records import BenchSummary, agent_label
 from .transcripts import read_transcript
@@ -255,11 +255,11 @@ def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> st
         f'<section id="comparison"><h2>Compared with {html.escape(str(base.metadata.get("run_id", base.path)))}</h2>'
     ]
     for c in comparisons:
-        verdict = "regression" if c.regression else "no significant regression"
         parts.append(
             f'<div class="verdict {"error" if c.regression else "passed"}" data-bench="{html.escape(c.bench)}">'
             f"<b>{html.escape(c.bench)}</b>: resolution rate {percent(c.base_rate)} → {percent(c.new_rate)}; "
-            f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; {verdict}</div>"
+            f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; "
+            f"{html.escape(verdict(c).replace('REGRESSION', 'regression'))}</div>"
         )
         s = c.samples
         if s is None:
