@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,18 @@ def test_the_baseline_option_fails_the_session_on_a_sample_drop(
     quiz500.runpytest_subprocess(*QUIZ_ARGS).assert_outcomes(passed=10)
     baseline = runs(quiz500)[0]
     monkeypatch.setenv("QUIZ_WRONG", WRONG)
-    result = quiz500.runpytest_subprocess(*QUIZ_ARGS, f"--benchflow-baseline={baseline}")
+    args = [*QUIZ_ARGS, f"--benchflow-baseline={baseline}", "--benchflow-html=report.html"]
+    result = quiz500.runpytest_subprocess(*args)
     result.assert_outcomes(passed=10)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*QuizBench: resolution rate 100.0% -> 100.0%*REGRESSION*"])
+    # Every task passed, yet the session failed: the last lines say why, the files say it failed.
+    reason = f"session failed: QuizBench regressed against the baseline {baseline} (at sample level)"
+    last, closing = [line for line in result.outlines if line][-2:]
+    assert last == reason and re.fullmatch(r"=+ 10 passed, 1 regressed vs baseline in .* =+", closing)
+    summary = json.loads((runs(quiz500)[-1] / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reason"] == reason.removeprefix("session failed: ")
+    assert "<dt>exit status</dt><dd>1</dd>" in (quiz500.path / "report.html").read_text()
 
 
 def write_run(path: Path, tasks: dict[str, bool], samples: dict[tuple[str, str], float] | None = None) -> Path:

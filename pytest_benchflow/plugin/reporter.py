@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..errors import ResultsFormatError
-from ..results.compare import compare_runs, format_comparison
+from ..results.compare import BenchComparison, compare_runs, deciding_level, format_comparison
 from ..results.html import render_html
 from ..results.reader import load_run
 from ..results.records import BenchStats, EpochStats, agent_label
@@ -39,6 +40,8 @@ class ResultsReporter:
         self.summary: RunSummary | None = None
         self.comparison: str | None = None
         self.notes: list[str] = []
+        #: Why the session failed although its tests may have passed (a baseline gate), None otherwise.
+        self.failure: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         taken = take_record(report)
@@ -97,13 +100,27 @@ class ResultsReporter:
             self.notes += base.warnings
             comparisons = compare_runs(base, current)
             self.comparison = format_comparison(comparisons, base, current)
-            if any(c.regression for c in comparisons) and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            regressed = [c for c in comparisons if c.regression]
+            if regressed and session.exitstatus == pytest.ExitCode.OK:
+                self._fail_on(session, regressed, base.path)
+                current.metadata.update(exit_status=int(session.exitstatus), exit_reason=self.failure)
         if self.html:
             path = Path(self.html)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_html(current, comparisons, base), encoding="utf-8")
             self.notes.append(f"HTML report: {path}")
+
+    def _fail_on(self, session: pytest.Session, regressed: list[BenchComparison], base: Path) -> None:
+        """Fail a session whose tasks may all have passed, and say why last and in the run's files."""
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        benches = ", ".join(f"{c.bench} (at {deciding_level(c)})" for c in regressed)
+        self.failure = f"{benches} regressed against the baseline {base}"
+        if len(regressed) == 1:
+            self.failure = (
+                f"{regressed[0].bench} regressed against the baseline {base} (at {deciding_level(regressed[0])})"
+            )
+        self.writer.fail(int(session.exitstatus), self.failure)
+        session.config.pluginmanager.register(_FailureLine(self.failure, len(regressed)), "benchflow-failure-line")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
@@ -142,6 +159,23 @@ class ResultsReporter:
             tr.section("benchflow comparison with baseline")
             for line in self.comparison.splitlines():
                 tr.line(line, red="REGRESSION" in line)
+
+
+class _FailureLine:
+    """Says last why a session failed whose tests passed: after pytest's short summary, and in its
+    closing line ("10 passed, 1 regressed vs baseline"), which otherwise reads as a success."""
+
+    def __init__(self, reason: str, regressed: int) -> None:
+        self.reason = reason
+        self.regressed = regressed
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None]:
+        try:
+            return (yield)
+        finally:
+            terminalreporter.stats.setdefault("regressed vs baseline", []).extend(["benchflow"] * self.regressed)
+            terminalreporter.line(f"session failed: {self.reason}", red=True, bold=True)
 
 
 def _crashed(report: pytest.TestReport) -> bool:

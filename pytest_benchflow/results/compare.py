@@ -19,7 +19,15 @@ from ..stats import (
 from .reader import RunData
 from .records import BenchStats, SampleRecord, TaskRecord
 
-__all__ = ["BenchComparison", "MetricChange", "SampleComparison", "compare_runs", "format_comparison", "verdict"]
+__all__ = [
+    "BenchComparison",
+    "MetricChange",
+    "SampleComparison",
+    "compare_runs",
+    "deciding_level",
+    "format_comparison",
+    "verdict",
+]
 
 
 @dataclass
@@ -208,15 +216,17 @@ def _rate(stats: BenchStats) -> RateInterval:
     return RateInterval(stats.resolution_rate, *stats.resolution_rate_ci95, effective_n=float(stats.tasks))
 
 
+def deciding_level(c: BenchComparison) -> str:
+    """Where the regression was found: ``task level``, ``sample level`` or ``task and sample level``."""
+    return " and ".join(level.removesuffix("s") for level in c.decided_by) + " level"
+
+
 def verdict(c: BenchComparison) -> str:
     """The gate's verdict on a bench, naming the level whose test decided it."""
-    if c.task_regression and c.sample_regression:
-        return "REGRESSION (at task and sample level)"
-    if c.task_regression:
-        return "REGRESSION (at task level)"
-    if c.sample_regression:
-        return "REGRESSION (at sample level; no significant change at task level)"
-    return "no significant regression"
+    if not c.regression:
+        return "no significant regression"
+    unchanged = "" if c.task_regression else "; no significant change at task level"
+    return f"REGRESSION (at {deciding_level(c)}{unchanged})"
 
 
 def _sample_lines(s: SampleComparison) -> list[str]:
