@@ -236,13 +236,18 @@ def engines_line(engines: dict[str, dict[str, float]]) -> str:
 
 def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:
     if not usage.get("total_tokens"):
-        return f"usage: {_count(usage.get('requests', 0), 'request')} (the agent reported no token counts)"
-    line = (
-        f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
-        f"{_count(usage.get('requests', 0), 'request')}"
-    )
+        line = f"usage: {_count(usage.get('requests', 0), 'request')} (the agent reported no token counts)"
+    else:
+        line = (
+            f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
+            f"{_count(usage.get('requests', 0), 'request')}"
+        )
     if price and "cost" in usage:
         line += f"; cost ${usage['cost']:.4f} (at ${price[0]:g} / ${price[1]:g} per million input / output tokens)"
+    if "cache_hits" in usage:
+        # Requests count only what the agent was asked: the cache's share is said beside them.
+        hits, misses = usage.get("cache_hits", 0), usage.get("cache_misses", 0)
+        line += f"; cache: {_count(hits, 'hit')}, {misses} {'miss' if misses == 1 else 'misses'}"
     return line
 
 
