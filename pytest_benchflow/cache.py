@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .redaction import redact
+from .usage import current_meter
 
 __all__ = ["CACHE_MODES", "EpochCache", "ResponseCache", "current_cache"]
 
@@ -146,7 +147,9 @@ class EpochCache(NamedTuple):
     epoch: int
 
     def get(self, body: bytes) -> bytes | None:
-        return self.cache.get(body, self.epoch)
+        answer = self.cache.get(body, self.epoch)
+        current_meter().looked_up(answer is not None)  # the task's summary says where answers came from
+        return answer
 
     def put(self, body: bytes, answer: bytes) -> None:
         self.cache.put(body, answer, self.epoch)

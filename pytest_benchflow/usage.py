@@ -84,7 +84,17 @@ class UsageMeter:
         self.input_tokens = self.output_tokens = self.requests = 0
         #: Answers whose usage report was there but unreadable (ignored, and said so in the task's notes).
         self.ignored = 0
+        #: Look-ups in the response cache (``--benchflow-cache``): answered from it, or not.
+        self.cache_hits = self.cache_misses = 0
         self._lock = threading.Lock()
+
+    def looked_up(self, hit: bool) -> None:
+        """Count a response-cache look-up (a miss then goes to the agent and counts as a request)."""
+        with self._lock:
+            if hit:
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
 
     def add(self, tokens: tuple[int, int] | None, *, ignored: bool = False) -> None:
         """Count an answered request and its tokens; ``ignored``: it reported usage that was unreadable."""
@@ -104,14 +114,18 @@ class UsageMeter:
 
     def snapshot(self) -> dict[str, int] | None:
         """The totals as written to results (None when the task made no request)."""
-        if not self.requests:
+        cache = self.cache_hits + self.cache_misses
+        if not self.requests and not cache:
             return None
-        return {
+        totals = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,
             "requests": self.requests,
         }
+        if cache:
+            totals.update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
+        return totals
 
     def scope(self, context: contextvars.Context | None = None) -> contextvars.Context:
         """A context (a copy of ``context``, else of the current one) in which clients count into this meter."""

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import TOY, ScriptedServer, json_reply
+from conftest import TOY, ScriptedServer, json_reply, runs_by_start
 
 MMLU = ["--benchflow=mmlu_pro", "-p", "no:cacheprovider"]
 
@@ -41,10 +41,18 @@ def test_use_answers_from_the_cache_and_refresh_asks_again(
 
 def test_a_cache_shared_by_xdist_workers(pytester: pytest.Pytester, answering: ScriptedServer) -> None:
     args = [*MMLU, f"--agent-url={answering.url}", "-k", "law or history", "--benchflow-cache=use", "-n", "2"]
-    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
+    first = pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
     assert posts(answering) == 6
-    pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
+    first.stdout.fnmatch_lines(["  usage: 6 requests (the agent reported no token counts); cache: 0 hits, 6 misses"])
+    second = pytester.runpytest_subprocess(*args, "--benchflow-cache-path=common/answers.sqlite")
     assert posts(answering) == 6
+    # The summary says where the answers came from: all from the cache, none from the agent.
+    second.stdout.fnmatch_lines(["  usage: 0 requests (the agent reported no token counts); cache: 6 hits, 0 misses"])
+    usage = json.loads(next(p for p in runs_by_start(pytester)[-1:]).joinpath("summary.json").read_text())
+    assert {k: usage["benches"]["mmlu_pro"]["usage"][k] for k in ("cache_hits", "cache_misses")} == {
+        "cache_hits": 6,
+        "cache_misses": 0,
+    }
     db = sqlite3.connect(pytester.path / "common" / "answers.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert db.execute("SELECT count(*) FROM answers").fetchone() == (6,)

@@ -103,7 +103,7 @@ def test_baseline_inside_pytest(pytester: pytest.Pytester, runs: dict[str, Path]
     worse = replay_run(pytester, runs["degraded"], "worse", "--benchflow-baseline=base")
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(
-        ["*benchflow comparison with baseline*", "mmlu_pro: resolution rate 69.6% -> 51.4% *REGRESSION"]
+        ["*benchflow comparison with baseline*", "mmlu_pro: resolution rate 69.6% -> 51.4% *: REGRESSION (at *level*)"]
     )
 
 

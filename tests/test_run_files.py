@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from quiz import QUIZ_ARGS
 
 from pytest_benchflow.results import load_run
 from pytest_benchflow.results.transcripts import read_transcript

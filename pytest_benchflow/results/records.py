@@ -8,7 +8,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from ..errors import ResultsFormatError
-from ..stats import ClusteredMean, clustered_mean, mean_and_stderr, pass_at_k, pass_hat_k, wilson_interval
+from ..stats import (
+    ClusteredMean,
+    clustered_mean,
+    clustered_rate,
+    mean_and_stderr,
+    pass_at_k,
+    pass_hat_k,
+)
 from ..untrusted import printable
 
 __all__ = [
@@ -283,7 +290,12 @@ class BenchStats:
     failed: int = 0
     errors: int = 0
     resolution_rate: float | None = None
+    #: Wilson's interval; with epochs, at the effective sample size of epochs clustered by task.
     resolution_rate_ci95: tuple[float, float] = (0.0, 1.0)
+    #: Distinct task ids (``tasks`` counts task runs: tasks × epochs).
+    task_ids: int = 0
+    #: The most epochs any one task ran (1 without ``--benchflow-epochs``).
+    epochs_per_task: int = 1
     metrics: dict[str, MetricStats] = field(default_factory=dict)
     #: Tokens and requests summed over the tasks that reported usage (None when none did); ``cost`` with a price.
     usage: dict[str, Any] | None = None
@@ -406,13 +418,20 @@ class BenchTally:
         tasks, resolved = len(self.last), counts["passed"]
         names = metrics if metric_names is None else metric_names
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
+        # The epochs of one task are one cluster: they are not independent evidence about the agent.
+        by_task: dict[str, list[bool]] = {}
+        for record in self.last.values():
+            by_task.setdefault(record.task_id, []).append(record.outcome == "passed")
+        rate = clustered_rate(list(by_task.values()))
         return BenchStats(
             tasks=tasks,
             resolved=resolved,
             failed=counts["failed"],
             errors=counts["error"],
             resolution_rate=resolved / tasks if tasks else None,
-            resolution_rate_ci95=wilson_interval(resolved, tasks),
+            resolution_rate_ci95=(rate.low, rate.high),
+            task_ids=len(by_task),
+            epochs_per_task=max(map(len, by_task.values()), default=1),
             metrics={
                 n: MetricStats(*mean_and_stderr(metrics[n]), count=len(metrics[n])) for n in names if n in metrics
             },

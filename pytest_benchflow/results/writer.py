@@ -119,6 +119,7 @@ class ResultsWriter:
         self._costs: dict[tuple[str, str, int], float] = {}
         self.durations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.written = 0
+        self._summary: dict[str, Any] = {}
         earlier_groups = group_samples(earlier_samples)
         for record in earlier:
             self._count(record, earlier_groups.get((record.bench, record.task_id, record.epoch), []))
@@ -209,9 +210,18 @@ class ResultsWriter:
             "benches": {name: bench.to_json() for name, bench in result.benches.items()},
             "tasks": list(self.durations.values()),
         }
+        self._summary = summary
+        self._write_summary()
+        return result
+
+    def fail(self, exit_status: int, reason: str) -> None:
+        """Record in ``summary.json`` that the session failed after it was written (a baseline gate)."""
+        self._summary.update(exit_status=exit_status, exit_reason=reason)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
         tmp = self.run_dir / "summary.json.tmp"
-        text = json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(finite(self._summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
         with open_for_writing(tmp, "w") as out:
             out.write(text)
         os.replace(tmp, self.run_dir / "summary.json")
-        return result
