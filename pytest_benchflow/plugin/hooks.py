@@ -14,7 +14,8 @@ from ..errors import AgentLaunchError, BenchflowError
 from ..redaction import url_secrets
 from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
-from ..runners import Runner, installed_runners, runner_class
+from ..runners import Runner, runner_class
+from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem
 from .launch import agent_info, agent_secrets, check_agent, provide_agent
@@ -33,7 +34,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser, [option for name in installed_runners() for option in runner_class(name).options()])
+    add_options(parser, [option for cls in usable_runners().values() for option in cls.options()])
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -47,6 +48,9 @@ def is_worker(config: pytest.Config) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
+    if not is_worker(config):
+        for reason in broken_runners().values():
+            config.issue_config_time_warning(pytest.PytestConfigWarning(reason), stacklevel=2)
     run = load_session(config)
     if run is None:
         return

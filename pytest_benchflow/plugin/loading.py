@@ -14,8 +14,8 @@ from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerE
 from ..loader import load_bench_class
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
-from ..runners import Runner, installed_runners, runner_class
-from ..runners.registry import default_image_runner
+from ..runners import Runner
+from ..runners.registry import default_image_runner, usable_runners
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
 from .selection import select_tasks, selected_benches
@@ -73,10 +73,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     for name, ctx in run.benches.items():
         _check_split(name, ctx.bench, run.split)
     # A runner's settings are checked when given, even if no bench of this session uses the runner.
-    for name in installed_runners():
-        if name not in runners and any(
-            value(config, o.name) not in (None, "", o.default) for o in runner_class(name).options()
-        ):
+    for name, cls in usable_runners().items():
+        if name not in runners and any(value(config, o.name) not in (None, "", o.default) for o in cls.options()):
             try:
                 make_runner(name)
             except BenchflowError as e:
