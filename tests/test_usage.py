@@ -248,3 +248,48 @@ def test_an_unreadable_usage_file_is_ignored_with_a_note(
         assert record["outcome"] == "passed" and "usage" not in record
         assert record["notes"] == ["usage.json ignored: token counts must be whole numbers from 0 to below 1e+15"]
     assert _summary(pytester)["benches"]["UsageFile"]["tasks"] == 2
+
+
+ASKS_THEN_CRASHES = """
+from pytest_benchflow import BaseBench, BenchArgs, BenchClient
+
+class Client(BenchClient):
+    def prepare_input(self, raw):
+        return {"question": raw}
+    def parse_response(self, raw):
+        return {"answer": raw}
+
+def evaluate(env):
+    client = Client(env["INTELLIGENCE_URL"], retries=0)
+    for question in ("a", "b", "c"):
+        client.get_response(question)
+    raise RuntimeError("the bench crashed after asking")
+
+class Crashes(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+    def get_all_tasks(self, split):
+        return {"task_ids": ["paid"], "error_message": None}
+    def get_entrypoint(self):
+        return evaluate
+    def get_result(self, task_id):
+        return {"is_resolved": True}
+"""
+
+
+def test_an_errored_task_keeps_the_usage_it_paid_for(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(crashes=ASKS_THEN_CRASHES, priced=PRICED_AGENT)
+    result = pytester.runpytest(
+        "--benchflow=crashes.py:Crashes", "--agent=priced:Priced", "--benchflow-price=1,0", "-p", "no:randomly"
+    )
+    result.assert_outcomes(errors=1)
+    (record,) = records(pytester)
+    assert record["outcome"] == "error"
+    assert record["usage"] == {
+        "input_tokens": 3_000_000,
+        "output_tokens": 750_000,
+        "total_tokens": 3_750_000,
+        "requests": 3,
+    }
+    (summary,) = pytester.path.glob(".benchflow/*/summary.json")
+    assert json.loads(summary.read_text())["benches"]["Crashes"]["usage"]["cost"] == 3.0

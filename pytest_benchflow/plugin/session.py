@@ -204,13 +204,14 @@ class BenchflowRun:
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
-            item.usage, item.notes = task_usage(spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
         except ArgumentError as e:
             raise TaskError(str(e)) from None
         finally:
             item.duration = time.perf_counter() - started
             item.user_properties.append(("duration", f"{item.duration:.3f}"))
+            if spec is not None:  # whatever the outcome: an errored task's requests were paid for too
+                item.usage, item.notes = task_usage(spec)
             if spec is not None and spec.engine is not None:
                 item.engine = spec.engine
                 item.user_properties.append(("engine", spec.engine))
