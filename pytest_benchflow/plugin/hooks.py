@@ -62,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     interrupt_on_sigterm()
     config.pluginmanager.register(_RunnerLifecycle(run, controller=not is_worker(config)), "benchflow-runners")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
+        config.pluginmanager.register(_XdistHooks(run), "benchflow-xdist")
 
 
 @pytest.hookimpl(trylast=True)
@@ -270,6 +270,15 @@ class _RunnerLifecycle:
 
 
 class _XdistHooks:
+    def __init__(self, run: BenchflowRun) -> None:
+        self.run = run
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        # xdist's public word that a worker died running this item: the reporter makes it an error record.
+        if crashitem.startswith(NODE_PREFIX):
+            self.run.crashed.add(crashitem)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         run = node.config.stash[RUN_KEY]

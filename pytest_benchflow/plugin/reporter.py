@@ -15,7 +15,6 @@ from ..results.reader import load_run
 from ..results.records import BenchStats, EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
-from .items import NODE_PREFIX
 from .session import BenchflowRun, take_record
 
 __all__ = ["ResultsReporter"]
@@ -45,7 +44,7 @@ class ResultsReporter:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         taken = take_record(report)
-        if taken is None and _crashed(report):
+        if taken is None and self._crashed(report):
             taken = self.run.crash_record(report.nodeid, str(report.longrepr)), []
         if taken is not None:
             record, samples = taken
@@ -68,9 +67,11 @@ class ResultsReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        # xdist reports a task whose worker died as a failure of phase "???": it never ran, so it is
-        # an error, here as in results.jsonl and summary.json.
-        return ("error", "E", "ERROR") if _crashed(report) else None
+        # A task whose xdist worker died never finished: it is an error, here as in results.jsonl and summary.json.
+        return ("error", "E", "ERROR") if self._crashed(report) else None
+
+    def _crashed(self, report: pytest.TestReport) -> bool:
+        return report.failed and report.nodeid in self.run.crashed
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -185,11 +186,6 @@ class _FailureLine:
         finally:
             terminalreporter.stats.setdefault("regressed vs baseline", []).extend(["benchflow"] * self.regressed)
             terminalreporter.line(f"session failed: {self.reason}", red=True, bold=True)
-
-
-def _crashed(report: pytest.TestReport) -> bool:
-    phase: str = report.when or ""
-    return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
 
 
 def outcome_line(b: BenchStats) -> str:

@@ -154,6 +154,8 @@ class BenchflowRun:
     resumed_samples: list[SampleRecord] = field(default_factory=list)
     #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
     resumed_agent: dict[str, Any] | None = None
+    #: Node ids of tasks whose xdist worker died while running them (controller; xdist's pytest_handlecrashitem).
+    crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
 
