@@ -505,3 +505,75 @@ def test_a_transcript_keeps_an_answer_nested_too_deeply_to_write_cut(tmp_path: P
     transcript.close()
     (entry,) = [json.loads(line) for line in (tmp_path / "transcript.jsonl").read_text().splitlines()]
     assert entry["sample_id"] == "s" and entry["response"] == wrapped("(cut: nested too deeply)", 64)
+
+
+BIG_TRANSCRIPT_IMAGE = "benchflow-test/big-transcript:1"
+BIG_TRANSCRIPT_FILES = {
+    "Dockerfile": """
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+COPY entry.py /app/entry.py
+RUN mkdir -p /app/results /app/logs && chmod 1777 /app/results /app/logs
+ENTRYPOINT ["python3", "/app/entry.py"]
+""",
+    # 80 MB of transcript lines, each quoting the key (as a bench forwarding a credential would).
+    "entry.py": """
+import json, os
+line = json.dumps({"request": {"auth": os.environ["BIG_API_KEY"]}, "response": "." * 1000}) + "\\n"
+with open("/app/logs/transcript.jsonl", "w") as f:
+    for _ in range(80 * 1000 * 1000 // len(line) + 1):
+        f.write(line)
+open("/app/results/done", "w").write("ok")
+""",
+}
+BIG_TRANSCRIPT_BENCH = f"""
+from pytest_benchflow import BaseAgent, BaseBench, BenchArgs
+
+
+class BigTranscript(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs({{"required": ["BIG_API_KEY"]}})
+
+    def get_image_name(self):
+        return {BIG_TRANSCRIPT_IMAGE!r}
+
+    def get_results_dir_in_container(self):
+        return "/app/results"
+
+    def get_log_files_dir_in_container(self):
+        return "/app/logs"
+
+    def get_all_tasks(self, split):
+        return {{"task_ids": ["t"], "error_message": None}}
+
+    def get_result(self, task_id):
+        return {{"is_resolved": True, "metrics": {{}}}}
+
+
+class Quiet(BaseAgent):
+    def call_api(self, inputs):
+        return "ok"
+"""
+
+
+@pytest.mark.docker
+def test_an_80_mb_container_transcript_is_masked(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from images import build, engine
+
+    build(engine(), BIG_TRANSCRIPT_IMAGE, BIG_TRANSCRIPT_FILES)
+    pytester.makepyfile(big_transcript=BIG_TRANSCRIPT_BENCH)
+    monkeypatch.syspath_prepend(pytester.path)
+    key = "sk-container-9d2e4b"
+    result = pytester.runpytest_subprocess(
+        "--benchflow=big_transcript.py:BigTranscript",
+        "--agent=big_transcript:Quiet",
+        f"--benchflow-arg=BIG_API_KEY={key}",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=1)
+    (transcript,) = pytester.path.glob(".benchflow/2*/BigTranscript/logs/t/transcript.jsonl")
+    assert transcript.stat().st_size > 64 * 1024 * 1024
+    with open(transcript, encoding="utf-8") as lines:
+        for line in lines:
+            assert key not in line and json.loads(line)["request"]["auth"] == "***"
