@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from .runfiles import open_for_writing
+
 __all__ = [
     "MASK",
     "SECRET_WORDS",
@@ -79,7 +81,8 @@ def redact_files(directory: Path, secret_values: Iterable[str]) -> None:
             if any(n in data for n in needles):
                 for n in needles:
                     data = data.replace(n, MASK.encode())
-                path.write_bytes(data)
+                with open_for_writing(path, "wb", root=directory) as out:  # never through a link planted since
+                    out.write(data)
 
 
 def url_secrets(url: str) -> list[str]:

@@ -357,7 +357,7 @@ def _start_reader(
     container: Any, path: Path, *, stdout: bool, progress: Any, scrub: Callable[[str], str]
 ) -> threading.Thread:
     def read() -> None:
-        with open(path, "w", encoding="utf-8") as out:
+        with open_for_writing(path, "w") as out:  # never through a link planted in a resumed run
             try:
                 for raw in lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
                     line = raw.decode(errors="replace")
