@@ -20,10 +20,12 @@ from .options import arg_values, choice, positive, value
 from .selection import selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["MAX_EPOCHS", "load_benches", "load_session"]
+__all__ = ["MAX_EPOCHS", "MAX_LIMIT", "load_benches", "load_session"]
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
+#: More tasks than any benchmark has: a larger --benchflow-limit is a typo.
+MAX_LIMIT = 10**9
 
 
 def load_session(config: pytest.Config) -> BenchflowRun | None:
@@ -48,14 +50,10 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         run_dir=output / run_id,
         split=value(config, "benchflow_split"),
         timeout=positive(config, "benchflow_timeout", float),
-        limit=positive(config, "benchflow_limit", int),
-        epochs=positive(config, "benchflow_epochs", int) or 1,
+        limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
+        epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
         transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
     )
-    if run.epochs > MAX_EPOCHS:
-        raise pytest.UsageError(
-            f"--benchflow-epochs {run.epochs}: at most {MAX_EPOCHS} (each epoch is an item per task)"
-        )
     runners: dict[str, Runner] = {}
 
     def make_runner(name: str) -> Runner:
