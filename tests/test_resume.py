@@ -196,3 +196,16 @@ def test_a_different_bench_of_the_same_class_name_is_refused(controlled: pytest.
     )
     # The same file in another process is the same bench.
     controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow").assert_outcomes(errors=1)
+
+
+def test_records_of_tasks_the_bench_does_not_have_are_not_counted(controlled: pytest.Pytester) -> None:
+    controlled.runpytest(*TOY).assert_outcomes(passed=4, failed=1, errors=1)
+    (run_dir,) = (controlled.path / ".benchflow").iterdir()
+    ghosts = [{**lines(run_dir)[0], "task_id": f"ghost{i}", "outcome": "passed"} for i in range(5)]
+    with open(run_dir / "results.jsonl", "a") as f:
+        f.writelines(json.dumps(g) + "\n" for g in ghosts)
+    controlled.runpytest(*TOY, "--benchflow-resume=.benchflow").assert_outcomes(errors=1)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    bench = summary["benches"]["ToyBench"]
+    assert (bench["tasks"], bench["resolved"]) == (len(TASKS), 4)
+    assert sorted(outcomes(summary)) == sorted(TASKS)

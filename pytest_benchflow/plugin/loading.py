@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from ..bench import list_task_ids
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
+from ..results.records import SampleRecord, TaskRecord
 from ..runners import Runner, installed_runners, runner_class
 from ..runners.registry import default_image_runner
 from .items import NODE_PREFIX
@@ -90,10 +92,10 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             run.finished.setdefault(bench, set()).add((task_id, epoch))
     elif previous is not None:
         _check_resumable(previous, run)
-        run.resumed, run.resumed_samples = previous.records, previous.samples
+        run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
         agent = previous.metadata.get("agent")
         run.resumed_agent = agent if isinstance(agent, dict) else {}
-        for record in previous.records:
+        for record in run.resumed:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
@@ -110,6 +112,20 @@ def _previous_run(config: pytest.Config) -> RunData | None:
         return load_run(path)
     except ResultsFormatError as e:
         raise pytest.UsageError(f"--benchflow-resume: {e}") from None
+
+
+def _known_tasks_only(run: BenchflowRun, previous: RunData) -> tuple[list[TaskRecord], list[SampleRecord]]:
+    """The run's records and samples of tasks its benches have: a line for any other task (a tampered
+    or hand-merged file) would count in the summary as one of them."""
+    known: dict[str, set[str]] = {}
+    for name, ctx in run.benches.items():
+        try:
+            known[name] = set(list_task_ids(ctx.bench, run.split))
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+    records = [r for r in previous.records if r.task_id in known.get(r.bench, ())]
+    samples = [s for s in previous.samples if s.task_id in known.get(s.bench, ())]
+    return records, samples
 
 
 def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
