@@ -90,9 +90,7 @@ def _open_below(root: Path, path: Path, flags: int) -> int:
         os.close(directory)
 
 
-def open_for_writing(
-    path: Path, mode: Literal["a", "w", "ab", "wb"] = "a", *, root: Path | None = None
-) -> IO[Any]:
+def open_for_writing(path: Path, mode: Literal["a", "w", "ab", "wb"] = "a", *, root: Path | None = None) -> IO[Any]:
     """``path`` opened to append (``a``) or to overwrite (``w``), as text (UTF-8) or bytes (``b``).
 
     Never through a link: not at ``path``, nor at any directory from ``root`` (default: the

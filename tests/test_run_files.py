@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOY
 
+from conftest import TOY
 from pytest_benchflow.results import load_run
 from pytest_benchflow.results.transcripts import read_transcript
 
@@ -30,7 +30,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest_benchflow.results.cli", *args], capture_output=True, text=True)
 
 
-def test_answers_with_line_separators_keep_the_run_readable(quiz: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_answers_with_line_separators_keep_the_run_readable(
+    quiz: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("QUIZ_TASKS", "2")
     monkeypatch.setenv("QUIZ_PER_TASK", "2")
     quiz.makepyfile(separators=SEPARATOR_AGENT)
@@ -45,7 +47,9 @@ def test_answers_with_line_separators_keep_the_run_readable(quiz: pytest.Pyteste
         assert text.splitlines() == text.split("\n")[:-1], path  # no line break but \n, even for splitlines
     # The answers come back whole: in samples, in transcripts, in the report.
     samples = load_run(run).samples
-    assert {s.metadata["answer"] for s in samples if s.metadata} == {f"t{t}q{q}{BREAKS}" for t in (0, 1) for q in (0, 1)}
+    assert {s.metadata["answer"] for s in samples if s.metadata} == {
+        f"t{t}q{q}{BREAKS}" for t in (0, 1) for q in (0, 1)
+    }
     record = load_run(run).records[0]
     assert [e["response"] for e in read_transcript(run, record.log_dir)] == [f"t0q0{BREAKS}", f"t0q1{BREAKS}"]
     assert (quiz.path / "run.html").is_file()
@@ -114,7 +118,9 @@ def test_a_resume_writes_through_no_planted_link(toy: pytest.Pytester, errored_r
     os.mkfifo(logs / "fifo")
     result = toy.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", "--benchflow-timeout=60", timeout=120)
     result.assert_outcomes(passed=1)
-    assert {p.name: p.read_text() for p in outside.iterdir()} == {n: "ORIGINAL" for n in ("transcript", "answer", "usage")}
+    assert {p.name: p.read_text() for p in outside.iterdir()} == {
+        n: "ORIGINAL" for n in ("transcript", "answer", "usage")
+    }
     for path in (logs / "transcript.jsonl", results / "answer.json"):
         assert path.is_file() and not path.is_symlink(), path
     assert not (logs / "fifo").exists() and not (logs / "usage.json").exists()
@@ -155,8 +161,18 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs_a_reader(toy: pytest.Pytester
     (good_logs / "transcript.jsonl").unlink()
     os.mkfifo(good_logs / "transcript.jsonl")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_benchflow.results.cli", "report", str(errored_run), "-o", str(toy.path / "r.html")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pytest_benchflow.results.cli",
+            "report",
+            str(errored_run),
+            "-o",
+            str(toy.path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr  # the report, without that task's transcript
     # A resumed session reads the run back, and runs "flaky" again, its own transcript a FIFO too.
@@ -167,8 +183,18 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs_a_reader(toy: pytest.Pytester
     (errored_run / "results.jsonl").unlink()
     os.mkfifo(errored_run / "results.jsonl")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest_benchflow.results.cli", "report", str(errored_run), "-o", str(toy.path / "r.html")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pytest_benchflow.results.cli",
+            "report",
+            str(errored_run),
+            "-o",
+            str(toy.path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2 and "results.jsonl: cannot be read" in done.stderr, done.stderr
     result = toy.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", timeout=120)
@@ -181,5 +207,7 @@ def test_a_dangling_cache_link_creates_nothing_outside(toy: pytest.Pytester) -> 
     (toy.path / ".benchflow" / "cache.sqlite").symlink_to(toy.path / "elsewhere.sqlite")
     result = toy.runpytest(*TOY, "--benchflow-cache=use")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: */cache.sqlite is a link to nothing; remove it or give another path"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --benchflow-cache: */cache.sqlite is a link to nothing; remove it or give another path"]
+    )
     assert not (toy.path / "elsewhere.sqlite").exists()

@@ -100,18 +100,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
-    agent = {
+    described = {
         "url": run.public_agent_url(),
         "info": run.redact_data(info) if info else None,
         "given": _agent_given(config, run),
     }
     if run.resumed_agent is not None:
-        _check_same_agent(run, run.resumed_agent, agent)
+        _check_same_agent(run, run.resumed_agent, described)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
-        "agent": agent,
+        "agent": described,
         "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field

@@ -18,6 +18,7 @@ from ..environment import TaskEnvironment, parse_progress
 from ..envnumbers import in_range, parse_number
 from ..errors import RunnerError, TaskError, TaskTimeout, first_line
 from ..redaction import redact
+from ..runfiles import open_for_writing
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
 from .engines import Engine, EnginePool, docker_module, is_local_engine, is_loopback_url, parse_engines
