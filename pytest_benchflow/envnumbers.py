@@ -19,9 +19,12 @@ def parse_number(raw: str, kind: type[N]) -> N | None:
         return None
 
 
-def in_range(value: float, minimum: float = 0.0, *, above: bool = False) -> bool:
-    """``value`` is finite and at least ``minimum`` (more than it, with ``above``)."""
-    return math.isfinite(value) and (value > minimum if above else value >= minimum)
+def in_range(value: float, minimum: float = 0.0, *, above: bool = False, maximum: float | None = None) -> bool:
+    """``value`` is finite, at least ``minimum`` (more than it, with ``above``) and at most ``maximum``."""
+    # An int is finite however long (math.isfinite would overflow converting 400 digits to a float).
+    finite = isinstance(value, int) or math.isfinite(value)
+    low = value > minimum if above else value >= minimum
+    return finite and low and (maximum is None or value <= maximum)
 
 
 def env_number(name: str, default: N, *, minimum: float = 0.0) -> N:

@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["UnsafeRunFile", "json_line", "open_for_writing", "read_text", "split_lines"]
+__all__ = ["UnsafeRunFile", "json_line", "open_for_writing", "read_text", "remove_planted", "split_lines"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not wait for its other end (reading: none; writing: ENXIO).
@@ -90,9 +90,7 @@ def _open_below(root: Path, path: Path, flags: int) -> int:
         os.close(directory)
 
 
-def open_for_writing(
-    path: Path, mode: Literal["a", "w", "ab", "wb"] = "a", *, root: Path | None = None
-) -> IO[Any]:
+def open_for_writing(path: Path, mode: Literal["a", "w", "ab", "wb"] = "a", *, root: Path | None = None) -> IO[Any]:
     """``path`` opened to append (``a``) or to overwrite (``w``), as text (UTF-8) or bytes (``b``).
 
     Never through a link: not at ``path``, nor at any directory from ``root`` (default: the
@@ -136,3 +134,21 @@ def read_text(path: Path, *, errors: str = "strict") -> str:
     os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
         return f.read().decode("utf-8", errors=errors)
+
+
+def remove_planted(directory: Path) -> list[str]:
+    """Remove every symlink, FIFO, socket or device below ``directory`` (never following a link); return their names.
+
+    A task's directories are reused when a resumed run runs the task again: whatever an earlier
+    attempt (or anyone since) left there that is not a plain file or directory must not be where
+    the bench, which writes with a plain ``open``, writes next.
+    """
+    removed = []
+    for root, dirnames, filenames in os.walk(directory):  # os.walk lists linked directories, never enters them
+        for name in dirnames + filenames:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                os.unlink(path)
+                removed.append(os.path.relpath(path, directory))
+    return removed

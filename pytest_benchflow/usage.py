@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .runfiles import read_text
+
 __all__ = [
     "MAX_TOKENS",
     "USAGE_FILE",
@@ -169,11 +171,11 @@ def read_usage_file(log_dir: Path) -> tuple[dict[str, int] | None, list[str]]:
     """The usage a container's client left in the task's log directory (None if none, or unreadable),
     and a note when there was a file that had to be ignored."""
     try:
-        data: Any = json.loads((log_dir / USAGE_FILE).read_text(encoding="utf-8"))
+        data: Any = json.loads(read_text(log_dir / USAGE_FILE))  # a FIFO planted there is refused, not waited on
     except FileNotFoundError:
         return None, []
-    except (OSError, ValueError, RecursionError) as e:
-        return None, [f"{USAGE_FILE} ignored: {type(e).__name__}"]
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError included
+        return None, [f"{USAGE_FILE} ignored: {e.strerror if isinstance(e, OSError) else type(e).__name__}"]
     keys = ("input_tokens", "output_tokens", "total_tokens", "requests")
     counts = {k: token_count(data.get(k)) for k in keys} if isinstance(data, dict) else {}
     usage = {k: v for k, v in counts.items() if v is not None}

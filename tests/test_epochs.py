@@ -108,6 +108,8 @@ def test_with_the_cache_each_epoch_asks_again_and_a_rerun_asks_nothing(
         ("two", "--benchflow-epochs 'two' is not a whole number"),
         ("1.5", "--benchflow-epochs '1.5' is not a whole number"),
         ("100000", "--benchflow-epochs 100000: at most 1000 (each epoch is an item per task)"),
+        ("9" * 400, "--benchflow-epochs " + "9" * 40 + "… (400 characters): at most 1000 (each epoch is*"),
+        ("1e999", "--benchflow-epochs '1e999' is not a whole number"),
     ],
 )
 def test_bad_epochs_are_usage_errors(quiz: pytest.Pytester, value: str, message: str) -> None:
@@ -165,3 +167,21 @@ def test_epochs_of_a_task_are_one_cluster_in_the_resolution_rate_interval(
     bench = second["benches"]["QuizBench"]
     assert bench["resolution_rate_ci95"] == first["benches"]["QuizBench"]["resolution_rate_ci95"]
     assert (bench["tasks"], bench["task_ids"], bench["epochs_per_task"]) == (4, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--benchflow-limit", "--benchflow-limit 9999999999999999999999999999999999999999… (400 characters): at most*"),
+        (
+            "--benchflow-docker-slots",
+            "--benchflow-docker-slots = '9999999999999999999999999999999999999999… (400 characters)': "
+            "expected a positive whole number of at most 10,000",
+        ),
+    ],
+)
+def test_a_400_digit_count_is_a_usage_error(quiz: pytest.Pytester, option: str, message: str) -> None:
+    result = quiz.runpytest_subprocess(*QUIZ_ARGS, f"{option}={'9' * 400}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+    assert "Traceback" not in result.stderr.str() and not list(quiz.path.glob(".benchflow/2*"))

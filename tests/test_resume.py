@@ -157,7 +157,9 @@ def test_another_agent_is_refused(controlled: pytest.Pytester) -> None:
     server = agent.serve()
     bench = [TOY[0], *TOY[2:]]
     try:
-        controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}").assert_outcomes(passed=4, failed=1, errors=1)
+        controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}").assert_outcomes(
+            passed=4, failed=1, errors=1
+        )
         (run_dir,) = (controlled.path / ".benchflow").iterdir()
         before = _files(run_dir)
         other = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow")
@@ -172,8 +174,10 @@ def test_another_agent_is_refused(controlled: pytest.Pytester) -> None:
         changed = controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}", "--benchflow-resume=.benchflow")
         assert changed.ret == pytest.ExitCode.USAGE_ERROR
         changed.stderr.fnmatch_lines(
-            ["ERROR: --benchflow-resume *: the agent describes itself differently from that run's (GET /info: "
-             f"{server.url}: ModelAgent (model m1) then, {server.url}: ModelAgent (model m2) now)*"]
+            [
+                "ERROR: --benchflow-resume *: the agent describes itself differently from that run's (GET /info: "
+                f"{server.url}: ModelAgent (model m1) then, {server.url}: ModelAgent (model m2) now)*"
+            ]
         )
         assert _files(run_dir) == before
         agent.model = "m1"
@@ -191,8 +195,23 @@ def test_a_different_bench_of_the_same_class_name_is_refused(controlled: pytest.
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --benchflow-resume *: that run's ToyBench was benchflow_bench_*:ToyBench, this session's is "
-         "benchflow_bench_*:ToyBench; resume with the same benchmark"]
+        [
+            "ERROR: --benchflow-resume *: that run's ToyBench was benchflow_bench_*:ToyBench, this session's is "
+            "benchflow_bench_*:ToyBench; resume with the same benchmark"
+        ]
     )
     # The same file in another process is the same bench.
     controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow").assert_outcomes(errors=1)
+
+
+def test_records_of_tasks_the_bench_does_not_have_are_not_counted(controlled: pytest.Pytester) -> None:
+    controlled.runpytest(*TOY).assert_outcomes(passed=4, failed=1, errors=1)
+    (run_dir,) = (controlled.path / ".benchflow").iterdir()
+    ghosts = [{**lines(run_dir)[0], "task_id": f"ghost{i}", "outcome": "passed"} for i in range(5)]
+    with open(run_dir / "results.jsonl", "a") as f:
+        f.writelines(json.dumps(g) + "\n" for g in ghosts)
+    controlled.runpytest(*TOY, "--benchflow-resume=.benchflow").assert_outcomes(errors=1)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    bench = summary["benches"]["ToyBench"]
+    assert (bench["tasks"], bench["resolved"]) == (len(TASKS), 4)
+    assert sorted(outcomes(summary)) == sorted(TASKS)

@@ -209,11 +209,11 @@ def test_a_readable_usage_header_at_the_bound_counts(toy: pytest.Pytester, monke
     assert "notes" not in record
 
 
-USAGE_FILE_BENCH = '''
+USAGE_FILE_BENCH = """
 def evaluate(env):
     # What a container's client leaves for the runner: its task's usage, in the log directory.
     Path(env["BENCHFLOW_LOG_DIR"], "usage.json").write_text(os.environ["USAGE_JSON"])
-'''
+"""
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
@@ -227,7 +227,11 @@ def evaluate(env):
     ids=["400-digits", "1e999", "not-a-number"],
 )
 def test_an_unreadable_usage_file_is_ignored_with_a_note(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, echo_agent: str, usage: dict, xdist: list[str]  # type: ignore[type-arg]
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    echo_agent: str,
+    usage: dict,
+    xdist: list[str],  # type: ignore[type-arg]
 ) -> None:
     from conftest import in_process_bench
 

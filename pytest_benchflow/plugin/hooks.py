@@ -110,24 +110,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
-    agent = {
+    described = {
         "url": run.public_agent_url(),
         "info": run.redact_data(info) if info else None,
         "given": _agent_given(config, run),
     }
     if run.resumed_agent is not None:
-        _check_same_agent(run, run.resumed_agent, agent)
+        _check_same_agent(run, run.resumed_agent, described)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
-        "agent": agent,
+        "agent": described,
         "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
+    try:
+        writer = ResultsWriter(
+            run.run_dir, metadata, price=prices, earlier=run.resumed, earlier_samples=run.resumed_samples
+        )
+    except OSError as e:  # a link or FIFO planted at results.jsonl or samples.jsonl: never written through
+        raise pytest.UsageError(f"--benchflow-output: cannot write the run's results: {e}") from None
     reporter = ResultsReporter(
         run,
-        ResultsWriter(run.run_dir, metadata, price=prices, earlier=run.resumed, earlier_samples=run.resumed_samples),
+        writer,
         html=value(config, "benchflow_html") or None,
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
@@ -173,6 +179,9 @@ def _open_cache(
     if mode == "off":
         return None
     where = Path(path or value(config, "benchflow_cache_path") or run.run_dir.parent / "cache.sqlite")
+    if where.is_symlink() and not where.exists():
+        # SQLite would create the database wherever the dangling link points, outside the output directory.
+        raise pytest.UsageError(f"--benchflow-cache: {where} is a link to nothing; remove it or give another path")
     try:
         return ResponseCache(where, identity, mode, run.secrets)
     except (OSError, sqlite3.Error) as e:

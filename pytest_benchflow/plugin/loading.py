@@ -14,6 +14,7 @@ from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerE
 from ..loader import load_bench_class
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
+from ..results.records import SampleRecord, TaskRecord
 from ..runners import Runner
 from ..runners.registry import default_image_runner, usable_runners
 from .items import NODE_PREFIX
@@ -21,10 +22,12 @@ from .options import arg_values, choice, positive, value
 from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["MAX_EPOCHS", "load_benches", "load_session", "plan_runs"]
+__all__ = ["MAX_EPOCHS", "MAX_LIMIT", "load_benches", "load_session", "plan_runs"]
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
+#: More tasks than any benchmark has: a larger --benchflow-limit is a typo.
+MAX_LIMIT = 10**9
 
 
 def load_session(config: pytest.Config) -> BenchflowRun | None:
@@ -49,14 +52,10 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         run_dir=output / run_id,
         split=value(config, "benchflow_split"),
         timeout=positive(config, "benchflow_timeout", float),
-        limit=positive(config, "benchflow_limit", int),
-        epochs=positive(config, "benchflow_epochs", int) or 1,
+        limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
+        epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
         transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
     )
-    if run.epochs > MAX_EPOCHS:
-        raise pytest.UsageError(
-            f"--benchflow-epochs {run.epochs}: at most {MAX_EPOCHS} (each epoch is an item per task)"
-        )
     runners: dict[str, Runner] = {}
 
     def make_runner(name: str) -> Runner:
@@ -93,10 +92,10 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             run.finished.setdefault(bench, set()).add((task_id, epoch))
     elif previous is not None:
         _check_resumable(previous, run)
-        run.resumed, run.resumed_samples = previous.records, previous.samples
+        run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
         agent = previous.metadata.get("agent")
         run.resumed_agent = agent if isinstance(agent, dict) else {}
-        for record in previous.records:
+        for record in run.resumed:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
@@ -143,6 +142,20 @@ def _previous_run(config: pytest.Config) -> RunData | None:
         return load_run(path)
     except ResultsFormatError as e:
         raise pytest.UsageError(f"--benchflow-resume: {e}") from None
+
+
+def _known_tasks_only(run: BenchflowRun, previous: RunData) -> tuple[list[TaskRecord], list[SampleRecord]]:
+    """The run's records and samples of tasks its benches have: a line for any other task (a tampered
+    or hand-merged file) would count in the summary as one of them."""
+    known: dict[str, set[str]] = {}
+    for name, ctx in run.benches.items():
+        try:
+            known[name] = set(list_task_ids(ctx.bench, run.split))
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{name}: {e}") from None
+    records = [r for r in previous.records if r.task_id in known.get(r.bench, ())]
+    samples = [s for s in previous.samples if s.task_id in known.get(s.bench, ())]
+    return records, samples
 
 
 def _check_resumable(previous: RunData, run: BenchflowRun) -> None:

@@ -103,8 +103,11 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def positive(config: pytest.Config, name: str, kind: type[int] | type[float]) -> Any:
-    """The option as a positive finite number, None when unset; a usage error otherwise."""
+def positive(
+    config: pytest.Config, name: str, kind: type[int] | type[float], maximum: int | None = None, why: str = ""
+) -> Any:
+    """The option as a positive finite number (at most ``maximum``, ``why`` saying why), None when unset;
+    a usage error otherwise."""
     raw = value(config, name)
     if raw in (None, ""):
         return None
@@ -113,8 +116,16 @@ def positive(config: pytest.Config, name: str, kind: type[int] | type[float]) ->
         noun = "a whole number" if kind is int else "a number of seconds"
         raise pytest.UsageError(f"{_flag(name)} {raw!r} is not {noun}")
     if not in_range(number, 0, above=True):
-        raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {raw}")
+        raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {_shown(raw)}")
+    if maximum is not None and not in_range(number, maximum=maximum):
+        raise pytest.UsageError(f"{_flag(name)} {_shown(raw)}: at most {maximum}" + (f" ({why})" if why else ""))
     return number
+
+
+def _shown(raw: Any, limit: int = 40) -> str:
+    """A value as an error quotes it: a 400-digit number is cut, not printed whole."""
+    text = str(raw)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:

@@ -196,6 +196,7 @@ class BenchflowRun:
                 cache=self.cache,
                 epoch=item.epoch,
                 transcripts=self.transcripts,
+                run_dir=self.run_dir,
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)

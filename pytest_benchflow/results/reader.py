@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +74,10 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
 def _run_directory(path: Path, warnings: list[str]) -> Path:
     if not path.exists():
         raise ResultsFormatError(f"{path}: no such results directory")
-    if (path / "results.jsonl").exists() or (path / "summary.json").exists():
+    # lexists: a link in place of a run file makes it a run, refused when read (not silently another run).
+    if os.path.lexists(path / "results.jsonl") or os.path.lexists(path / "summary.json"):
         return path
-    runs = [p for p in path.iterdir() if p.is_dir() and (p / "results.jsonl").exists()] if path.is_dir() else []
+    runs = [p for p in path.iterdir() if p.is_dir() and os.path.lexists(p / "results.jsonl")] if path.is_dir() else []
     for run in _newest_first(runs):
         status = _read_summary(run).get("exit_status")
         if status in NEVER_RAN:

@@ -222,6 +222,7 @@ class ResultsWriter:
     def _write_summary(self) -> None:
         tmp = self.run_dir / "summary.json.tmp"
         text = json.dumps(finite(self._summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
+        tmp.unlink(missing_ok=True)  # a leftover, or a link planted there: removed, never written through
         with open_for_writing(tmp, "w") as out:
             out.write(text)
         os.replace(tmp, self.run_dir / "summary.json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from ..bench import BaseBench
 from ..cache import ResponseCache
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
+from ..runfiles import remove_planted
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
 from ..transcript import TRANSCRIPT_FILE, TRANSCRIPTS_ENV, Transcript, no_transcript
 from ..usage import UsageMeter, read_usage_file
@@ -65,6 +65,8 @@ class TaskSpec:
     transcripts: bool = True
     #: Where the task ran, set by a runner that has several places (the Docker engine's URL, no credentials).
     engine: str | None = None
+    #: The run directory the task's directories are below: every level between is checked to be a real directory.
+    run_dir: Path | None = None
     transcript: Transcript | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
@@ -135,12 +137,18 @@ class Runner(ABC):
 
 
 def prepare_task(spec: TaskSpec) -> TaskEnvironment:
-    """Create the task's directories (never through a symlink) and build its environment."""
+    """Create the task's directories (never through a symlink) and build its environment.
+
+    Directories an earlier attempt left (a resumed run) are reused, without the links, FIFOs and
+    devices found in them.
+    """
     for directory in (spec.results_dir, spec.log_dir):
-        try:
-            os.mkdir(directory)  # the common case, one system call: a new directory in an existing one
-        except OSError:
-            make_task_dir(directory.parent, directory.name)  # missing parents, or refuse what is there
+        if spec.run_dir is not None:
+            # Every level below the run directory: a link planted at <bench>/logs since the run began is refused.
+            make_task_dir(spec.run_dir, *directory.relative_to(spec.run_dir).parts)
+        else:
+            make_task_dir(directory.parent, directory.name)
+        remove_planted(directory)
     env = task_environment(
         agent_url=spec.agent_url,
         task_id=spec.task_id,

@@ -110,10 +110,16 @@ class DockerLimits:
         )
 
 
-def _positive(name: str, raw: str, kind: type[float] | type[int]) -> float:
+#: More concurrent containers per engine than this is a typo.
+_MAX_SLOTS = 10_000
+
+
+def _positive(name: str, raw: str, kind: type[float] | type[int], maximum: float | None = None) -> float:
     value = parse_number(raw, kind)
-    if value is None or not in_range(value, 0, above=True):
-        raise RunnerError(f"{name} = {raw!r}: expected a positive {'whole ' if kind is int else ''}number")
+    if value is None or not in_range(value, 0, above=True, maximum=maximum):
+        shown = raw if len(raw) <= 40 else f"{raw[:40]}… ({len(raw)} characters)"
+        most = f" of at most {maximum:,g}" if maximum is not None else ""
+        raise RunnerError(f"{name} = {shown!r}: expected a positive {'whole ' if kind is int else ''}number{most}")
     return value
 
 
@@ -179,7 +185,7 @@ class DockerRunner(Runner):
             pull=values["benchflow_pull"],
             limits=DockerLimits.from_options(values),
             engines=parse_engines(values["benchflow_docker_hosts"]),
-            slots=int(_positive("--benchflow-docker-slots", slots, int)) if slots else None,
+            slots=int(_positive("--benchflow-docker-slots", slots, int, _MAX_SLOTS)) if slots else None,
             max_log_bytes=_max_log_bytes(values["benchflow_max_log_bytes"]),
         )
 
