@@ -97,7 +97,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(str(e)) from None
     if display is not None:
         run.progress = display.callback
-    info = agent_info(run.agent_url)
+    info, info_note = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, _agent_location(config, run)))
     metadata = {
         "run_id": run.run_id,
@@ -114,6 +114,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
     )
+    if info_note:
+        reporter.notes.append(run.redact(info_note))
     config.pluginmanager.register(reporter, "benchflow-results")
 
 
