@@ -171,12 +171,14 @@ class ClientSettings:
 
 
 def backoff_delay(retry: int, base: float, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry number ``retry`` (0-based): the server's ``Retry-After`` (at
-    most 120 s) when it gave one, else ``base`` doubled per retry (at most 30 s) with jitter."""
-    if retry_after is not None:
-        return min(retry_after, _MAX_RETRY_AFTER)
+    """Seconds to wait before retry number ``retry`` (0-based): ``base`` doubled per retry (at most
+    30 s) with jitter, or longer when the server's ``Retry-After`` says so (honoured up to 120 s).
+
+    Our own backoff is the floor: a ``Retry-After`` of zero, negative or in the past would
+    otherwise mean no backoff at all, hundreds of requests a second to an overloaded server."""
     ceiling = min(_MAX_BACKOFF, base * (2**retry))
-    return random.uniform(ceiling / 2, ceiling)
+    own = random.uniform(ceiling / 2, ceiling)
+    return own if retry_after is None else max(own, min(retry_after, _MAX_RETRY_AFTER))
 
 
 _JSON = {"Content-Type": "application/json"}
