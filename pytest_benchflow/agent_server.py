@@ -36,10 +36,10 @@ MAX_CONNECTIONS = 256
 _POLL = 0.05
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
 _DIGITS = re.compile(r"[0-9]+")
+_BUSY_BODY = b'{"detail": "too many connections at once (BENCHFLOW_AGENT_MAX_CONNECTIONS)"}'
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-    b"Connection: close\r\nContent-Length: 77\r\n\r\n"
-    b'{"detail": "too many connections at once (BENCHFLOW_AGENT_MAX_CONNECTIONS)"}\n'
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
 
 
@@ -79,6 +79,10 @@ class _DeadlineReader(io.RawIOBase):
         self.connection.settimeout(min(left, self.idle_timeout))
         try:
             return self.connection.recv_into(buffer)
+        except TimeoutError:
+            if left < self.idle_timeout:  # the deadline ran out, not the idle timeout
+                raise _TooSlow(f"request not received whole within {self.request_timeout:g} s") from None
+            raise
         finally:
             self.connection.settimeout(self.idle_timeout)  # answers are written with the idle timeout
 

@@ -214,6 +214,27 @@ def test_a_request_trickled_a_byte_at_a_time_is_cut_off_at_its_deadline(monkeypa
         assert requests.get(server.url + "/health", timeout=10).status_code == 200
 
 
+def test_a_body_trickled_a_byte_at_a_time_gets_408_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("BENCHFLOW_AGENT_REQUEST_TIMEOUT", "2")
+    with EchoAgent().serve() as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.2) as sock:
+            sock.sendall(b"POST /response HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            answer, started = b"", time.monotonic()
+            while time.monotonic() - started < 30 and not answer.endswith(b"}"):
+                try:
+                    sock.sendall(b" ")
+                    answer += sock.recv(1000)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408") and b"request not received whole within 2 s" in answer
+
+
 def test_connections_beyond_the_limit_get_503_until_one_ends(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
     import time
