@@ -521,9 +521,7 @@ class BenchClient(ABC):
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(
-        self, body: bytes, timeout: tuple[float, float], limit: AdaptiveLimit
-    ) -> tuple[requests.Response, bytes]:
+    def _send(self, body: bytes, timeout: tuple[float, float], limit: AdaptiveLimit) -> tuple[requests.Response, bytes]:
         """One POST and its whole answer, in the concurrency slot already taken from ``limit`` (given back here)."""
         try:
             response = self._session().post(

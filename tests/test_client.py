@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -86,7 +87,7 @@ def test_a_retry_after_of_no_time_still_backs_off(scripted: ScriptedServer, retr
     scripted.script(*[Reply(status=429, headers={"Retry-After": retry_after})] * 3, json_reply("later"))
     assert fast(scripted.url, backoff=0.4).get_response({"q": "x"})["answer"] == "later"
     times = [at for _, _, at in scripted.requests]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3 and all(gap >= 0.2 for gap in gaps), gaps  # 0.4 s doubled per retry, jitter to half
 
 
@@ -97,7 +98,7 @@ def test_openai_agent_backs_off_on_a_retry_after_of_no_time(scripted: ScriptedSe
     scripted.script(*[Reply(status=429, headers={"Retry-After": "0"})] * 3, Reply(body=done))
     assert OpenAIChatAgent(base_url=scripted.url).call_api({"input_text": "x"}) == "ok"
     times = [at for _, _, at in scripted.requests]
-    assert all(b - a >= 0.25 for a, b in zip(times, times[1:])), times  # its base backoff is 0.5 s
+    assert all(b - a >= 0.25 for a, b in itertools.pairwise(times)), times  # its base backoff is 0.5 s
 
 
 def test_backoff_grows_exponentially_with_jitter() -> None:

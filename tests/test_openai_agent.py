@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_benchflow.agents import OpenAIChatAgent
-
 from conftest import RawServer
+from pytest_benchflow.agents import OpenAIChatAgent
 
 
 class CompatServer:
@@ -160,7 +159,9 @@ def test_a_provider_body_over_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch
     provider = RawServer(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode() + body)
     try:
         agent = OpenAIChatAgent(base_url=provider.url + "/v1", api_key="sk-test-abcdef123")
-        with pytest.raises(RuntimeError, match=r"chat/completions answered more than 100000 bytes \(OPENAI_MAX_RESPONSE_BYTES\)"):
+        with pytest.raises(
+            RuntimeError, match=r"chat/completions answered more than 100000 bytes \(OPENAI_MAX_RESPONSE_BYTES\)"
+        ):
             agent.call_api({"input_text": "x"})
     finally:
         provider.close()

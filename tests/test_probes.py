@@ -16,7 +16,12 @@ from conftest import RawServer
 
 BENCH = ["--benchflow=toy_bench.py:ToyBench", "-k", "good", "-p", "no:randomly", "-p", "no:cacheprovider"]
 # The status line and headers of an answer that would take minutes at one byte every 0.5 s.
-TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n" + b"X-Pad: " + b"p" * 400 + b"\r\n\r\n{}"
+TRICKLED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+    + b"X-Pad: "
+    + b"p" * 400
+    + b"\r\n\r\n{}"
+)
 
 
 class TricklingInfo:
@@ -104,7 +109,10 @@ def test_an_engine_url_that_trickles_its_answer_stops_the_start(toy: pytest.Pyte
     engine = RawServer(TRICKLED, tmp_path / "engine.sock", pace=0.5)
     try:
         result = toy.runpytest_subprocess(
-            *BENCH, "--agent=toy_bench:UpperAgent", "--benchflow-runner=docker", f"--benchflow-docker-host={engine.url}",
+            *BENCH,
+            "--agent=toy_bench:UpperAgent",
+            "--benchflow-runner=docker",
+            f"--benchflow-docker-host={engine.url}",
             timeout=120,
         )
     finally:

@@ -231,8 +231,9 @@ class _RunnerLifecycle:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         cache = self.run.cache
-        if not self.controller and cache is not None:  # for the controller's end-of-session note
-            self.run.config.workeroutput["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
+        output: dict[str, Any] | None = getattr(self.run.config, "workeroutput", None)
+        if output is not None and cache is not None:  # for the controller's end-of-session note
+            output["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.

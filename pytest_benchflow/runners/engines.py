@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -172,7 +173,7 @@ class EnginePool:
         for engine in self.engines:
             try:
                 # A total deadline: an engine URL that trickles its answers must not hang the start.
-                within(_PROBE_TIMEOUT, lambda engine=engine: self._probe(engine), f"Docker engine {engine.shown}")
+                within(_PROBE_TIMEOUT, partial(self._probe, engine), f"Docker engine {engine.shown}")
             except TimeoutError:
                 silent.append(f"{engine.shown} (no whole answer within {_PROBE_TIMEOUT} s)")
             except Exception as e:
