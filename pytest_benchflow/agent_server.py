@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+import re
+import socket
 import threading
+import time
 from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,7 +19,7 @@ from .errors import AgentOverloaded
 from .redaction import redact
 from .usage import USAGE_HEADER, AgentAnswer
 
-__all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
+__all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "MAX_CONNECTIONS", "REQUEST_TIMEOUT", "AgentServer", "BaseAgent"]
 
 logger = logging.getLogger("pytest_benchflow.agent")
 
@@ -23,8 +27,65 @@ logger = logging.getLogger("pytest_benchflow.agent")
 MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Seconds a connection may sit idle or half-sent before the server closes it (``BENCHFLOW_AGENT_IDLE_TIMEOUT``).
 IDLE_TIMEOUT = 30.0
+#: Seconds from a request's first byte to its last (headers and body) before the connection is
+#: closed, however steadily it trickles (``BENCHFLOW_AGENT_REQUEST_TIMEOUT``).
+REQUEST_TIMEOUT = 60.0
+#: Connections served at once, one thread each; beyond, a connection is answered 503 and closed
+#: (``BENCHFLOW_AGENT_MAX_CONNECTIONS``).
+MAX_CONNECTIONS = 256
 # How often the serving loop checks for shutdown: stop() returns within this.
 _POLL = 0.05
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses.
+_DIGITS = re.compile(r"[0-9]+")
+_BUSY_BODY = b'{"detail": "too many connections at once (BENCHFLOW_AGENT_MAX_CONNECTIONS)"}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+class _TooSlow(TimeoutError):
+    """A request did not arrive whole within its deadline."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reading side, where a request must arrive whole within ``request_timeout`` of
+    its first byte: the socket's per-read timeout alone is reset by every byte a slow client sends."""
+
+    def __init__(self, connection: socket.socket, idle_timeout: float, request_timeout: float) -> None:
+        self.connection, self.idle_timeout, self.request_timeout = connection, idle_timeout, request_timeout
+        self.deadline: float | None = None
+        self.waiting = False
+
+    def readable(self) -> bool:
+        return True
+
+    def begin(self) -> None:
+        """A request is expected: its deadline starts with its first byte."""
+        self.waiting, self.deadline = True, None
+
+    def end(self) -> None:
+        """The request was read whole: no deadline until the next one."""
+        self.waiting, self.deadline = False, None
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is None:
+            count = self.connection.recv_into(buffer)
+            if self.waiting and count:
+                self.deadline = time.monotonic() + self.request_timeout
+            return count
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _TooSlow(f"request not received whole within {self.request_timeout:g} s")
+        self.connection.settimeout(min(left, self.idle_timeout))
+        try:
+            return self.connection.recv_into(buffer)
+        except TimeoutError:
+            if left < self.idle_timeout:  # the deadline ran out, not the idle timeout
+                raise _TooSlow(f"request not received whole within {self.request_timeout:g} s") from None
+            raise
+        finally:
+            self.connection.settimeout(self.idle_timeout)  # answers are written with the idle timeout
 
 
 class _Server(ThreadingHTTPServer):
@@ -36,7 +97,41 @@ class _Server(ThreadingHTTPServer):
         self.agent = agent
         self.max_body = env_number("BENCHFLOW_AGENT_MAX_BODY", MAX_BODY_BYTES, minimum=1)
         self.idle_timeout = env_number("BENCHFLOW_AGENT_IDLE_TIMEOUT", IDLE_TIMEOUT, minimum=0.001)
+        self.request_timeout = env_number("BENCHFLOW_AGENT_REQUEST_TIMEOUT", REQUEST_TIMEOUT, minimum=0.001)
+        self.max_connections = env_number("BENCHFLOW_AGENT_MAX_CONNECTIONS", MAX_CONNECTIONS, minimum=1)
+        self.connections = 0
+        self._counting = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Counted here, in the accepting thread: beyond the limit no thread is started at all.
+        with self._counting:
+            busy = self.connections >= self.max_connections
+            if not busy:
+                self.connections += 1
+        if not busy:
+            try:
+                super().process_request(request, client_address)
+            except BaseException:  # no thread started: nothing will count this connection out
+                self._count_out()
+                raise
+            return
+        try:
+            request.settimeout(0)  # never wait on a client that does not read: it fits the socket buffer
+            request.sendall(_BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._count_out()
+
+    def _count_out(self) -> None:
+        with self._counting:
+            self.connections -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that vanished or stalled mid-exchange is routine for a server: no traceback on stderr.
@@ -51,12 +146,32 @@ class _Handler(BaseHTTPRequestHandler):
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
     server: _Server
+    _reader: _DeadlineReader
 
     def setup(self) -> None:
         super().setup()
         # A timeout on every read and write: an idle keep-alive connection, or a client that sends
-        # half a request and stops, is closed instead of holding a thread forever.
-        self.connection.settimeout(self.server.idle_timeout)
+        # half a request and stops, is closed instead of holding a thread forever; and a deadline on
+        # each whole request, so a client sending a byte now and then is closed too.
+        server = self.server
+        self.connection.settimeout(server.idle_timeout)
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection, server.idle_timeout, server.request_timeout)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.begin()
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if len(self.headers.get_all("Content-Length") or ()) > 1:
+            # Which one counts is what request smuggling plays on: neither does.
+            self.close_connection = True
+            self._send_json(400, {"detail": "more than one Content-Length header"})
+            return False
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -72,6 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
+        self._reader.end()
         path = self.path.split("?", 1)[0]
         if path == "/":
             self._send_json(200, {"message": "BenchFlow agent API: POST /response"})
@@ -97,13 +213,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             body = self.rfile.read(length)
-        except TimeoutError:
+        except TimeoutError as e:
             self.close_connection = True
-            self._send_json(408, {"detail": f"request body not received within {self.server.idle_timeout:g} s"})
+            self._reader.end()  # the answer is written with the idle timeout
+            idle = f"request body not received within {self.server.idle_timeout:g} s"
+            self._send_json(408, {"detail": str(e) if isinstance(e, _TooSlow) else idle})
             return
         if len(body) < length:
             self.close_connection = True  # the client went away mid-body: nobody to answer
             return
+        self._reader.end()
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as e:
@@ -147,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         if header is None:
             self._send_json(411, {"detail": "Content-Length is required"})
             return None
-        if not header.strip().isdigit():
+        if not _DIGITS.fullmatch(header.strip()):
             self._send_json(400, {"detail": f"bad Content-Length: {header!r}"})
             return None
         length = int(header)
@@ -159,9 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _discard_body(self) -> None:
         header = self.headers.get("Content-Length", "").strip()
-        length = int(header) if header.isdigit() else -1
+        length = int(header) if _DIGITS.fullmatch(header) else -1
         if 0 <= length <= self.server.max_body:
             self.rfile.read(length)
+            self._reader.end()
         else:
             self.close_connection = True
 

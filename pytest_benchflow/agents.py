@@ -20,6 +20,8 @@ __all__ = ["OpenAIChatAgent"]
 
 
 MESSAGE_FORMS = ("user", "system")
+#: Largest provider body read (``OPENAI_MAX_RESPONSE_BYTES``): a chat completion is kilobytes.
+MAX_PROVIDER_BYTES = 16 * 1024 * 1024
 
 
 class OpenAIChatAgent(BaseAgent):
@@ -35,9 +37,11 @@ class OpenAIChatAgent(BaseAgent):
     ``OPENAI_TEMPERATURE`` (default 0), ``OPENAI_MAX_TOKENS`` (default 4000),
     ``OPENAI_TIMEOUT`` seconds (default 300), ``OPENAI_MAX_RETRY_SECONDS`` (default 600: how long
     429s, 5xx and connection errors from the provider are retried, honouring ``Retry-After``,
-    before the benchmark is answered 429 or 503 with ``Retry-After``). The key is sent only in the
-    ``Authorization`` header and is masked as ``***`` in every error, whatever the provider quotes;
-    a session serving this agent (``--agent``) masks it in everything it prints or writes.
+    before the benchmark is answered 429 or 503 with ``Retry-After``), ``OPENAI_MAX_RESPONSE_BYTES``
+    (default 16 MiB: a provider body over it, declared or sent, is an error, and is never read
+    whole). The key is sent only in the ``Authorization`` header and is masked as ``***`` in every
+    error, whatever the provider quotes; a session serving this agent (``--agent``) masks it in
+    everything it prints or writes.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class OpenAIChatAgent(BaseAgent):
         self.max_retry_seconds = (
             max_retry_seconds if max_retry_seconds is not None else env_number("OPENAI_MAX_RETRY_SECONDS", 600.0)
         )
+        self.max_response_bytes = env_number("OPENAI_MAX_RESPONSE_BYTES", MAX_PROVIDER_BYTES, minimum=1)
         self.message_form = message_form or env.get("OPENAI_MESSAGE_FORM") or "user"
         if self.message_form not in MESSAGE_FORMS:
             raise ValueError(f"OPENAI_MESSAGE_FORM={self.message_form!r}: choose user or system")
@@ -96,12 +101,14 @@ class OpenAIChatAgent(BaseAgent):
         while True:
             retry_after: float | None = None
             try:
-                response = session.post(url, json=body, headers=headers, timeout=self.timeout)
+                # Streamed: the body is read here, up to the cap, not whole by requests.
+                response = session.post(url, json=body, headers=headers, timeout=self.timeout, stream=True)
+                if response.status_code != 429 and response.status_code < 500:
+                    return self._read_capped(response, url)
+                response.close()  # its body is not wanted: retried
             except requests.RequestException as e:
                 status, reason = 503, f"{url} unreachable: {type(e).__name__}"
             else:
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
                 status = 429 if response.status_code == 429 else 503
                 reason = f"{url} answered HTTP {response.status_code}"
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"))
@@ -118,6 +125,26 @@ class OpenAIChatAgent(BaseAgent):
 
     def _excerpt(self, response: requests.Response) -> str:
         return excerpt(self._masked(response.text))
+
+    def _read_capped(self, response: requests.Response, url: str) -> requests.Response:
+        """``response`` with its body read, refusing more than ``max_response_bytes`` (declared or sent).
+
+        Raises:
+            RuntimeError: over the cap (the connection is closed, the rest never read).
+        """
+        cap = self.max_response_bytes
+        with response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise RuntimeError(f"{url} answered more than {cap} bytes (OPENAI_MAX_RESPONSE_BYTES)")
+            body = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > cap:
+                    raise RuntimeError(f"{url} answered more than {cap} bytes (OPENAI_MAX_RESPONSE_BYTES)")
+        # requests keeps a read body here; .text and .json() then use it as they would their own.
+        response._content = bytes(body)
+        return response
 
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"

@@ -75,9 +75,11 @@ class ResponseCache:
         if self.mode == "refresh" or not self._usable():
             return None
         try:
-            row = self._connection().execute(
-                "SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),)
-            ).fetchone()
+            row = (
+                self._connection()
+                .execute("SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),))
+                .fetchone()
+            )
         except sqlite3.Error as e:
             self._skip("lookup", e)
             return None

@@ -41,6 +41,9 @@ _MAX_RETRY_AFTER = 120.0
 #: Largest answer body accepted from an agent (``BENCHFLOW_MAX_RESPONSE_BYTES``).
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
+# How often a request waiting for a concurrency slot looks whether its task was stopped.
+_CANCEL_POLL = 0.05
+
 # Set by the runner for a task with a time limit: once set, the task's clients start no request.
 _CANCEL: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("benchflow_cancel", default=None)
 
@@ -74,13 +77,24 @@ class AdaptiveLimit:
         self._changed = threading.Condition()
 
     def __enter__(self) -> AdaptiveLimit:
-        with self._changed:
-            while self.in_flight >= self.limit:
-                self._changed.wait()
-            self.in_flight += 1
+        self.acquire(None)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self, cancel: threading.Event | None) -> bool:
+        """Take a slot, waiting for one; False, holding none, once ``cancel`` is set (before or while waiting):
+        a request queued behind others must not be sent after its task's time limit."""
+        with self._changed:
+            while self.in_flight >= self.limit and not (cancel is not None and cancel.is_set()):
+                self._changed.wait(None if cancel is None else _CANCEL_POLL)
+            if cancel is not None and cancel.is_set():
+                return False
+            self.in_flight += 1
+            return True
+
+    def release(self) -> None:
         with self._changed:
             self.in_flight -= 1
             self._changed.notify()
@@ -157,12 +171,14 @@ class ClientSettings:
 
 
 def backoff_delay(retry: int, base: float, retry_after: float | None = None) -> float:
-    """Seconds to wait before retry number ``retry`` (0-based): the server's ``Retry-After`` (at
-    most 120 s) when it gave one, else ``base`` doubled per retry (at most 30 s) with jitter."""
-    if retry_after is not None:
-        return min(retry_after, _MAX_RETRY_AFTER)
+    """Seconds to wait before retry number ``retry`` (0-based): ``base`` doubled per retry (at most
+    30 s) with jitter, or longer when the server's ``Retry-After`` says so (honoured up to 120 s).
+
+    Our own backoff is the floor: a ``Retry-After`` of zero, negative or in the past would
+    otherwise mean no backoff at all, hundreds of requests a second to an overloaded server."""
     ceiling = min(_MAX_BACKOFF, base * (2**retry))
-    return random.uniform(ceiling / 2, ceiling)
+    own = random.uniform(ceiling / 2, ceiling)
+    return own if retry_after is None else max(own, min(retry_after, _MAX_RETRY_AFTER))
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -474,15 +490,10 @@ class BenchClient(ABC):
         attempt = failures = 0
         while True:
             exchange.attempts = attempt + 1
-            if cancel is not None and cancel.is_set():
+            if not limit.acquire(cancel):
                 raise TaskCancelled(f"request to {self._shown_url} not sent: the task was stopped at its time limit")
             try:
-                with limit:
-                    response = self._session().post(
-                        self.response_url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
-                    )
-                    with response:
-                        content = self._read_body(response)
+                response, content = self._send(body, timeout, limit)
             except requests.exceptions.RequestException as e:
                 error, retry_after, throttled = self._transport_error(e, attempt), None, False
             else:
@@ -510,6 +521,17 @@ class BenchClient(ABC):
             else:
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, body: bytes, timeout: tuple[float, float], limit: AdaptiveLimit) -> tuple[requests.Response, bytes]:
+        """One POST and its whole answer, in the concurrency slot already taken from ``limit`` (given back here)."""
+        try:
+            response = self._session().post(
+                self.response_url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
+            )
+            with response:
+                return response, self._read_body(response)
+        finally:
+            limit.release()
 
     def _read_body(self, response: requests.Response) -> bytes:
         """The whole body, refusing more than ``max_response_bytes`` (declared or sent)."""

@@ -30,11 +30,13 @@ class Reply:
 
 class RawServer:
     """Answers every connection with the same raw bytes and closes it (broken HTTP, something that is not
-    an agent or an engine); with ``answer`` None it accepts and never answers. On loopback TCP, or on
+    an agent or an engine); with ``answer`` None it accepts and never answers; with ``pace``, it sends
+    the answer one byte every ``pace`` seconds (a server that trickles). On loopback TCP, or on
     the unix socket ``path``."""
 
-    def __init__(self, answer: bytes | None, path: Path | None = None) -> None:
+    def __init__(self, answer: bytes | None, path: Path | None = None, pace: float = 0.0) -> None:
         self.answer = answer
+        self.pace = pace
         self.connections: list[socket.socket] = []
         if path is None:
             self.listener = socket.create_server(("127.0.0.1", 0))
@@ -54,9 +56,19 @@ class RawServer:
                 return
             self.connections.append(conn)
             if self.answer is not None:
-                with conn:
-                    conn.recv(65536)
-                    conn.sendall(self.answer)
+                threading.Thread(target=self._answer, args=(conn, self.answer), daemon=True).start()
+
+    def _answer(self, conn: socket.socket, answer: bytes) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                if not self.pace:
+                    conn.sendall(answer)
+                for i in range(len(answer) if self.pace else 0):
+                    conn.sendall(answer[i : i + 1])
+                    time.sleep(self.pace)
+            except OSError:
+                return  # the client gave up
 
     def close(self) -> None:
         self.listener.close()

@@ -114,11 +114,21 @@ def raw_exchange(url: str, request: bytes, timeout: float = 5) -> bytes:
         ("Content-Length: 1e3", b"{}", b"400", b"bad Content-Length"),
         ("Content-Length: 2\r\nTransfer-Encoding: chunked", b"{}", b"400", b"chunked transfer encoding"),
         ("Transfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n", b"400", b"chunked transfer encoding"),
+        ("Content-Length: 2\r\nContent-Length: 200", b"{}", b"400", b"more than one Content-Length"),
+        ("Content-Length: 2\r\nContent-Length: 2", b"{}", b"400", b"more than one Content-Length"),
     ],
 )
 def test_malformed_framing_gets_a_4xx(echo_agent: str, headers: str, body: bytes, status: bytes, detail: bytes) -> None:
     answer = raw_exchange(echo_agent, f"POST /response HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\n".encode() + body)
     assert answer.startswith(b"HTTP/1.1 " + status) and detail in answer
+
+
+def test_a_superscript_digit_in_content_length_is_400(echo_agent: str) -> None:
+    # b"\xb2" is "²" in Latin-1, as headers are read: str.isdigit() says yes, int() says no.
+    answer = raw_exchange(echo_agent, b"POST /response HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}")
+    assert answer.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in answer
+    answer = raw_exchange(echo_agent, b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n{}")
+    assert answer.startswith(b"HTTP/1.1 404")
 
 
 def test_json_nested_too_deeply_is_400(echo_agent: str) -> None:
@@ -169,3 +179,86 @@ def test_bad_idle_timeout_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_info_describes_the_agent(echo_agent: str) -> None:
     assert requests.get(echo_agent + "/info").json() == {"name": "EchoAgent"}
+
+
+def _trickle_headers(url: str, seconds: float) -> float | None:
+    """Send a request's headers one byte every 0.2 s for up to ``seconds``; when the server closed the
+    connection first, how long that took, else None."""
+    import select
+    import socket
+    import time
+
+    parts = urlsplit(url)
+    header = b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"s" * 10_000
+    started = time.monotonic()
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        for byte in header:
+            if time.monotonic() - started > seconds:
+                return None
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                return time.monotonic() - started
+            if select.select([sock], [], [], 0.2)[0] and sock.recv(100) == b"":
+                return time.monotonic() - started
+    return None
+
+
+def test_a_request_trickled_a_byte_at_a_time_is_cut_off_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each byte comes well within the idle timeout (30 s); the whole request must arrive within
+    # BENCHFLOW_AGENT_REQUEST_TIMEOUT, or the connection is closed and its thread freed.
+    monkeypatch.setenv("BENCHFLOW_AGENT_REQUEST_TIMEOUT", "2")
+    with EchoAgent().serve() as server:
+        took = _trickle_headers(server.url, 30)
+        assert took is not None and took >= 1.5, took
+        assert requests.get(server.url + "/health", timeout=10).status_code == 200
+
+
+def test_a_body_trickled_a_byte_at_a_time_gets_408_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("BENCHFLOW_AGENT_REQUEST_TIMEOUT", "2")
+    with EchoAgent().serve() as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.2) as sock:
+            sock.sendall(b"POST /response HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            answer, started = b"", time.monotonic()
+            while time.monotonic() - started < 30 and not answer.endswith(b"}"):
+                try:
+                    sock.sendall(b" ")
+                    answer += sock.recv(1000)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408") and b"request not received whole within 2 s" in answer
+
+
+def test_connections_beyond_the_limit_get_503_until_one_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("BENCHFLOW_AGENT_MAX_CONNECTIONS", "3")
+    with EchoAgent().serve() as server:
+        parts = urlsplit(server.url)
+        held = [socket.create_connection((parts.hostname, parts.port), timeout=10) for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET /health HTTP/1.1\r\n")  # half a request: each holds its thread
+        try:
+            refused = raw_exchange(server.url, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10)
+            assert refused.startswith(b"HTTP/1.1 503") and b"BENCHFLOW_AGENT_MAX_CONNECTIONS" in refused
+        finally:
+            held.pop().close()
+        deadline = time.monotonic() + 20
+        while requests.get(server.url + "/health", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "a freed connection was never taken up again"
+            time.sleep(0.1)
+        for sock in held:
+            sock.close()
+
+
+def test_bad_connection_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHFLOW_AGENT_MAX_CONNECTIONS", "0")
+    with pytest.raises(ValueError, match="BENCHFLOW_AGENT_MAX_CONNECTIONS='0' must be an integer >= 1"):
+        EchoAgent().serve()

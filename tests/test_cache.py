@@ -121,8 +121,11 @@ def test_an_agent_started_by_the_session_keeps_its_cache_across_runs(toy: pytest
     args = [*TOY, "-k", "good", "--benchflow-cache=use"]
     toy.runpytest(*args).assert_outcomes(passed=1)
     toy.runpytest(*args).assert_outcomes(passed=1)
-    lines = [json.loads(line) for t in toy.path.glob(".benchflow/*/*/logs/good/transcript.jsonl")
-             for line in t.read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for t in toy.path.glob(".benchflow/*/*/logs/good/transcript.jsonl")
+        for line in t.read_text().splitlines()
+    ]
     assert sorted(line["cached"] for line in lines) == [False, True]
 
 

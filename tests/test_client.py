@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -78,6 +79,26 @@ def test_429_honours_retry_after(scripted: ScriptedServer) -> None:
     assert fast(scripted.url, backoff=0.001).get_response({"q": "x"})["answer"] == "later"
     (_, _, first), (_, _, second) = scripted.requests
     assert second - first >= 0.3
+
+
+@pytest.mark.parametrize("retry_after", ["0", "-5", "Wed, 21 Oct 2015 07:28:00 GMT"], ids=["zero", "negative", "past"])
+def test_a_retry_after_of_no_time_still_backs_off(scripted: ScriptedServer, retry_after: str) -> None:
+    # The client's own backoff is the floor: "retry at once" from an overloaded agent is not obeyed.
+    scripted.script(*[Reply(status=429, headers={"Retry-After": retry_after})] * 3, json_reply("later"))
+    assert fast(scripted.url, backoff=0.4).get_response({"q": "x"})["answer"] == "later"
+    times = [at for _, _, at in scripted.requests]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 3 and all(gap >= 0.2 for gap in gaps), gaps  # 0.4 s doubled per retry, jitter to half
+
+
+def test_openai_agent_backs_off_on_a_retry_after_of_no_time(scripted: ScriptedServer) -> None:
+    from pytest_benchflow.agents import OpenAIChatAgent
+
+    done = json.dumps({"choices": [{"message": {"content": "ok"}}]}).encode()
+    scripted.script(*[Reply(status=429, headers={"Retry-After": "0"})] * 3, Reply(body=done))
+    assert OpenAIChatAgent(base_url=scripted.url).call_api({"input_text": "x"}) == "ok"
+    times = [at for _, _, at in scripted.requests]
+    assert all(b - a >= 0.25 for a, b in itertools.pairwise(times)), times  # its base backoff is 0.5 s
 
 
 def test_backoff_grows_exponentially_with_jitter() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import RawServer
 from pytest_benchflow.agents import OpenAIChatAgent
 
 
@@ -147,3 +148,26 @@ def test_agents_without_info_keep_working(pytester: pytest.Pytester) -> None:
     assert "errors" not in result.parseoutcomes()
     (summary,) = pytester.path.glob(".benchflow/*/summary.json")
     assert json.loads(summary.read_text())["agent"] == {"url": server.url, "info": None}
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])
+def test_a_provider_body_over_the_cap_is_refused(monkeypatch: pytest.MonkeyPatch, declared: bool) -> None:
+    # A provider's body is read up to OPENAI_MAX_RESPONSE_BYTES, declared or sent, never whole.
+    monkeypatch.setenv("OPENAI_MAX_RESPONSE_BYTES", "100000")
+    body = json.dumps({"choices": [{"message": {"content": "x" * 1_000_000}}]}).encode()
+    framing = f"Content-Length: {len(body)}" if declared else "Connection: close"
+    provider = RawServer(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode() + body)
+    try:
+        agent = OpenAIChatAgent(base_url=provider.url + "/v1", api_key="sk-test-abcdef123")
+        with pytest.raises(
+            RuntimeError, match=r"chat/completions answered more than 100000 bytes \(OPENAI_MAX_RESPONSE_BYTES\)"
+        ):
+            agent.call_api({"input_text": "x"})
+    finally:
+        provider.close()
+
+
+def test_bad_body_cap_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_MAX_RESPONSE_BYTES", "lots")
+    with pytest.raises(ValueError, match="OPENAI_MAX_RESPONSE_BYTES='lots' must be an integer >= 1"):
+        OpenAIChatAgent()

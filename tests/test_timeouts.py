@@ -26,8 +26,9 @@ HANGING_BENCH = in_process_bench(
 @pytest.fixture
 def hanging(pytester: pytest.Pytester, scripted: ScriptedServer) -> ScriptedServer:
     pytester.makepyfile(hanging=HANGING_BENCH)
-    # The health check is answered at once; every request after it hangs for a minute.
-    scripted.script(Reply(), Reply(delay=60))
+    # The health check is answered at once, /info is 404 (no info: the start-up does not wait out
+    # its 5 s probe deadline); every request after them hangs for a minute.
+    scripted.script(Reply(), Reply(status=404), Reply(delay=60))
     return scripted
 
 
@@ -73,3 +74,33 @@ def test_retries_stop_at_the_timeout(pytester: pytest.Pytester, scripted: Script
     sent = len(scripted.requests)
     time.sleep(2)
     assert len(scripted.requests) == sent  # no retry after the task was declared failed
+
+
+QUEUED_BENCH = in_process_bench(
+    "Queued",
+    """
+    def evaluate(env):
+        Client(env["INTELLIGENCE_URL"], retries=0).get_response(env["TEST_START_ID"])
+    """,
+    'return {"is_resolved": True, "metrics": {}}',
+    tasks=("first", "second"),
+)
+
+
+def test_a_request_queued_for_a_slot_is_not_sent_after_its_task_timed_out(
+    pytester: pytest.Pytester, scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One request in flight per agent (BENCHFLOW_MAX_CONCURRENCY=1) and an agent that takes 6 s:
+    # "first" times out at 1 s with its request still holding the slot, "second" then waits for
+    # the slot and times out too. In this process (runpytest) the abandoned threads live on: when
+    # the slot frees at 6 s, "second", past its limit, must send nothing.
+    pytester.makepyfile(queued=QUEUED_BENCH)
+    monkeypatch.setenv("BENCHFLOW_MAX_CONCURRENCY", "1")
+    scripted.script(Reply(), Reply(status=404), Reply(delay=6))
+    result = pytester.runpytest(
+        "--benchflow=queued.py:Queued", f"--agent-url={scripted.url}", "--benchflow-timeout=1", "-p", "no:randomly"
+    )
+    result.assert_outcomes(errors=2)
+    time.sleep(8)  # the first request is answered at 6 s; a queued one would be sent then
+    questions = [json.loads(body)["question"] for path, body, _ in scripted.requests if path == "/response"]
+    assert questions == ["first"]

@@ -108,7 +108,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(str(e)) from None
     if display is not None:
         run.progress = display.callback
-    info = agent_info(run.agent_url)
+    info, info_note = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
     described = {
         "url": run.public_agent_url(),
@@ -138,6 +138,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
     )
+    if info_note:
+        reporter.notes.append(run.redact(info_note))
     config.pluginmanager.register(reporter, "benchflow-results")
 
 
@@ -269,8 +271,9 @@ class _RunnerLifecycle:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         cache = self.run.cache
-        if not self.controller and cache is not None:  # for the controller's end-of-session note
-            self.run.config.workeroutput["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
+        output: dict[str, Any] | None = getattr(self.run.config, "workeroutput", None)
+        if output is not None and cache is not None:  # for the controller's end-of-session note
+            output["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.

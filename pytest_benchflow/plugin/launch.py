@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -15,12 +16,15 @@ from urllib.parse import urlsplit
 import requests
 
 from ..agent_server import AgentServer, BaseAgent
+from ..deadline import within
 from ..errors import AgentLaunchError, BenchLoadError
 from ..loader import import_object
 from ..redaction import public_url
 from ..untrusted import bounded_info
 
 __all__ = [
+    "MAX_INFO_BYTES",
+    "PROBE_SECONDS",
     "AgentProcess",
     "Stoppable",
     "agent_info",
@@ -84,32 +88,65 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def check_agent(url: str, timeout: float = 5.0) -> str | None:
-    """None when the agent answers ``GET /health`` (or ``GET /``, for 0.1.x agents), else why not."""
+#: Largest ``GET /info`` body read from the wire: an agent describes itself in a few hundred bytes.
+MAX_INFO_BYTES = 64 * 1024
+#: Seconds a start-up probe of the agent (``/health``, ``/info``) may take in all, however it trickles.
+PROBE_SECONDS = 5.0
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _get(url: str, timeout: float, limit: int) -> tuple[int, bytes]:
+    """GET ``url``: its status and body, read up to ``limit`` bytes (``_TooLarge`` beyond), all within ``timeout``."""
+
+    def get() -> tuple[int, bytes]:
+        with requests.get(url, timeout=timeout, stream=True) as response:
+            body = bytearray()
+            for chunk in response.iter_content(16 * 1024):
+                body += chunk
+                if len(body) > limit:
+                    raise _TooLarge
+            return response.status_code, bytes(body)
+
+    return within(timeout, get, f"GET {public_url(url)}")
+
+
+def check_agent(url: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """None when the agent answers ``GET /health`` (or ``GET /``, for 0.1.x agents) within ``timeout``
+    seconds in all, else why not."""
     last = ""
     for path in ("/health", "/"):
         try:
-            response = requests.get(url + path, timeout=timeout)
+            status, _ = _get(url + path, timeout, MAX_INFO_BYTES)
+        except TimeoutError:
+            return f"agent at {public_url(url)} did not answer GET {path} within {timeout:g} s"
+        except _TooLarge:
+            return f"agent at {public_url(url)} answered GET {path} with more than {MAX_INFO_BYTES} bytes"
         except requests.RequestException as e:
             return f"agent at {public_url(url)} does not answer: {type(e).__name__}"
-        if response.status_code == 200:
+        if status == 200:
             return None
-        last = f"agent at {public_url(url)} answered GET {path} with HTTP {response.status_code}"
+        last = f"agent at {public_url(url)} answered GET {path} with HTTP {status}"
     return last
 
 
-def agent_info(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The agent's ``GET /info`` object (name, model, settings), or None when it has none (0.1.x agents).
-
-    Strings are made printable and the object is bounded (see :func:`~pytest_benchflow.untrusted.bounded_info`).
-    """
+def agent_info(url: str, timeout: float = PROBE_SECONDS) -> tuple[dict[str, Any] | None, str | None]:
+    """The agent's ``GET /info`` object (name, model, settings), or None when it has none (0.1.x agents);
+    and a note when it has one that could not be read (too slow in all, or over ``MAX_INFO_BYTES``)."""
+    shown = public_url(url)
     try:
-        response = requests.get(url + "/info", timeout=timeout)
-        info = response.json() if response.status_code == 200 else None
-    except (requests.RequestException, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
-        return None
+        status, body = _get(url + "/info", timeout, MAX_INFO_BYTES)
+        info = json.loads(body) if status == 200 else None
+    except TimeoutError:
+        return None, f"agent at {shown} did not answer GET /info within {timeout:g} s: its info is not kept"
+    except _TooLarge:
+        return None, f"agent at {shown} answered GET /info with more than {MAX_INFO_BYTES} bytes: its info is not kept"
+    except (requests.RequestException, ValueError, RecursionError):
+        return None, None
     # Kept in summary.json and shown in the terminal: bounded and printable, whatever the agent sent.
-    return bounded_info(info) if isinstance(info, dict) else None
+    return (bounded_info(info) if isinstance(info, dict) else None), None
 
 
 def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:

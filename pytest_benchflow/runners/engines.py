@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..deadline import within
 from ..errors import RunnerError, TaskError, first_line
 from ..redaction import public_url
 
@@ -100,10 +102,14 @@ class Engine:
         self._clients.by_timeout = {}
 
     def answers(self, timeout: int = _PROBE_TIMEOUT) -> bool:
-        """Whether the engine answers a ping within ``timeout`` seconds (a new connection)."""
-        try:
+        """Whether the engine answers a ping within ``timeout`` seconds in all (a new connection)."""
+
+        def ping() -> None:
             with closing(_connect(self.url, timeout)) as client:
                 client.ping()
+
+        try:
+            within(timeout, ping, f"Docker engine {self.shown}")
             return True
         except Exception:
             return False
@@ -180,9 +186,10 @@ class EnginePool:
         silent = []
         for engine in self.engines:
             try:
-                with closing(_connect(engine.url, _PROBE_TIMEOUT)) as client:
-                    client.ping()
-                    self._learn_slots(engine, client)
+                # A total deadline: an engine URL that trickles its answers must not hang the start.
+                within(_PROBE_TIMEOUT, partial(self._probe, engine), f"Docker engine {engine.shown}")
+            except TimeoutError:
+                silent.append(f"{engine.shown} (no whole answer within {_PROBE_TIMEOUT} s)")
             except Exception as e:
                 silent.append(f"{engine.shown} ({_why(e)})")
         if silent:
@@ -190,6 +197,11 @@ class EnginePool:
                 f"Docker engine{'s' if len(silent) > 1 else ''} not answering: {'; '.join(silent)}; "
                 "start it or leave it out of --benchflow-docker-host"
             )
+
+    def _probe(self, engine: Engine) -> None:
+        with closing(_connect(engine.url, _PROBE_TIMEOUT)) as client:
+            client.ping()
+            self._learn_slots(engine, client)
 
     def _learn_slots(self, engine: Engine, client: docker.DockerClient) -> None:
         if engine.slots is None:
