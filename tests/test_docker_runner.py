@@ -23,7 +23,9 @@ pytestmark = pytest.mark.docker
 
 
 def leftover(run_dir: Path) -> list[Any]:
-    return engine().containers.list(all=True, filters={"label": f"benchflow.run={run_dir.name}"})
+    """The run's containers (one listing, no inspection: one removed meanwhile is simply not there)."""
+    found: list[Any] = engine().api.containers(all=True, filters={"label": f"benchflow.run={run_dir.name}"})
+    return found
 
 
 def run_dir_of(pytester: pytest.Pytester) -> Path:
@@ -40,9 +42,10 @@ def own_container(docker_toy: pytest.Pytester, task: str, proc: Any, client: Any
         runs = [p.name for p in output.iterdir() if p.is_dir()] if output.exists() else []
         if runs:
             labels = [f"benchflow.run={runs[0]}", f"benchflow.task={task}"]
-            found = client.containers.list(filters={"label": labels})
-            if found:
-                return found[0]
+            with contextlib.suppress(docker.errors.NotFound):  # listed, then removed before inspected
+                found = client.containers.list(filters={"label": labels})
+                if found:
+                    return found[0]
         time.sleep(0.2)
 
 
@@ -243,7 +246,7 @@ def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: 
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    assert client.containers.list(all=True, filters={"label": f"benchflow.run={run_label}"}) == []
+    assert client.api.containers(all=True, filters={"label": f"benchflow.run={run_label}"}) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
