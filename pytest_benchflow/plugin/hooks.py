@@ -95,10 +95,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             runner.start(run.agent_url)
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
+    for ctx in run.benches.values():
+        try:
+            ctx.runner.start_bench(ctx.bench)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{ctx.name}: {e}") from None
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
     run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
+    if run.cache is not None:
+        _say_where_the_cache_is_unused(config, run)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
@@ -115,6 +122,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _say_where_the_cache_is_unused(config: pytest.Config, run: BenchflowRun) -> None:
+    """Once per session: the benches whose tasks run outside this process do not use the cache."""
+    outside = sorted(ctx.name for ctx in run.benches.values() if not ctx.runner.in_process)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if outside and reporter is not None:
+        reporter.write_line(
+            f"--benchflow-cache: {', '.join(outside)} runs outside this process (--benchflow-runner "
+            f"{run.benches[outside[0]].runner_name}), where agent answers are neither read from the cache nor stored"
+        )
 
 
 def _open_cache(
