@@ -19,4 +19,7 @@ echo "ci-docker: engine up, base image $BENCHFLOW_BASE_IMAGE" >&2
 # A second engine beside the first, for the multi-engine tests (they load their images into it).
 BENCHFLOW_DOCKER_HOST_2=$(bash "$(dirname "${BASH_SOURCE[0]}")/docker-engine.sh" start d2)
 export BENCHFLOW_DOCKER_HOST_2
+# The tests that start engines of their own (an engine killed mid-run) run here; elsewhere they skip
+# unless asked, so that a user's test run leaves no engine behind.
+export BENCHFLOW_TEST_EXTRA_ENGINES=1
 echo "ci-docker: second engine up at $BENCHFLOW_DOCKER_HOST_2" >&2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from typing import NoReturn
 
 import docker
 import docker.errors
+import docker.models.images
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +61,52 @@ def wheels(directory: Path, *requirements: str) -> None:
     subprocess.run([*pip, "download", "-q", "-d", str(directory), *RUNTIME_DEPS, *requirements], check=True)
 
 
+#: Label holding the fingerprint of what a test image was built from (tests/images.py).
+INPUTS_LABEL = "benchflow.test.inputs"
+# What goes into the project's wheel (pyproject.toml's packages and package data).
+_PROJECT = ("pyproject.toml", "pytest_benchflow", "example_bench")
+
+
+def _project_files() -> list[Path]:
+    found = []
+    for name in _PROJECT:
+        top = ROOT / name
+        for path in [top] if top.is_file() else top.rglob("*"):
+            relative = path.relative_to(ROOT).parts
+            # Caches and build directories (scripts/build-images.sh puts wheels in .build) are not inputs.
+            if path.is_file() and not any(p == "__pycache__" or p.startswith(".") for p in relative):
+                found.append(path)
+    return sorted(found)
+
+
+def _bases(client: docker.DockerClient, dockerfile: str) -> list[str]:
+    """The ids of the images the Dockerfile starts from (a base rebuilt means this one must be too)."""
+    names = [line.split()[1] for line in dockerfile.splitlines() if line.strip().upper().startswith("FROM ")]
+    return [client.images.get(n.replace("${BASE_IMAGE}", base_image(client))).id for n in names]
+
+
+def fingerprint(
+    client: docker.DockerClient, files: dict[str, str], wheel_requirements: list[str] | None, extra: dict[str, Path]
+) -> str:
+    """A digest of everything an image is built from: its files, its base images, and the project's sources."""
+    digest = hashlib.sha256()
+
+    def add(name: str, data: bytes) -> None:
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+
+    for name, text in sorted(files.items()):
+        add(name, text.encode())
+    for name, source in sorted(extra.items()):
+        add(name, source.read_bytes())
+    for base in _bases(client, files.get("Dockerfile", "")):
+        add("FROM", base.encode())
+    if wheel_requirements is not None:
+        add("requirements", json.dumps([*RUNTIME_DEPS, *wheel_requirements]).encode())
+        for path in _project_files():
+            add(str(path.relative_to(ROOT)), path.read_bytes())
+    return digest.hexdigest()
+
+
 def build(
     client: docker.DockerClient,
     tag: str,
@@ -64,14 +114,17 @@ def build(
     wheel_requirements: list[str] | None = None,
     extra: dict[str, Path] | None = None,
 ) -> str:
-    """Build ``tag`` from a Dockerfile and files (once per session, safe under xdist)."""
+    """Build ``tag`` from a Dockerfile and files, unless an image of that tag was built from the same
+    inputs already (safe under xdist). The version it replaces is removed: no run leaves dangling images."""
     lock_path = Path(tempfile.gettempdir()) / f"benchflow-image-{tag.replace('/', '_').replace(':', '_')}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        stamp = Path(str(lock_path) + ".built")
-        # Once per test session: xdist workers of one run share PYTEST_XDIST_TESTRUNUID.
-        session = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-        if stamp.exists() and stamp.read_text() == session:
+        inputs = fingerprint(client, files, wheel_requirements, extra or {})
+        try:
+            old: docker.models.images.Image | None = client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            old = None
+        if old is not None and old.labels.get(INPUTS_LABEL) == inputs:
             return tag
         with tempfile.TemporaryDirectory() as ctx:
             for name, text in files.items():
@@ -81,6 +134,15 @@ def build(
             for name, source in (extra or {}).items():
                 (Path(ctx) / name).parent.mkdir(parents=True, exist_ok=True)
                 (Path(ctx) / name).write_bytes(source.read_bytes())
-            client.images.build(path=ctx, tag=tag, buildargs={"BASE_IMAGE": base_image(client)}, rm=True)
-        stamp.write_text(session)
+            built, _ = client.images.build(
+                path=ctx,
+                tag=tag,
+                buildargs={"BASE_IMAGE": base_image(client)},
+                labels={INPUTS_LABEL: inputs},
+                rm=True,
+            )
+        if old is not None and old.id != built.id:
+            # Untagged now; still used by a container or another tag, it stays (and is not dangling).
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(old.id)
     return tag

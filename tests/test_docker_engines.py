@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 from container_toy import ARGS, TOY_IMAGE, junit
 from images import ROOT, _unavailable, engine
@@ -23,29 +28,120 @@ pytestmark = pytest.mark.docker
 
 SCRIPT = ROOT / "scripts" / "docker-engine.sh"
 MAIN = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+D2 = "unix:///run/benchflow-d2/docker.sock"  # where scripts/docker-engine.sh starts engine d2
 
 
-def extra_engine(name: str, *images: str) -> str:
-    """An engine of our own beside the main one (scripts/docker-engine.sh), holding ``images``."""
+EXTRA_ENGINES = "BENCHFLOW_TEST_EXTRA_ENGINES"
+
+
+def _asked_for_extra_engines() -> None:
+    """Starting engines is for CI and who asks: anyone else's test run leaves their machine as it was."""
+    if os.environ.get(EXTRA_ENGINES) != "1":
+        pytest.skip(f"starts an extra Docker engine (root): run with {EXTRA_ENGINES}=1 (CI does)")
     if os.geteuid() != 0 or not shutil.which("dockerd"):
-        _unavailable("a second Docker engine needs root and dockerd")
-    started = subprocess.run(["bash", str(SCRIPT), "start", name], capture_output=True, text=True, timeout=180)
+        _unavailable("an extra Docker engine needs root and dockerd")
+
+
+def _engine_script(*args: str, host: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"TARGET_HOST": host} if host else {})}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _answers(host: str) -> bool:
+    try:
+        with contextlib.closing(docker.DockerClient(base_url=host, timeout=10)) as client:
+            return bool(client.ping())
+    except Exception:
+        return False
+
+
+def _start(name: str) -> str:
+    started = _engine_script("start", name)
     if started.returncode:
         _unavailable(f"Docker engine {name} did not start: {started.stderr.strip()[-300:]}")
-    if images:
-        subprocess.run(["bash", str(SCRIPT), "load", name, *images], check=True, timeout=600)
     return started.stdout.strip()
 
 
+def load_images(host: str, *images: str) -> None:
+    """Copy ``images`` from the main engine into the engine at ``host``, unless it holds them already;
+    the versions they replace there are removed (nothing left dangling)."""
+    main, other = engine(), docker.DockerClient(base_url=host)
+    try:
+        for image in images:
+            wanted = main.images.get(image).id
+            try:
+                old = other.images.get(image).id
+            except docker.errors.ImageNotFound:
+                old = None
+            if old == wanted:
+                continue
+            loaded = _engine_script("load", "target", image, host=host, timeout=600)
+            assert loaded.returncode == 0, loaded.stderr
+            if old:
+                with contextlib.suppress(docker.errors.APIError):
+                    other.images.remove(old)
+    finally:
+        other.close()
+        main.close()
+
+
+@pytest.fixture
+def private_engine() -> Iterator[Callable[[str], str]]:
+    """Starts engines of this test's own (by name), each stopped when the test ends whatever happens."""
+    _asked_for_extra_engines()
+    names: list[str] = []
+
+    def start(name: str, *images: str) -> str:
+        names.append(name)
+        host = _start(name)
+        load_images(host, *images)
+        return host
+
+    yield start
+    for name in names:
+        _engine_script("stop", name)
+
+
 @pytest.fixture(scope="session")
-def second_engine(toy_image: str, mmlu_image: str) -> str:
-    """The second engine CI starts (``BENCHFLOW_DOCKER_HOST_2``), or one started here; with the test images."""
+def second_engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The second engine CI starts (``BENCHFLOW_DOCKER_HOST_2``), or one started here and stopped at the
+    end, with the test images. xdist workers share it: the last one done stops it, if one of them started it."""
     given = os.environ.get("BENCHFLOW_DOCKER_HOST_2")
+    if not given:
+        _asked_for_extra_engines()  # before building images it would not need
+    toy_image, mmlu_image = request.getfixturevalue("toy_image"), request.getfixturevalue("mmlu_image")
     if given:
-        load = ["bash", str(SCRIPT), "load", "d2", toy_image, mmlu_image]
-        subprocess.run(load, check=True, timeout=600, env={**os.environ, "TARGET_HOST": given})
-        return given
-    return extra_engine("d2", toy_image, mmlu_image)
+        load_images(given, toy_image, mmlu_image)
+        yield given
+        return
+    base = Path(tempfile.gettempdir()) / "benchflow-test-engine-d2"
+    with open(f"{base}.lock", "w") as starting:
+        fcntl.flock(starting, fcntl.LOCK_EX)
+        # Not running: this run starts it, so this run stops it (the marker names the run: one left
+        # by a run that crashed does not make this run stop an engine someone else started).
+        run, ours = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid()), Path(f"{base}.ours")
+        if not _answers(D2):
+            ours.write_text(run)
+        elif ours.exists() and ours.read_text() != run:
+            ours.unlink()
+        host = _start("d2")
+        users = open(f"{base}.users", "w")  # held for the whole session
+        fcntl.flock(users, fcntl.LOCK_SH)
+    try:
+        load_images(host, toy_image, mmlu_image)
+        yield host
+    finally:
+        with open(f"{base}.lock", "w") as starting:
+            fcntl.flock(starting, fcntl.LOCK_EX)
+            users.close()
+            with open(f"{base}.users", "w") as last:
+                try:
+                    fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another worker of this run still uses it
+                if ours.exists():
+                    _engine_script("stop", "d2")
+                    ours.unlink()
 
 
 # A bench that runs only in a container (whose image no test needs: these sessions stop before any task).
@@ -71,7 +167,7 @@ def wait_for_running(pytester: pytest.Pytester, proc: Any, host: str, count: int
     while True:
         assert time.monotonic() < deadline and proc.poll() is None
         runs = list(pytester.path.glob(".benchflow/2*"))
-        if runs and len([c for c in labelled(host, runs[0]) if c.status == "running"]) >= count:
+        if runs and len([c for c in labelled(host, runs[0]) if c["State"] == "running"]) >= count:
             return runs[0]
         time.sleep(0.2)
 
@@ -94,10 +190,12 @@ def records(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
 
 
-def labelled(host: str, run: Path) -> list[Any]:
-    client = docker.DockerClient(base_url=host)
+def labelled(host: str, run: Path) -> list[dict[str, Any]]:
+    """The run's containers on ``host`` (one listing, no inspection: a container removed meanwhile is simply not there)."""
+    client = docker.APIClient(base_url=host)
     try:
-        return client.containers.list(all=True, filters={"label": f"benchflow.run={run.name}"})
+        found: list[dict[str, Any]] = client.containers(all=True, filters={"label": f"benchflow.run={run.name}"})
+        return found
     finally:
         client.close()
 
@@ -145,9 +243,12 @@ def test_an_image_missing_on_one_engine_with_pull_never_names_that_engine(
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(6)]))
     monkeypatch.setenv("NAP", "1")
     hosts = [f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={second_engine}"]
-    result = docker_toy.runpytest_subprocess(
-        *ARGS, *hosts, "--benchflow-docker-slots=1", "--benchflow-pull=never", "-n", "2"
-    )
+    try:
+        result = docker_toy.runpytest_subprocess(
+            *ARGS, *hosts, "--benchflow-docker-slots=1", "--benchflow-pull=never", "-n", "2"
+        )
+    finally:
+        engine().images.remove("benchflow-test/only-main:1")  # the tag only: the image is the toy's
     run = runs_by_start(docker_toy)[-1]
     found = records(run)
     assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN}
@@ -162,9 +263,9 @@ def test_an_image_missing_on_one_engine_with_pull_never_names_that_engine(
 
 
 def test_an_engine_killed_mid_run_fails_only_its_tasks(
-    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch
+    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch, private_engine: Any
 ) -> None:
-    doomed = extra_engine("d3", toy_image)
+    doomed = private_engine("d3", toy_image)
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(10)]))
     monkeypatch.setenv("NAP", "6")
     command = [
@@ -191,13 +292,14 @@ def test_an_engine_killed_mid_run_fails_only_its_tasks(
 
 
 def test_when_the_only_engine_dies_the_remaining_tasks_say_so(
-    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch
+    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch, private_engine: Any
 ) -> None:
-    only = extra_engine("d3", toy_image)
+    # An engine of its own (d4): the test above kills d3, perhaps at the same time in another worker.
+    only = private_engine("d4", toy_image)
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
     monkeypatch.setenv("NAP", "30")
     command = [sys.executable, "-m", "pytest", *ARGS, f"--benchflow-docker-host={only}", "--benchflow-docker-slots=1"]
-    first, *rest = records(kill_mid_run(docker_toy, command, "d3", only, running=1))
+    first, *rest = records(kill_mid_run(docker_toy, command, "d4", only, running=1))
     assert first["outcome"] == "error" and f"lost the Docker engine {only} while it ran" in first["reason"]
     assert len(rest) == 3 and all(r["outcome"] == "error" for r in rest)
     assert all(r["reason"].startswith(f"no Docker engine left to run the task ({only}: ") for r in rest)

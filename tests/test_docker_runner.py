@@ -23,7 +23,9 @@ pytestmark = pytest.mark.docker
 
 
 def leftover(run_dir: Path) -> list[Any]:
-    return engine().containers.list(all=True, filters={"label": f"benchflow.run={run_dir.name}"})
+    """The run's containers (one listing, no inspection: one removed meanwhile is simply not there)."""
+    found: list[Any] = engine().api.containers(all=True, filters={"label": f"benchflow.run={run_dir.name}"})
+    return found
 
 
 def run_dir_of(pytester: pytest.Pytester) -> Path:
@@ -40,9 +42,10 @@ def own_container(docker_toy: pytest.Pytester, task: str, proc: Any, client: Any
         runs = [p.name for p in output.iterdir() if p.is_dir()] if output.exists() else []
         if runs:
             labels = [f"benchflow.run={runs[0]}", f"benchflow.task={task}"]
-            found = client.containers.list(filters={"label": labels})
-            if found:
-                return found[0]
+            with contextlib.suppress(docker.errors.NotFound):  # listed, then removed before inspected
+                found = client.containers.list(filters={"label": labels})
+                if found:
+                    return found[0]
         time.sleep(0.2)
 
 
@@ -206,15 +209,32 @@ def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch:
         gone="from docker_toy import DockerToy\nclass Gone(DockerToy):\n    def get_image_name(self):\n        return 'benchflow-test/does-not-exist:0'\n"
     )
     monkeypatch.setenv("TOY_TASKS", '["a", "b", "c"]')
-    result = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper")
-    result.assert_outcomes(errors=3)  # the failed pull is tried once; every task says why
-    reasons = [line for line in result.outlines if "cannot pull image 'benchflow-test/does-not-exist:0' on " in line]
-    assert len(reasons) >= 3
-    monkeypatch.setenv("TOY_TASKS", '["a"]')
-    never = docker_toy.runpytest("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper", "--benchflow-pull=never")
-    never.stdout.fnmatch_lines(
-        ["*image 'benchflow-test/does-not-exist:0' is not present on * and --benchflow-pull=never*"]
+    # Checked once, before any task: one line naming the image and the engine, not one error per task.
+    result = docker_toy.runpytest_subprocess("--benchflow=gone.py:Gone", "--agent=docker_toy:Upper")
+    assert result.ret == 4
+    (line,) = [line for line in result.stderr.lines if "benchflow-test/does-not-exist:0" in line]
+    assert line.startswith("ERROR: Gone: cannot pull image 'benchflow-test/does-not-exist:0' on unix://")
+    assert "Server Error for http" not in line and not list(docker_toy.path.glob(".benchflow/2*"))
+    never = docker_toy.runpytest_subprocess(
+        "--benchflow=gone.py:Gone", "--agent=docker_toy:Upper", "--benchflow-pull=never"
     )
+    assert never.ret == 4
+    never.stderr.fnmatch_lines(
+        ["ERROR: Gone: image 'benchflow-test/does-not-exist:0' is not present on * and --benchflow-pull=never"]
+    )
+
+
+def test_the_cache_says_once_that_containers_do_not_use_it(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["alpha", "beta"]')
+    result = docker_toy.runpytest_subprocess(*ARGS, "--benchflow-cache=use", "-n", "2")
+    result.assert_outcomes(passed=2)
+    said = [line for line in result.outlines if line.startswith("--benchflow-cache: ")]
+    assert said == [
+        "--benchflow-cache: DockerToy runs outside this process (--benchflow-runner docker), "
+        "where agent answers are neither read from the cache nor stored"
+    ]
 
 
 def test_agent_unreachable_from_inside_the_container(
@@ -243,7 +263,7 @@ def test_security_defaults_and_labels(docker_toy: pytest.Pytester, monkeypatch: 
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    assert client.containers.list(all=True, filters={"label": f"benchflow.run={run_label}"}) == []
+    assert client.api.containers(all=True, filters={"label": f"benchflow.run={run_label}"}) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -106,6 +106,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             runner.start(run.agent_url)
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
+    for ctx in run.benches.values():
+        try:
+            ctx.runner.start_bench(ctx.bench)
+        except BenchflowError as e:
+            raise pytest.UsageError(f"{ctx.name}: {e}") from None
     if display is not None:
         run.progress = display.callback
     info, info_note = agent_info(run.agent_url)
@@ -115,6 +120,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         "info": run.redact_data(info) if info else None,
         "given": _agent_given(config, run),
     }
+    if run.cache is not None:
+        _say_where_the_cache_is_unused(config, run)
     if run.resumed_agent is not None:
         _check_same_agent(run, run.resumed_agent, described)
     metadata = {
@@ -171,6 +178,17 @@ def _check_same_agent(run: BenchflowRun, before: dict[str, Any], now: dict[str, 
         raise pytest.UsageError(
             f"{where}: the agent describes itself differently from that run's (GET /info: {agent_label(before)} "
             f"then, {agent_label(now)} now); resume with the same agent and model"
+        )
+
+
+def _say_where_the_cache_is_unused(config: pytest.Config, run: BenchflowRun) -> None:
+    """Once per session: the benches whose tasks run outside this process do not use the cache."""
+    outside = sorted(ctx.name for ctx in run.benches.values() if not ctx.runner.in_process)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if outside and reporter is not None:
+        reporter.write_line(
+            f"--benchflow-cache: {', '.join(outside)} runs outside this process (--benchflow-runner "
+            f"{run.benches[outside[0]].runner_name}), where agent answers are neither read from the cache nor stored"
         )
 
 

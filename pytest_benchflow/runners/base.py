@@ -96,6 +96,7 @@ class Runner(ABC):
       shown as a usage error) and build the runner, once per process, before any task;
     - :meth:`start` — in the controller, before any task, once the agent is known: check what the
       runner needs (engines answering, the agent reachable from them); a ``RunnerError`` is a usage error;
+    - :meth:`start_bench` — then once per bench it runs: what that bench needs (its image);
     - :meth:`execute` — one task, in whichever thread pytest runs it (several at once are fine);
     - :meth:`interrupt` — Ctrl-C or SIGTERM arrived: stop what is running now;
     - :meth:`cleanup` — the process is done: release what it holds;
@@ -107,6 +108,8 @@ class Runner(ABC):
     name: ClassVar[str] = ""
     #: Runs benches that have no in-process entrance when the user names no runner.
     default_for_images: ClassVar[bool] = False
+    #: Runs tasks in this process, so their clients use the session's response cache (``--benchflow-cache``).
+    in_process: ClassVar[bool] = False
 
     @classmethod
     def options(cls) -> list[RunnerOption]:
@@ -121,6 +124,10 @@ class Runner(ABC):
     def start(self, agent_url: str) -> None:  # noqa: B027 - optional step of the lifecycle
         """Before any task, in the controller only: raise :class:`~pytest_benchflow.errors.RunnerError`
         when the session cannot work (an engine not answering, an agent its tasks cannot reach)."""
+
+    def start_bench(self, bench: BaseBench) -> None:  # noqa: B027 - optional step of the lifecycle
+        """After :meth:`start`, once for each bench that runs here: raise
+        :class:`~pytest_benchflow.errors.RunnerError` when none of its tasks could run (its image missing)."""
 
     @abstractmethod
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:

@@ -202,6 +202,21 @@ class DockerRunner(Runner):
         self.pool.remove_directory()
         self.pool.check()
 
+    def start_bench(self, bench: BaseBench) -> None:
+        """Make the bench's image present on each engine once, before any task: a usage error naming
+        image and engines when no engine has it (one line, instead of the same failure for every task)."""
+        image = bench.get_image_name()
+        if not image:
+            return  # each task says what is missing
+        failures = []
+        for engine in self.pool.engines:
+            try:
+                self.ensure_image(engine, image)
+                return  # tasks can run there; an engine without it fails only its own tasks
+            except TaskError as e:
+                failures.append(str(e))
+        raise RunnerError("; ".join(failures))
+
     def ensure_image(self, engine: Engine, image: str) -> None:
         """Make ``image`` present on ``engine`` as ``--benchflow-pull`` says (once per engine and image)."""
         errors, key = _docker().errors, (engine.index, image)
@@ -220,7 +235,7 @@ class DockerRunner(Runner):
                 try:
                     client.images.pull(image)
                 except errors.DockerException as e:
-                    self._unpullable[key] = f"cannot pull image {image!r} on {engine.shown}: {first_line(str(e))}"
+                    self._unpullable[key] = f"cannot pull image {image!r} on {engine.shown}: {_reason(e)}"
                     raise TaskError(self._unpullable[key]) from None
             elif not present:
                 raise TaskError(f"image {image!r} is not present on {engine.shown} and --benchflow-pull=never")
@@ -439,6 +454,12 @@ def _finish_reading(readers: list[tuple[threading.Thread, CappedLog]]) -> None:
         while thread.is_alive() and log.received != received:
             received = log.received
             thread.join(timeout=_READER_STALL)
+
+
+def _reason(e: Exception) -> str:
+    """The engine's own explanation of a failed call (not the HTTP status line around it)."""
+    explanation = getattr(e, "explanation", None)
+    return first_line(str(explanation or e))
 
 
 def _remove(engine: Engine, container_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib
 import ipaddress
 import os
 import random
@@ -157,7 +158,7 @@ def parse_engines(setting: str) -> list[str]:
 
 def _has_paramiko() -> bool:
     try:
-        import paramiko  # noqa: F401
+        importlib.import_module("paramiko")  # by name: it has no type stubs, and is optional
     except ImportError:
         return False
     return True

@@ -28,6 +28,7 @@ class LocalRunner(Runner):
     """
 
     name = "local"
+    in_process = True
 
     @classmethod
     def from_options(cls, values: Mapping[str, str], run_id: str) -> LocalRunner:
