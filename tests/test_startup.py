@@ -286,3 +286,21 @@ def test_an_unknown_split_of_a_bench_that_declares_its_splits_is_a_usage_error(p
 def test_a_bench_that_declares_no_splits_takes_any(mistakes: Callable[..., pytest.RunResult]) -> None:
     # BenchFlow 0.1.x benches have no `splits`: the split is theirs to interpret.
     mistakes("Fine", "--benchflow-split=dev").assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
+def test_an_errored_task_shows_its_reason_in_the_short_summary(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    result = toy.runpytest_subprocess(*TOY, "--junitxml=j.xml", *xdist)
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    summary = result.stdout.str().split("short test summary info")[1]
+    assert (
+        "ERROR benchflow:ToyBench::boom - task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom"
+        in (summary)
+    )
+    assert "TaskBroken" not in summary
+    assert (
+        "failed on setup with &quot;task 'boom': the evaluation raised RuntimeError" in (toy.path / "j.xml").read_text()
+    )
