@@ -304,3 +304,18 @@ def test_an_errored_task_shows_its_reason_in_the_short_summary(
     assert (
         "failed on setup with &quot;task 'boom': the evaluation raised RuntimeError" in (toy.path / "j.xml").read_text()
     )
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
+def test_an_argument_every_task_needs_is_checked_once_before_any_task(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    from example_bench.mmlu_pro.data import DEMO_TEST
+
+    questions = pytester.path / "questions.json"
+    questions.write_text(DEMO_TEST.read_text())
+    result = pytester.runpytest_subprocess(*MMLU, f"--benchflow-arg=DATA_FILE={questions}", "--junitxml=j.xml", *xdist)
+    assert_usage_error_and_nothing_written(
+        result, pytester.path, "mmlu_pro: *: FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)"
+    )
+    assert result.stdout.str().count("FEWSHOT_FILE") + result.stderr.str().count("FEWSHOT_FILE") == 1
