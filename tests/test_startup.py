@@ -319,3 +319,23 @@ def test_an_argument_every_task_needs_is_checked_once_before_any_task(
         result, pytester.path, "mmlu_pro: *: FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)"
     )
     assert result.stdout.str().count("FEWSHOT_FILE") + result.stderr.str().count("FEWSHOT_FILE") == 1
+
+
+@pytest.mark.parametrize("config_file", [False, True], ids=["no-config-file", "project-config-file"])
+def test_an_output_directory_outside_the_current_one_changes_no_node_id(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, config_file: bool
+) -> None:
+    project = toy.mkdir("project")
+    (project / "toy_bench.py").write_text((toy.path / "toy_bench.py").read_text())
+    if config_file:
+        (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nbenchflow_limit = "2"\n')
+    toy.mkdir("out")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("COLUMNS", "200")
+    # The space form: pytest reads "../out" before it knows the option takes a value.
+    result = toy.runpytest(*TOY, "--benchflow-output", "../out", "-rA")
+    result.stdout.fnmatch_lines([f"rootdir: {project}", "FAILED benchflow:ToyBench::bad - *"])
+    assert "../benchflow:" not in result.stdout.str()
+    # The project's configuration file counts (here: only the first two tasks).
+    result.assert_outcomes(passed=1, failed=1, errors=0 if config_file else 1)
+    assert len(list((toy.path / "out").iterdir())) == 1

@@ -23,6 +23,7 @@ from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
+from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record
 
@@ -36,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    flags = [name for option in parser.getgroup("benchflow").options for name in option.names()]
+    choose_rootdir_again(early_config, args, flags)
     rewrite_node_id_arguments(early_config, args)
 
 
