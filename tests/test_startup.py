@@ -339,3 +339,29 @@ def test_an_output_directory_outside_the_current_one_changes_no_node_id(
     # The project's configuration file counts (here: only the first two tasks).
     result.assert_outcomes(passed=1, failed=1, errors=0 if config_file else 1)
     assert len(list((toy.path / "out").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "epochs", "hint"),
+    [
+        ("good[epoch2]", [], "; this session runs each task once: add --benchflow-epochs 2 to run good[epoch2]"),
+        (
+            "good[epoch3]",
+            ["--benchflow-epochs=2"],
+            "; this session runs 2 epochs: add --benchflow-epochs 3 to run good[epoch3]",
+        ),
+        (
+            "good",
+            ["--benchflow-epochs=2"],
+            "; with --benchflow-epochs each epoch is an item: good[epoch1] … good[epoch2]",
+        ),
+    ],
+)
+def test_a_node_id_naming_an_epoch_the_session_does_not_run_says_how_to(
+    toy: pytest.Pytester, nodeid: str, epochs: list[str], hint: str
+) -> None:
+    result = toy.runpytest(*TOY, f"benchflow:ToyBench::{nodeid}", *epochs)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = result.stderr.str().strip().splitlines()[-1]
+    assert line.startswith(f"ERROR: benchflow:ToyBench::{nodeid}: no such task in ToyBench (3 tasks; ")
+    assert line.endswith(hint)
