@@ -236,6 +236,11 @@ def mistakes(pytester: pytest.Pytester, echo_agent: str) -> Callable[..., pytest
             ["--benchflow-runner=docker"],
             "ResultsDirRaise: *get_results_dir_in_container() raised NotImplementedError: no results directory",
         ),
+        (
+            "Fine",
+            ["--benchflow-runner=docker"],
+            "Fine has no container for the docker runner (get_image_name, *); run it with --benchflow-runner local",
+        ),
     ],
 )
 def test_a_bench_method_returning_the_wrong_thing_is_a_usage_error_naming_it(
