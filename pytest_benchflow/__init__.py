@@ -21,6 +21,7 @@ from .errors import (
 )
 from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs, SampleResult
+from .task_threads import TaskExecutor, task_context
 from .usage import AgentAnswer
 
 __version__ = "0.2.0"
@@ -51,6 +52,7 @@ __all__ = [
     "TaskCancelled",
     "TaskEnvironment",
     "TaskError",
+    "TaskExecutor",
     "TaskListError",
     "TaskSpec",
     "TaskTimeout",
@@ -58,4 +60,5 @@ __all__ = [
     "prepare_task",
     "report_progress",
     "run_task",
+    "task_context",
 ]

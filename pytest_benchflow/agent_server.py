@@ -12,6 +12,7 @@ from typing import Any
 
 from .envnumbers import env_number
 from .errors import AgentOverloaded
+from .redaction import redact
 from .usage import USAGE_HEADER, AgentAnswer
 
 __all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "AgentServer", "BaseAgent"]
@@ -81,7 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self.server.agent.info())
             except Exception as e:
                 logger.exception("info failed")
-                self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})
+                self._send_json(500, {"detail": self._masked(f"{type(e).__name__}: {e}")})
         else:
             self._send_json(404, {"detail": f"no such endpoint: GET {path}"})
 
@@ -125,10 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, answer, headers={USAGE_HEADER: usage} if usage else None)
         except AgentOverloaded as e:
             retry_after = None if e.retry_after is None else str(max(1, math.ceil(e.retry_after)))
-            self._send_json(e.status, {"detail": str(e)}, headers={"Retry-After": retry_after} if retry_after else None)
+            headers = {"Retry-After": retry_after} if retry_after else None
+            self._send_json(e.status, {"detail": self._masked(str(e))}, headers=headers)
         except Exception as e:
             logger.exception("call_api failed")
-            self._send_json(500, {"detail": f"{type(e).__name__}: {e}"})
+            self._send_json(500, {"detail": self._masked(f"{type(e).__name__}: {e}")})
+
+    def _masked(self, text: str) -> str:
+        """``text`` without the agent's secrets: an error may quote whatever the agent's provider said."""
+        return redact(text, self.server.agent.secret_values())
 
     def _body_length(self) -> int | None:
         """The request's Content-Length, or None after answering why it is unusable (4xx)."""
@@ -164,6 +170,7 @@ class AgentServer:
     """A running agent server: its ``url``, and ``stop()`` (also a context manager)."""
 
     def __init__(self, agent: BaseAgent, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.agent = agent
         self._server = _Server((host, port), agent)
         address = self._server.server_address
         self.host, self.port = str(address[0]), int(address[1])
@@ -220,6 +227,12 @@ class BaseAgent(ABC):
         """What this agent is, served at ``GET /info`` and kept in the run's summary: its name,
         and for a model its name and settings. Never put secrets here. Default: the class name."""
         return {"name": type(self).__name__}
+
+    def secret_values(self) -> list[str]:
+        """Values this agent holds that must never show, such as its provider's API key. The server masks
+        them in every error it answers, and a session serving the agent (``--agent``) masks them wherever
+        it prints or writes, as it masks secret arguments. Default: none."""
+        return []
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> AgentServer:
         """Serve in a background thread (port 0: a free one); stop with ``.stop()``."""

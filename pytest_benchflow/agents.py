@@ -13,7 +13,7 @@ from .agent_server import BaseAgent
 from .client import backoff_delay, excerpt, keepalive_session, retry_after_seconds
 from .envnumbers import env_number
 from .errors import AgentOverloaded
-from .redaction import public_url
+from .redaction import public_url, redact, url_secrets
 from .usage import AgentAnswer
 
 __all__ = ["OpenAIChatAgent"]
@@ -36,7 +36,8 @@ class OpenAIChatAgent(BaseAgent):
     ``OPENAI_TIMEOUT`` seconds (default 300), ``OPENAI_MAX_RETRY_SECONDS`` (default 600: how long
     429s, 5xx and connection errors from the provider are retried, honouring ``Retry-After``,
     before the benchmark is answered 429 or 503 with ``Retry-After``). The key is sent only in the
-    ``Authorization`` header and never appears in errors.
+    ``Authorization`` header and is masked as ``***`` in every error, whatever the provider quotes;
+    a session serving this agent (``--agent``) masks it in everything it prints or writes.
     """
 
     def __init__(
@@ -76,6 +77,13 @@ class OpenAIChatAgent(BaseAgent):
             "message_form": self.message_form,
         }
 
+    def secret_values(self) -> list[str]:
+        return ([self._api_key] if self._api_key else []) + url_secrets(self.base_url)
+
+    def _masked(self, text: str) -> str:
+        """``text`` (a provider's answer, an error) without the key or the base URL's credentials, in any spelling."""
+        return redact(text, self.secret_values())
+
     def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> requests.Response:
         """POST to the provider, retrying 429, 5xx and connection errors within ``max_retry_seconds``.
 
@@ -101,12 +109,15 @@ class OpenAIChatAgent(BaseAgent):
             if time.monotonic() + wait > deadline:
                 budget = f"OPENAI_MAX_RETRY_SECONDS={self.max_retry_seconds:g}"
                 raise AgentOverloaded(
-                    f"{reason}; gave up after {attempt + 1} attempts ({budget})",
+                    self._masked(f"{reason}; gave up after {attempt + 1} attempts ({budget})"),
                     status=status,
                     retry_after=wait,
                 )
             time.sleep(wait)
             attempt += 1
+
+    def _excerpt(self, response: requests.Response) -> str:
+        return excerpt(self._masked(response.text))
 
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
@@ -126,14 +137,16 @@ class OpenAIChatAgent(BaseAgent):
             "max_tokens": self.max_tokens,
         }
         response = self._post(url, body, headers)
+        # Masked before the excerpt is cut: a key cut in two would not be recognised.
         if response.status_code != 200:
-            shown = excerpt(response.text).replace(self._api_key, "***") if self._api_key else excerpt(response.text)
-            raise RuntimeError(f"{url} answered HTTP {response.status_code}: {shown}")
+            raise RuntimeError(self._masked(f"{url} answered HTTP {response.status_code}: ") + self._excerpt(response))
         try:
             data = response.json()
             text = str(data["choices"][0]["message"]["content"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise RuntimeError(f"{url} answered without choices[0].message.content: {excerpt(response.text)}") from None
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
+            raise RuntimeError(
+                self._masked(f"{url} answered without choices[0].message.content: ") + self._excerpt(response)
+            ) from None
         usage = data.get("usage") if isinstance(data, dict) else None
         if not isinstance(usage, dict):
             return AgentAnswer(text)

@@ -5,18 +5,29 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .redaction import redact
+from .usage import current_meter
 
 __all__ = ["CACHE_MODES", "EpochCache", "ResponseCache", "current_cache"]
 
 #: off: no cache; use: answer from the cache and store misses; refresh: ask again and overwrite.
 CACHE_MODES = ("off", "use", "refresh")
+
+logger = logging.getLogger("pytest_benchflow.cache")
+
+# Seconds a read or write waits for another process's lock: a busy cache costs an answer its
+# caching, never its task. After a failure the cache is left alone for _HOLD_OFF seconds, so a lock
+# held for the whole run costs each answer nothing rather than a wait.
+_BUSY_TIMEOUT = 2.0
+_HOLD_OFF = 30.0
 
 
 class ResponseCache:
@@ -25,6 +36,10 @@ class ResponseCache:
     Safe for several processes (WAL journal, one short transaction per write) and for
     interruption (SQLite's atomic commits). Keys are SHA-256 digests, and answers are stored
     with ``secret_values`` masked, so no secret is written in clear.
+
+    Best effort once open: a lookup or a write that fails (a lock held elsewhere for more than
+    2 s, a disk error) is skipped — a miss, an answer not stored — and counted in ``skipped``,
+    with one warning per cache; ``problem`` says what went wrong first.
     """
 
     def __init__(self, path: Path, identity: str, mode: str = "use", secret_values: Iterable[str] = ()) -> None:
@@ -32,7 +47,9 @@ class ResponseCache:
             raise ValueError(f"cache mode {mode!r}: choose use or refresh")
         self.path, self.identity, self.mode = path, identity, mode
         self.secret_values = secret_values  # a live collection: values added later are masked too
-        self.hits = self.stored = 0
+        self.hits = self.stored = self.skipped = 0
+        self.problem: str | None = None
+        self._hold_off_until = 0.0
         self._local = threading.local()
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +59,7 @@ class ResponseCache:
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             self._local.db = db
@@ -55,9 +72,15 @@ class ResponseCache:
 
     def get(self, body: bytes, epoch: int = 1) -> bytes | None:
         """The stored answer body for this request in ``epoch`` (None on a miss, and always with ``refresh``)."""
-        if self.mode == "refresh":
+        if self.mode == "refresh" or not self._usable():
             return None
-        row = self._connection().execute("SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),)).fetchone()
+        try:
+            row = self._connection().execute(
+                "SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),)
+            ).fetchone()
+        except sqlite3.Error as e:
+            self._skip("lookup", e)
+            return None
         if row is None:
             return None
         with self._lock:
@@ -65,13 +88,49 @@ class ResponseCache:
         return bytes(row[0])
 
     def put(self, body: bytes, answer: bytes, epoch: int = 1) -> None:
+        """Store ``answer`` (secrets masked); skipped, never raised, when the cache cannot take it."""
+        if not self._usable():
+            return
         masked = redact(answer.decode("utf-8", errors="replace"), self.secret_values).encode()
-        self._connection().execute(
-            "INSERT OR REPLACE INTO answers (key, body, stored) VALUES (?, ?, julianday('now'))",
-            (self.key(body, epoch), masked),
-        )
+        try:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO answers (key, body, stored) VALUES (?, ?, julianday('now'))",
+                (self.key(body, epoch), masked),
+            )
+        except sqlite3.Error as e:
+            self._skip("write", e)
+            return
         with self._lock:
             self.stored += 1
+
+    def _usable(self) -> bool:
+        if time.monotonic() >= self._hold_off_until:
+            return True
+        with self._lock:
+            self.skipped += 1
+        return False
+
+    def _skip(self, what: str, error: sqlite3.Error) -> None:
+        with self._lock:
+            self.skipped += 1
+            self._hold_off_until = time.monotonic() + _HOLD_OFF
+            first = self.problem is None
+            if first:
+                self.problem = f"{self.path}: {what} failed ({error})"
+        if first:
+            logger.warning("--benchflow-cache %s; answers are kept, uncached, while it lasts", self.problem)
+
+    def count_skipped(self, skipped: int, problem: str | None) -> None:
+        """Add what another process's copy of this cache skipped (an xdist worker's), for :meth:`note`."""
+        with self._lock:
+            self.skipped += skipped
+            self.problem = self.problem or problem
+
+    def note(self) -> str | None:
+        """A line for the end of the session when lookups or writes were skipped, else None."""
+        if not self.skipped:
+            return None
+        return f"--benchflow-cache: {self.skipped} lookups or writes skipped (answers kept, not cached): {self.problem}"
 
     def scope(self, context: contextvars.Context | None = None, epoch: int = 1) -> contextvars.Context:
         """A context (a copy of ``context``, else of the current one) in which clients use this cache
@@ -88,7 +147,9 @@ class EpochCache(NamedTuple):
     epoch: int
 
     def get(self, body: bytes) -> bytes | None:
-        return self.cache.get(body, self.epoch)
+        answer = self.cache.get(body, self.epoch)
+        current_meter().looked_up(answer is not None)  # the task's summary says where answers came from
+        return answer
 
     def put(self, body: bytes, answer: bytes) -> None:
         self.cache.put(body, answer, self.epoch)
@@ -102,6 +163,13 @@ def current_cache() -> EpochCache | None:
     return _CACHE.get()
 
 
-def describe(info: dict[str, Any] | None, url: str) -> str:
-    """An agent's identity for cache keys: what it said at ``GET /info``, else its URL."""
-    return json.dumps(info, sort_keys=True) if info else url
+def describe(info: dict[str, Any] | None, where: str) -> str:
+    """An agent's identity for cache keys: where it is (its URL, or the ``--agent``/``--agent-cmd`` that
+    started it) and what it said at ``GET /info`` (None without one).
+
+    Both, because neither alone tells agents apart: two agents may answer the same ``/info`` (or
+    none) at different URLs, and one URL may serve different agents over time. The one case left,
+    a different model behind the same location and the same ``/info``, is the user's to mark
+    (docs/results.md: ``refresh`` or another ``--benchflow-cache-path``).
+    """
+    return json.dumps({"agent": where, "info": info}, sort_keys=True)

@@ -489,8 +489,9 @@ class BenchClient(ABC):
                 throttled = response.status_code == 429
                 limit.record(throttled)
                 if response.status_code < 300:
-                    exchange.usage = parse_usage(response.headers.get(USAGE_HEADER))
-                    current_meter().add(exchange.usage)
+                    reported = response.headers.get(USAGE_HEADER)
+                    exchange.usage = parse_usage(reported)
+                    current_meter().add(exchange.usage, ignored=bool(reported) and exchange.usage is None)
                     answer = self._decode(response.status_code, content)
                     if cache is not None:
                         cache.put(body, content)
@@ -563,6 +564,9 @@ class BenchClient(ABC):
     def _decode(self, status: int, content: bytes) -> Any:
         try:
             return json.loads(content)
+        except RecursionError:
+            url = self._shown_url
+            raise AgentBadResponse(f"agent at {url} answered JSON nested too deeply to read", url=url) from None
         except ValueError:
             url = self._shown_url
             if not content:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -28,7 +29,9 @@ def installed_benchmarks() -> dict[str, str]:
 
 def import_file(path: Path) -> object:
     """The module in ``path``, imported once per process under a name derived from the path."""
-    name = f"benchflow_bench_{abs(hash(path.resolve()))}"
+    # Stable across processes (hash() is salted per process): a run's bench_class names the same file in
+    # every session, so a resumed run can tell its bench from another file's class of the same name.
+    name = f"benchflow_bench_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     if name in sys.modules:
         return sys.modules[name]
     # As when the file runs as a script, its directory is on the path: it can import its sibling modules.

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import html
+import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+
+from .untrusted import map_strings
 
 __all__ = [
     "MASK",
@@ -19,6 +25,7 @@ __all__ = [
     "redact",
     "redact_data",
     "redact_files",
+    "secret_forms",
     "url_secrets",
 ]
 
@@ -38,48 +45,115 @@ def is_secret_name(name: str, declared: Iterable[str] = ()) -> bool:
 _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
 
 
+def secret_forms(value: str) -> set[str]:
+    """``value`` as each of our writers may spell it: raw, JSON-escaped (``\\u`` escapes or not, and escaped
+    twice, as an answer body quoted in a transcript line is), URL-encoded and HTML-escaped.
+
+    Forms shorter than 4 characters are left out (see :data:`MASK`).
+    """
+    forms = {value}
+    for _ in range(2):
+        forms |= {json.dumps(f, ensure_ascii=a)[1:-1] for f in forms for a in (True, False)}
+    forms |= {quote(value, safe=""), quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)}
+    return {f for f in forms if len(f) >= _MIN_REDACTED_LENGTH}
+
+
+@functools.lru_cache(maxsize=32)
+def _needles(values: frozenset[str]) -> tuple[str, ...]:
+    """Every form of every value, longest first: at one position the longest match wins."""
+    forms = {f for v in values if len(v) >= _MIN_REDACTED_LENGTH for f in secret_forms(v)}
+    return tuple(sorted(forms, key=lambda f: (-len(f), f)))
+
+
+@functools.lru_cache(maxsize=32)
+def _text_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
+    needles = _needles(values)
+    return re.compile("|".join(map(re.escape, needles))) if needles else None
+
+
+@functools.lru_cache(maxsize=32)
+def _bytes_pattern(values: frozenset[str]) -> tuple[re.Pattern[bytes], int] | None:
+    """The pattern over UTF-8 bytes, and the length of its longest needle (how much a chunk must keep)."""
+    needles = [n.encode() for n in _needles(values)]
+    return (re.compile(b"|".join(map(re.escape, needles))), max(map(len, needles))) if needles else None
+
+
 def redact(text: str, secret_values: Iterable[str]) -> str:
-    """``text`` with every secret value, and the credentials of any URL, replaced by ``***``."""
+    """``text`` with every secret value (in each of its :func:`secret_forms`), and the credentials of any URL,
+    replaced by ``***``."""
     text = _URL_CREDENTIALS.sub(r"\1***@", text)
-    for value in sorted(set(secret_values), key=len, reverse=True):
-        if len(value) >= _MIN_REDACTED_LENGTH and value in text:
-            text = text.replace(value, MASK)
-    return text
+    pattern = _text_pattern(frozenset(secret_values))
+    return pattern.sub(MASK, text) if pattern is not None else text
 
 
 def redact_data(value: Any, secret_values: Iterable[str]) -> Any:
-    """:func:`redact` applied to every string (keys included) of a JSON-like value."""
-    if isinstance(value, str):
-        return redact(value, secret_values)
-    if isinstance(value, dict):
-        return {redact_data(k, secret_values): redact_data(v, secret_values) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact_data(v, secret_values) for v in value]
-    return value
+    """:func:`redact` applied to every string (keys included) of a JSON-like value.
 
-
-#: Files larger than this are left as they are by :func:`redact_files` (logs of that size are not read by people).
-_MAX_REDACTED_FILE = 64 * 1024 * 1024
-
-
-def redact_files(directory: Path, secret_values: Iterable[str]) -> None:
-    """Rewrite every regular file below ``directory`` that contains a secret value, with it masked.
-
-    Links are neither followed nor rewritten; files over 64 MiB are skipped.
+    The walk is iterative and stops at :data:`~pytest_benchflow.untrusted.MAX_DEPTH` levels (deeper
+    containers are replaced by a note): no nesting an agent or a bench sends can crash the session.
     """
-    needles = [v.encode() for v in sorted(set(secret_values), key=len, reverse=True) if len(v) >= _MIN_REDACTED_LENGTH]
-    if not needles:
+    values = frozenset(secret_values)
+    return map_strings(value, lambda text: redact(text, values))
+
+
+#: How much of a file :func:`redact_files` reads at a time: memory stays constant whatever the file's size.
+_CHUNK = 1024 * 1024
+
+
+def redact_files(directory: Path, secret_values: Iterable[str], *, chunk_size: int = _CHUNK) -> None:
+    """Rewrite, in place, every regular file below ``directory`` that contains a secret value, with it masked.
+
+    Files of any size are masked, in one streaming pass of ``chunk_size`` bytes at a time (a value that
+    spans two chunks included). Links are neither followed nor rewritten.
+    """
+    found = _bytes_pattern(frozenset(secret_values))
+    if found is None:
         return
+    pattern, longest = found
     for root, _, files in os.walk(directory):
         for name in files:
-            path = Path(root, name)
-            if path.is_symlink() or not path.is_file() or path.stat().st_size > _MAX_REDACTED_FILE:
-                continue
-            data = path.read_bytes()
-            if any(n in data for n in needles):
-                for n in needles:
-                    data = data.replace(n, MASK.encode())
-                path.write_bytes(data)
+            try:
+                fd = os.open(Path(root, name), os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # a link (O_NOFOLLOW), or gone: nothing of ours to mask
+            with open(fd, "r+b", buffering=0) as file:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    _redact_stream(file, pattern, longest, chunk_size)
+
+
+def _redact_stream(file: Any, pattern: re.Pattern[bytes], longest: int, chunk_size: int) -> None:
+    """Mask every match of ``pattern`` in ``file``, in place.
+
+    The mask is shorter than any needle, so what is written never overtakes what was read. The last
+    ``longest - 1`` bytes of each chunk wait for the next one: a match starting before them fits in the
+    chunk, so the result is exactly that of one ``pattern.sub`` over the whole file.
+    """
+    read_at = write_at = 0
+    carry, changed = b"", False
+    while True:
+        file.seek(read_at)
+        data = file.read(chunk_size)
+        read_at += len(data)
+        buffer = carry + data
+        safe = len(buffer) if not data else max(0, len(buffer) - (longest - 1))
+        parts, done = [], 0
+        for match in pattern.finditer(buffer):
+            if match.start() >= safe:
+                break
+            parts += [buffer[done : match.start()], MASK.encode()]
+            done = match.end()
+        keep = max(safe, done)
+        parts.append(buffer[done:keep])
+        carry = buffer[keep:]
+        changed = changed or done > 0
+        if changed:  # until the first match, the file already holds exactly these bytes
+            file.seek(write_at)
+            file.write(b"".join(parts))
+        write_at += sum(map(len, parts))
+        if not data:
+            break
+    if changed:
+        file.truncate(write_at)
 
 
 def url_secrets(url: str) -> list[str]:

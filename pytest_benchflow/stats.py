@@ -9,7 +9,10 @@ from dataclasses import dataclass
 __all__ = [
     "Z95",
     "ClusteredMean",
+    "RateInterval",
     "clustered_mean",
+    "clustered_rate",
+    "difference_interval",
     "mcnemar_exact",
     "mean_and_stderr",
     "mean_difference",
@@ -17,7 +20,6 @@ __all__ = [
     "pass_at_k",
     "pass_hat_k",
     "percent",
-    "proportion_difference",
     "two_proportion_p",
     "wilson_interval",
 ]
@@ -31,8 +33,11 @@ def percent(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion; (0, 1) when ``n`` is 0."""
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion; (0, 1) when ``n`` is 0.
+
+    ``n`` may be an effective (fractional) sample size, ``successes`` then ``p · n``.
+    """
     if n == 0:
         return 0.0, 1.0
     p = successes / n
@@ -40,6 +45,60 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class RateInterval:
+    """A proportion with its 95% interval and the sample size the interval counts as independent."""
+
+    rate: float | None
+    low: float
+    high: float
+    #: ``n`` for independent outcomes; less when outcomes are clustered (Kish's effective sample size).
+    effective_n: float
+
+
+def clustered_rate(clusters: Sequence[Sequence[bool]]) -> RateInterval:
+    """The proportion of true outcomes with a Wilson interval that respects their clusters.
+
+    Epochs of one task are not independent draws: an agent that solves a task tends to solve it
+    again. The interval is Wilson's at the effective sample size ``n / deff`` (Kish), where the
+    design effect ``deff`` is the ratio of the clustered (sandwich, as in :func:`clustered_mean`)
+    variance to the independent one. It is bounded by the two extremes: no narrower than ``n``
+    independent outcomes, no wider than one outcome per cluster. Where the outcomes do not vary
+    (all true or all false) nothing tells how alike a cluster's outcomes are, and the cautious
+    bound is taken: one outcome per cluster. With one outcome per cluster it is Wilson's interval.
+    """
+    groups = [list(c) for c in clusters if len(c)]
+    n, c = sum(len(g) for g in groups), len(groups)
+    if not n:
+        return RateInterval(None, 0.0, 1.0, 0.0)
+    successes = sum(sum(g) for g in groups)
+    p = successes / n
+    effective = float(n)
+    if n > c:
+        iid = p * (1 - p) / n
+        clustered = clustered_mean([[float(x) for x in g] for g in groups])
+        if iid == 0 or c < 2 or clustered is None:
+            effective = float(c)
+        elif clustered.stderr > 0:  # n / deff, deff = clustered variance / independent variance
+            effective = min(float(n), max(float(c), n * iid / clustered.stderr**2))
+    low, high = wilson_interval(successes if effective == n else p * effective, effective)
+    return RateInterval(p, low, high, effective)
+
+
+def difference_interval(before: RateInterval, after: RateInterval) -> tuple[float, float, float]:
+    """(after − before, low, high): Newcombe's hybrid score interval of a difference of proportions.
+
+    Built from each rate's Wilson interval (so epochs clustered in tasks stay clustered), it keeps
+    a width where Wald's interval collapses: 0 of 2 → 2 of 2 has no variance in either run.
+    """
+    if before.rate is None or after.rate is None:
+        return math.nan, math.nan, math.nan
+    d = after.rate - before.rate
+    low = d - math.sqrt((after.rate - after.low) ** 2 + (before.high - before.rate) ** 2)
+    high = d + math.sqrt((after.high - after.rate) ** 2 + (before.rate - before.low) ** 2)
+    return d, max(-1.0, low), min(1.0, high)
 
 
 def mean_and_stderr(values: Iterable[float]) -> tuple[float, float]:
@@ -65,15 +124,6 @@ def mcnemar_exact(b: int, c: int) -> float:
     top = max(logs)
     tail = math.exp(top) * sum(math.exp(x - top) for x in logs)
     return min(1.0, 2 * tail)
-
-
-def proportion_difference(s1: int, n1: int, s2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
-    """(p2 - p1, low, high): the difference of two independent proportions with a Wald 95% interval."""
-    if n1 == 0 or n2 == 0:
-        return math.nan, math.nan, math.nan
-    p1, p2 = s1 / n1, s2 / n2
-    half = z * math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    return p2 - p1, p2 - p1 - half, p2 - p1 + half
 
 
 def mean_difference(m1: float, se1: float, m2: float, se2: float, z: float = Z95) -> tuple[float, float, float]:

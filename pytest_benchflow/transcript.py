@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import os
 import threading
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .redaction import redact
+from .runfiles import json_line, open_for_writing
+from .untrusted import map_strings
 
 __all__ = ["TRANSCRIPTS_ENV", "TRANSCRIPT_FILE", "Transcript", "current_transcript", "no_transcript"]
 
@@ -60,7 +61,10 @@ class Transcript:
             "cached": cached,
             "error": error,
         }
-        line = json.dumps(entry, ensure_ascii=False, default=str)
+        try:
+            line = json_line(entry, allow_nan=True, default=str)
+        except RecursionError:  # an answer nested deeper than json can write: kept to a readable depth
+            line = json_line(map_strings(entry, str), allow_nan=True, default=str)
         if self.secret_values:
             line = redact(line, self.secret_values)
         with self._lock:
@@ -69,8 +73,8 @@ class Transcript:
             try:
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = open(self.path, "a", encoding="utf-8")
-                self._file.write(line + "\n")
+                    self._file = open_for_writing(self.path)  # never through a link planted in a resumed run
+                self._file.write(line)
                 self._file.flush()
             except OSError:
                 self._closed = True  # a transcript is a record, never a reason for the task to fail

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_TOKENS",
     "USAGE_FILE",
     "USAGE_HEADER",
     "AgentAnswer",
@@ -19,6 +20,7 @@ __all__ = [
     "current_meter",
     "parse_usage",
     "read_usage_file",
+    "token_count",
 ]
 
 #: The response header an agent reports an answer's usage in: ``{"input_tokens": n, "output_tokens": m}``.
@@ -26,6 +28,19 @@ __all__ = [
 USAGE_HEADER = "X-Benchflow-Usage"
 #: Where a client in a container leaves its task's usage (in ``BENCHFLOW_LOG_DIR``), for the runner to copy out.
 USAGE_FILE = "usage.json"
+#: Token counts from this on are not believed: no answer (or task) uses a million billion tokens, and
+#: such a number (or a 400-digit one) would overflow the cost's floating point.
+MAX_TOKENS = 10**15
+_IGNORED = f"token counts must be whole numbers from 0 to below {MAX_TOKENS:.0e}"
+
+
+def token_count(value: Any) -> int | None:
+    """``value`` as a token count (a whole number, 0 <= n < ``MAX_TOKENS``); None for anything else."""
+    if isinstance(value, float) and value.is_integer():  # 12.0 is 12; inf and nan are not integers
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_TOKENS:
+        return value
+    return None
 
 
 class AgentAnswer(str):
@@ -44,14 +59,22 @@ class AgentAnswer(str):
 
 
 def parse_usage(header: str | None) -> tuple[int, int] | None:
-    """(input, output) tokens from a usage header; None when absent or unreadable (it is advisory)."""
+    """(input, output) tokens from a usage header; None when absent or unreadable (it is advisory).
+
+    A count that is not a :func:`token_count` makes the whole header unreadable.
+    """
     if not header:
         return None
     try:
         data = json.loads(header)
-        return max(0, int(data.get("input_tokens", 0))), max(0, int(data.get("output_tokens", 0)))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, RecursionError):  # not JSON, an integer longer than Python converts, or nested too deep
         return None
+    if not isinstance(data, dict):
+        return None
+    input_tokens, output_tokens = token_count(data.get("input_tokens", 0)), token_count(data.get("output_tokens", 0))
+    if input_tokens is None or output_tokens is None:
+        return None
+    return input_tokens, output_tokens
 
 
 class UsageMeter:
@@ -59,25 +82,50 @@ class UsageMeter:
 
     def __init__(self) -> None:
         self.input_tokens = self.output_tokens = self.requests = 0
+        #: Answers whose usage report was there but unreadable (ignored, and said so in the task's notes).
+        self.ignored = 0
+        #: Look-ups in the response cache (``--benchflow-cache``): answered from it, or not.
+        self.cache_hits = self.cache_misses = 0
         self._lock = threading.Lock()
 
-    def add(self, tokens: tuple[int, int] | None) -> None:
+    def looked_up(self, hit: bool) -> None:
+        """Count a response-cache look-up (a miss then goes to the agent and counts as a request)."""
+        with self._lock:
+            if hit:
+                self.cache_hits += 1
+            else:
+                self.cache_misses += 1
+
+    def add(self, tokens: tuple[int, int] | None, *, ignored: bool = False) -> None:
+        """Count an answered request and its tokens; ``ignored``: it reported usage that was unreadable."""
         with self._lock:
             self.requests += 1
+            self.ignored += ignored
             if tokens is not None:
                 self.input_tokens += tokens[0]
                 self.output_tokens += tokens[1]
 
+    def notes(self) -> list[str]:
+        """What the task's record says about usage left out (none when every report was readable)."""
+        if not self.ignored:
+            return []
+        answers = "1 answer" if self.ignored == 1 else f"{self.ignored} answers"
+        return [f"usage of {answers} ignored: {USAGE_HEADER} unreadable ({_IGNORED})"]
+
     def snapshot(self) -> dict[str, int] | None:
         """The totals as written to results (None when the task made no request)."""
-        if not self.requests:
+        cache = self.cache_hits + self.cache_misses
+        if not self.requests and not cache:
             return None
-        return {
+        totals = {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,
             "requests": self.requests,
         }
+        if cache:
+            totals.update(cache_hits=self.cache_hits, cache_misses=self.cache_misses)
+        return totals
 
     def scope(self, context: contextvars.Context | None = None) -> contextvars.Context:
         """A context (a copy of ``context``, else of the current one) in which clients count into this meter."""
@@ -117,11 +165,18 @@ def _write_usage(meter: UsageMeter, log_dir: Path) -> None:
             pass  # usage is advisory; the results are what count
 
 
-def read_usage_file(log_dir: Path) -> dict[str, int] | None:
-    """The usage a container's client left in the task's log directory (None if none, or unreadable)."""
+def read_usage_file(log_dir: Path) -> tuple[dict[str, int] | None, list[str]]:
+    """The usage a container's client left in the task's log directory (None if none, or unreadable),
+    and a note when there was a file that had to be ignored."""
     try:
         data: Any = json.loads((log_dir / USAGE_FILE).read_text(encoding="utf-8"))
-        keys = ("input_tokens", "output_tokens", "total_tokens", "requests")
-        return {k: max(0, int(data[k])) for k in keys}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    except FileNotFoundError:
+        return None, []
+    except (OSError, ValueError, RecursionError) as e:
+        return None, [f"{USAGE_FILE} ignored: {type(e).__name__}"]
+    keys = ("input_tokens", "output_tokens", "total_tokens", "requests")
+    counts = {k: token_count(data.get(k)) for k in keys} if isinstance(data, dict) else {}
+    usage = {k: v for k, v in counts.items() if v is not None}
+    if len(usage) < len(keys):
+        return None, [f"{USAGE_FILE} ignored: {_IGNORED}"]
+    return usage, []

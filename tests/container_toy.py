@@ -31,6 +31,24 @@ if task == "sleep":
     time.sleep(120)
 if task.startswith("nap"):
     time.sleep(float(os.environ.get("NAP", "2")))
+if task == "flood":
+    # FLOOD_BYTES of output in 100-byte lines between a first and a last line.
+    sys.stdout.write("first line of the flood\\n")
+    block = ("flood " + "x" * 93 + "\\n") * 10000
+    for _ in range(int(os.environ["FLOOD_BYTES"]) // len(block)):
+        sys.stdout.write(block)
+    sys.stdout.write("last line of the flood\\n")
+    sys.stdout.flush()
+if task == "longline":
+    # FLOOD_BYTES without a newline, the secret straddling the 64 KiB pieces a long line is read in.
+    token = os.environ.get("TOY_TOKEN") or "none"
+    filler = "y" * (64 * 1024 - len(token) // 2)
+    sys.stdout.write("start:" + filler[6:] + token)
+    block = "z" * (1024 * 1024)
+    for _ in range(int(os.environ["FLOOD_BYTES"]) // len(block)):
+        sys.stdout.write(block)
+    sys.stdout.write(":end\\n")
+    sys.stdout.flush()
 if task == "noresults":
     sys.exit(0)
 if task == "invalid":
@@ -68,7 +86,7 @@ from pytest_benchflow import AgentAnswer, BaseAgent, BaseBench, BenchArgs
 
 class DockerToy(BaseBench):
     def get_args(self, task_id):
-        return BenchArgs({"optional": {"TOY_TOKEN": None, "NAP": "2"}})
+        return BenchArgs({"optional": {"TOY_TOKEN": None, "NAP": "2", "FLOOD_BYTES": "0"}})
     def get_image_name(self):
         return "IMAGE"
     def get_results_dir_in_container(self):

@@ -103,7 +103,7 @@ def test_baseline_inside_pytest(pytester: pytest.Pytester, runs: dict[str, Path]
     worse = replay_run(pytester, runs["degraded"], "worse", "--benchflow-baseline=base")
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(
-        ["*benchflow comparison with baseline*", "mmlu_pro: resolution rate 69.6% -> 51.4% *REGRESSION"]
+        ["*benchflow comparison with baseline*", "mmlu_pro: resolution rate 69.6% -> 51.4% *: REGRESSION (at *level*)"]
     )
 
 
@@ -184,6 +184,11 @@ GOOD = json.dumps({"bench": "b", "task_id": "t1", "outcome": "passed", "duration
             [json.dumps({"bench": "b", "task_id": "t", "outcome": "passed", "duration": "long"}), GOOD],
             None,
             "'duration' must be a number, not a string",
+        ),
+        (
+            [json.dumps({"bench": "b", "task_id": "t", "outcome": "passed", "usage": {"input_tokens": 10**400}}), GOOD],
+            None,
+            "'usage.input_tokens' must be a whole number from 0 to below 1e18",
         ),
         ([GOOD], ["not", "an", "object"], "summary.json: expected a JSON object, found a list"),
         ([GOOD], {"benches": []}, "'benches' must be an object, not a list"),

@@ -258,6 +258,22 @@ def test_bad_engine_settings_are_usage_errors(pytester: pytest.Pytester, args: l
     result.stderr.fnmatch_lines([f"*{message}*"])
 
 
+def test_an_ssh_engine_without_paramiko_says_how_to_install_it(pytester: pytest.Pytester) -> None:
+    # No engine needed. paramiko is not a dependency (the `ssh` extra): here it cannot be imported.
+    pytester.makepyfile(img=IMAGE_BENCH, paramiko="raise ImportError('no paramiko here')")
+    result = pytester.runpytest_subprocess(
+        "--benchflow=img.py:B", "--agent-url=http://127.0.0.1:9", "--benchflow-docker-host=ssh://bench@10.0.0.6"
+    )
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --benchflow-docker-host 'ssh://10.0.0.6': ssh:// engines need the paramiko package: "
+            "pip install paramiko (or, in the clone, pip install -e '.[ssh]')"
+        ]
+    )
+    assert "not answering" not in result.stderr.str()
+
+
 @pytest.mark.parametrize("kind", ["silent", "web page"])
 def test_something_else_at_an_engine_url_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path, kind: str) -> None:
     # No engine needed: the session must stop at its start-up check, within the probe's timeout.

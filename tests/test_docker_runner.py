@@ -122,6 +122,47 @@ def test_archive_over_the_cap_errors_fast_and_cleans_up(
     assert leftover(run_dir) == []
 
 
+def test_a_flood_of_output_is_saved_capped_with_head_and_tail(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["flood"]')
+    monkeypatch.setenv("FLOOD_BYTES", str(5 * 1000 * 1000))
+    monkeypatch.setenv("BENCHFLOW_MAX_LOG_BYTES", "1000000")
+    docker_toy.runpytest_subprocess(*ARGS).assert_outcomes(passed=1)
+    log = run_dir_of(docker_toy) / "DockerToy" / "logs" / "flood" / "container.stdout.log"
+    assert log.stat().st_size < 1000000 + 300
+    text = log.read_text()
+    assert text.startswith("env keys:") and "first line of the flood\n" in text
+    assert text.endswith(
+        'last line of the flood\nBENCHFLOW_PROGRESS {"done": 1, "total": 1}\nsecret in container: None\n'
+    )
+    assert "bytes of output cut here; the first 500000 and the last 500000 bytes are kept" in text
+    # The ini setting wins over the environment; a bad value is a usage error naming the setting.
+    docker_toy.makeini("[pytest]\nbenchflow_max_log_bytes = 2000\n")
+    docker_toy.runpytest_subprocess(*ARGS).assert_outcomes(passed=1)
+    assert (runs_by_start(docker_toy)[-1] / log.relative_to(log.parents[3])).stat().st_size < 2000 + 300
+    monkeypatch.setenv("BENCHFLOW_MAX_LOG_BYTES", "lots")
+    docker_toy.makeini("[pytest]\n")
+    bad = docker_toy.runpytest_subprocess(*ARGS)
+    assert bad.ret == 4
+    bad.stderr.fnmatch_lines(["*BENCHFLOW_MAX_LOG_BYTES = 'lots': expected a positive whole number*"])
+
+
+def test_output_without_a_newline_is_saved_and_masked(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", '["longline"]')
+    monkeypatch.setenv("FLOOD_BYTES", str(60 * 1024 * 1024))
+    monkeypatch.setenv("BENCHFLOW_MAX_LOG_BYTES", "4000000")
+    secret = "tok-0123456789-secret"
+    docker_toy.runpytest_subprocess(*ARGS, f"--benchflow-arg=TOY_TOKEN={secret}").assert_outcomes(passed=1)
+    text = (run_dir_of(docker_toy) / "DockerToy" / "logs" / "longline" / "container.stdout.log").read_text()
+    assert "start:yyyy" in text and "zzzz:end\nBENCHFLOW_PROGRESS" in text
+    assert "bytes of output cut here" in text and len(text) < 4000000 + 300
+    # The secret straddled two of the pieces a long line is read in: masked all the same.
+    assert secret not in text and "y***z" in text
+
+
 def test_user_and_capabilities(docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOY_TASKS", '["alpha"]')
     docker_toy.makeini("[pytest]\nbenchflow_user = 4321:4321\n")

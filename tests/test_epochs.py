@@ -143,3 +143,25 @@ def test_epochs_from_the_ini_file(quiz: pytest.Pytester) -> None:
     quiz.makeini("[pytest]\nbenchflow_epochs = 2\n")
     quiz.runpytest_subprocess(*QUIZ_ARGS).assert_outcomes(passed=8)
     assert json.loads((run_dir(quiz) / "summary.json").read_text())["epochs"] == 2
+
+
+def test_epochs_of_a_task_are_one_cluster_in_the_resolution_rate_interval(
+    quiz: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUIZ_TASKS", "2")
+    once = quiz.runpytest_subprocess(*QUIZ_ARGS)
+    once.stdout.fnmatch_lines(
+        ["*2 tasks, 2 resolved, 0 failed, 0 errors; resolution rate 100.0% (95% CI 34.2%–100.0%)"]
+    )
+    twice = quiz.runpytest_subprocess(*QUIZ_ARGS, "--benchflow-epochs=2")
+    # The same two tasks twice are not four independent tasks: the interval stays that of two.
+    twice.stdout.fnmatch_lines(
+        [
+            "*QuizBench (test): 2 tasks × 2 epochs, 4 resolved, 0 failed, 0 errors; "
+            "resolution rate 100.0% (95% CI 34.2%–100.0%, clustered by task)"
+        ]
+    )
+    first, second = (json.loads((run / "summary.json").read_text()) for run in runs_by_start(quiz))
+    bench = second["benches"]["QuizBench"]
+    assert bench["resolution_rate_ci95"] == first["benches"]["QuizBench"]["resolution_rate_ci95"]
+    assert (bench["tasks"], bench["task_ids"], bench["epochs_per_task"]) == (4, 2, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -278,3 +279,23 @@ def test_a_tampered_log_dir_does_not_read_outside_the_run(tmp_path: Path) -> Non
     writer.add(TaskRecord(bench="b", task_id="t", outcome="passed", log_dir="../outside"))
     writer.finish(exit_status=0, interrupted=False, bench_info={"b": BenchInfo()}, breakdown=lambda n, r: None)
     assert "PRIVATE-FILE-CONTENT" not in render_html(load_run(tmp_path / "run"))
+
+
+def test_long_argument_values_wrap_inside_the_page(tmp_path: Path) -> None:
+    long_value = "/data/" + "very_long_directory_name_without_breaks" * 12 + "/mmlu_pro_test.parquet"
+    writer = ResultsWriter(tmp_path, {"run_id": "long"})
+    writer.add(TaskRecord(bench="mmlu_pro", task_id="law", outcome="passed"))
+    info = BenchInfo(args={"DATA_FILE": long_value, "NUM_SHOTS": 0})
+    writer.finish(exit_status=0, interrupted=False, bench_info={"mmlu_pro": info}, breakdown=lambda n, r: None)
+    page = tmp_path / "report.html"
+    # The browser says whether anything sticks out of the window: a page that scrolls sideways
+    # hides the rest of every row.
+    probe = (
+        "<script>addEventListener('load', () => { document.body.dataset.overflow = "
+        "String(document.documentElement.scrollWidth - document.documentElement.clientWidth); });</script>"
+    )
+    page.write_text(render_html(load_run(tmp_path)).replace("</body>", probe + "</body>"))
+    dom = browse(page)
+    assert long_value in html.unescape(dom)
+    (overflow,) = re.findall(r'data-overflow="(-?\d+)"', dom)
+    assert int(overflow) <= 0

@@ -6,13 +6,20 @@ import json
 import os
 import random
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import INTERRUPTIBLE
 from example_bench.mmlu_pro.data import DEMO_TEST, DataError, load_questions
 from example_bench.mmlu_pro.scoring import build_prompt, extract_official, extract_strict, format_example, score
+from pytest_benchflow import BaseAgent
 
 # Published GPT-4o answers (Apache-2.0, TIGER-AI-Lab/MMLU-Pro); provenance in tests/data/mmlu_pro_gpt4o/README.md.
 REPLAY_DATA = Path(__file__).resolve().parent / "data" / "mmlu_pro_gpt4o"
@@ -399,3 +406,55 @@ def test_a_category_keeps_the_answers_it_got_and_asks_only_the_rest(
         flaky.server.stop()
     assert flaky.asked - 100 - refused_in_flight == 281
     assert summary["total"]["corr"] == PUBLISHED["history"][0]
+
+
+class FirstAnswerThenHold(BaseAgent):
+    """Answers the first question at once and holds every other one until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.asked = 0
+
+    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
+        with self.lock:
+            self.asked += 1
+            first = self.asked == 1
+        if not first:
+            self.release.wait(30)
+        return "The answer is (A)."
+
+
+def test_ctrl_c_during_a_category_ends_quietly_and_keeps_the_finished_answers(pytester: pytest.Pytester) -> None:
+    # The session takes a moment to unwind (as a loaded machine does), so the held answers
+    # arrive while it does: after the task's answers log was closed.
+    pytester.makeconftest("import time\ndef pytest_sessionfinish():\n    time.sleep(1.5)\n")
+    agent = FirstAnswerThenHold()
+    server = agent.serve()
+    output = pytester.path / "output.txt"
+    command = [sys.executable, "-m", "pytest", "--benchflow=mmlu_pro", f"--agent-url={server.url}"]
+    command += ["--benchflow-runner=local", "-k", "biology", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    try:
+        with open(output, "w") as out:
+            proc = pytester.popen(command, **{**INTERRUPTIBLE, "stdout": out, "stderr": subprocess.STDOUT})
+            deadline = time.monotonic() + 60
+            while not list(pytester.path.glob(".benchflow/*/mmlu_pro/results/*/*_answers.jsonl")):
+                assert time.monotonic() < deadline and proc.poll() is None, output.read_text()
+                time.sleep(0.05)
+            (log,) = pytester.path.glob(".benchflow/*/mmlu_pro/results/*/*_answers.jsonl")
+            while not log.read_text():
+                assert time.monotonic() < deadline, output.read_text()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.2)
+            agent.release.set()  # the held answers now reach the client's threads
+            code = proc.wait(timeout=60)
+    finally:
+        agent.release.set()
+        server.stop()
+    text = output.read_text()
+    assert code == 2, text
+    for noise in ("Traceback", "ValueError", "UnhandledThreadException", "closed file"):
+        assert noise not in text, text
+    kept = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(kept) == 1 and kept[0]["response"] == "The answer is (A)."

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import INTERRUPTIBLE, TOY
+from pytest_benchflow import BaseAgent
 
 TASKS = ["good", "bad", "slow", "good2", "boom", "flaky"]
 # "slow" hangs while the file "hold" exists; "flaky" errors while "broken" exists.
@@ -108,3 +109,90 @@ def test_nothing_to_resume(controlled: pytest.Pytester) -> None:
     result = controlled.runpytest(*TOY, "--benchflow-resume=nowhere")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --benchflow-resume: */nowhere: no such results directory"])
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_mistyped_resume_deletes_nothing(controlled: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted run whose only task never finished (MMLU-Pro's first category, its answers
+    kept in the results directory) survives a resume that is a usage error."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["slow", "good"]))
+    (controlled.path / "hold").write_text("")
+    proc = controlled.popen([sys.executable, "-m", "pytest", *TOY, "-p", "no:cacheprovider"], **INTERRUPTIBLE)
+    task_dir = controlled.path / ".benchflow"
+    deadline = time.monotonic() + 30
+    while not list(task_dir.glob("*/ToyBench/results/slow")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (paid,) = task_dir.glob("*/ToyBench/results/slow")
+    (paid / "law_answers.jsonl").write_text('{"question_id": 1, "response": "paid for"}\n')
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    (controlled.path / "hold").unlink()
+    (run_dir,) = task_dir.iterdir()
+    before = _files(run_dir)
+    assert "ToyBench/results/slow/law_answers.jsonl" in before and not lines(run_dir)
+    result = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", "benchflow:ToyBench::nosuch")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: benchflow:ToyBench::nosuch: no such task in ToyBench*"])
+    assert _files(run_dir) == before
+
+
+class ModelAgent(BaseAgent):
+    """An agent whose model can change behind the same URL."""
+
+    model = "m1"
+
+    def call_api(self, inputs: dict) -> str:  # type: ignore[type-arg]
+        return str(inputs["question"]).upper()
+
+    def info(self) -> dict:  # type: ignore[type-arg]
+        return {"name": "ModelAgent", "model": self.model}
+
+
+def test_another_agent_is_refused(controlled: pytest.Pytester) -> None:
+    agent = ModelAgent()
+    server = agent.serve()
+    bench = [TOY[0], *TOY[2:]]
+    try:
+        controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}").assert_outcomes(passed=4, failed=1, errors=1)
+        (run_dir,) = (controlled.path / ".benchflow").iterdir()
+        before = _files(run_dir)
+        other = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow")
+        assert other.ret == pytest.ExitCode.USAGE_ERROR
+        other.stderr.fnmatch_lines(
+            [
+                f"ERROR: --benchflow-resume *: that run evaluated the agent --agent-url {server.url}, "
+                "this session --agent toy_bench:UpperAgent; resume with the same agent"
+            ]
+        )
+        agent.model = "m2"  # another model behind the same URL
+        changed = controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}", "--benchflow-resume=.benchflow")
+        assert changed.ret == pytest.ExitCode.USAGE_ERROR
+        changed.stderr.fnmatch_lines(
+            ["ERROR: --benchflow-resume *: the agent describes itself differently from that run's (GET /info: "
+             f"{server.url}: ModelAgent (model m1) then, {server.url}: ModelAgent (model m2) now)*"]
+        )
+        assert _files(run_dir) == before
+        agent.model = "m1"
+        same = controlled.runpytest_subprocess(*bench, f"--agent-url={server.url}", "--benchflow-resume=.benchflow")
+        same.assert_outcomes(errors=1)  # boom, again
+    finally:
+        server.stop()
+
+
+def test_a_different_bench_of_the_same_class_name_is_refused(controlled: pytest.Pytester) -> None:
+    controlled.runpytest(*TOY)
+    (controlled.path / "other_bench.py").write_text((controlled.path / "toy_bench.py").read_text())
+    result = controlled.runpytest_subprocess(
+        "--benchflow=other_bench.py:ToyBench", *TOY[1:], "--benchflow-resume=.benchflow"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --benchflow-resume *: that run's ToyBench was benchflow_bench_*:ToyBench, this session's is "
+         "benchflow_bench_*:ToyBench; resume with the same benchmark"]
+    )
+    # The same file in another process is the same bench.
+    controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow").assert_outcomes(errors=1)

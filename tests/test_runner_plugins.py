@@ -143,3 +143,53 @@ class Minimal(BaseBench):
             "ERROR: Minimal has no container for the docker runner (get_image_name, *); run it with --benchflow-runner local"
         ]
     )
+
+
+def _install(site: Path, dist: str, group: str, entry: str, module: str, source: str) -> None:
+    """A distribution on ``site`` registering ``entry`` under ``group``, its module holding ``source``."""
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+    (site / f"{module}.py").write_text(source)
+
+
+@pytest.fixture
+def broken_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> Path:
+    """A runner and a bench whose packages are installed but fail to import."""
+    site = tmp_path / "site"
+    site.mkdir()
+    broken = "import no_such_dependency_anywhere\n"
+    _install(site, "k8s-runner", "pytest_benchflow.runners", "k8s = k8s_runner:K8sRunner", "k8s_runner", broken)
+    _install(site, "bad-bench", "pytest_benchflow.benchmarks", "bad = bad_bench:BadBench", "bad_bench", broken)
+    path = os.pathsep.join([str(site), str(pytester.path), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", path)
+    return site
+
+
+def test_a_broken_runner_package_breaks_no_other_run(pytester: pytest.Pytester, broken_packages: Path) -> None:
+    pytester.makepyfile(test_plain="def test_ok():\n    assert True\n")
+    plain = pytester.runpytest_subprocess("-p", "no:randomly", "test_plain.py")
+    plain.assert_outcomes(passed=1)
+    # Reported once, naming the distribution and the error.
+    warned = [line for line in plain.outlines if "runner 'k8s' (from k8s-runner 1.0)" in line]
+    assert len(warned) == 1 and "no_such_dependency_anywhere" in warned[0]
+    # A benchmark session with another runner is not affected either, with xdist too.
+    run_with(pytester, "--benchflow-runner=local", "-n", "2").assert_outcomes(passed=1, failed=1, errors=1)
+
+
+def test_choosing_a_broken_runner_is_a_usage_error_with_its_reason(
+    pytester: pytest.Pytester, broken_packages: Path
+) -> None:
+    result = run_with(pytester, "--benchflow-runner=k8s")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: runner 'k8s' (from k8s-runner 1.0): cannot import k8s_runner: *no_such_dependency_anywhere*"]
+    )
+
+
+def test_a_broken_bench_package_breaks_only_its_own_runs(pytester: pytest.Pytester, broken_packages: Path) -> None:
+    run_with(pytester).assert_outcomes(passed=1, failed=1, errors=1)
+    result = pytester.runpytest_subprocess("--benchflow=bad", "--agent=toy_bench:UpperAgent", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: benchmark 'bad': cannot import bad_bench: *no_such_dependency_anywhere*"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from quiz import QUIZ_ARGS
 from conftest import runs_by_start
 from pytest_benchflow.results import BenchInfo, ResultsWriter, TaskRecord, load_run
 from pytest_benchflow.results.cli import main as benchflow
-from pytest_benchflow.results.compare import compare_runs
+from pytest_benchflow.results.compare import compare_runs, format_comparison
 from pytest_benchflow.results.records import SampleRecord
 
 # 10 tasks of 50 questions; 20 more wrong answers (4%) spread unevenly, never enough to flip a task.
@@ -70,10 +71,18 @@ def test_the_baseline_option_fails_the_session_on_a_sample_drop(
     quiz500.runpytest_subprocess(*QUIZ_ARGS).assert_outcomes(passed=10)
     baseline = runs(quiz500)[0]
     monkeypatch.setenv("QUIZ_WRONG", WRONG)
-    result = quiz500.runpytest_subprocess(*QUIZ_ARGS, f"--benchflow-baseline={baseline}")
+    args = [*QUIZ_ARGS, f"--benchflow-baseline={baseline}", "--benchflow-html=report.html"]
+    result = quiz500.runpytest_subprocess(*args)
     result.assert_outcomes(passed=10)
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*QuizBench: resolution rate 100.0% -> 100.0%*REGRESSION*"])
+    # Every task passed, yet the session failed: the last lines say why, the files say it failed.
+    reason = f"session failed: QuizBench regressed against the baseline {baseline} (at sample level)"
+    last, closing = [line for line in result.outlines if line][-2:]
+    assert last == reason and re.fullmatch(r"=+ 10 passed, 1 regressed vs baseline in .* =+", closing)
+    summary = json.loads((runs(quiz500)[-1] / "summary.json").read_text())
+    assert summary["exit_status"] == 1 and summary["exit_reason"] == reason.removeprefix("session failed: ")
+    assert "<dt>exit status</dt><dd>1</dd>" in (quiz500.path / "report.html").read_text()
 
 
 def write_run(path: Path, tasks: dict[str, bool], samples: dict[tuple[str, str], float] | None = None) -> Path:
@@ -170,3 +179,31 @@ def test_a_drop_in_one_task_of_many_fails_the_gate(tmp_path: Path) -> None:
     )
     assert c.samples is not None and c.samples.worse == 20 and c.regressed == []
     assert c.samples.clustered_p > 0.05 and c.samples.p_value < 1e-5 and c.regression
+
+
+def test_the_comparison_says_which_level_found_the_regression(tmp_path: Path) -> None:
+    tasks = {f"t{i}": True for i in range(10)}
+    base = {(t, f"{t}s{j}"): 1.0 for t in tasks for j in range(50)}
+    new = {k: 0.0 if int(k[1].split("s")[1]) < 2 else v for k, v in base.items()}  # 20 of 500 wrong, no task flips
+    before, after = load_run(write_run(tmp_path / "a", tasks, base)), load_run(write_run(tmp_path / "b", tasks, new))
+    comparisons = compare_runs(before, after)
+    lines = format_comparison(comparisons, before, after).splitlines()
+    headline = next(line for line in lines if line.startswith("b: "))
+    assert headline.endswith("REGRESSION (at sample level; no significant change at task level)")
+    (task_line,) = [line for line in lines if "resolved -> unresolved" in line]
+    assert "REGRESSION" not in task_line
+    assert task_line.endswith("mcnemar-exact p=1: no significant regression at task level")
+    (sample_line,) = [line for line in lines if line.startswith("  samples:")]
+    assert sample_line.endswith("REGRESSION")
+    (c,) = comparisons
+    assert c.to_json()["decided_by"] == ["samples"]
+    (same,) = compare_runs(before, before)
+    assert same.to_json()["decided_by"] == []
+
+
+def test_a_rise_from_none_to_all_has_an_interval_of_some_width(tmp_path: Path) -> None:
+    before = load_run(write_run(tmp_path / "a", {"x": False, "y": False}))
+    after = load_run(write_run(tmp_path / "b", {"x": True, "y": True}))
+    (c,) = compare_runs(before, after)
+    assert c.difference == 1.0 and c.ci95[1] == 1.0 and 0.0 < c.ci95[0] < 0.5
+    assert "(+100.0pp, 95% CI +7.0pp to +100.0pp)" in format_comparison([c], before, after)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Mapping
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pytest_benchflow import BenchClient, report_progress
 
@@ -134,29 +134,56 @@ def _ask(
     responses = _read_log(log_path) if len(questions) > 1 else {}
     pending = [q for q in questions if str(q["question_id"]) not in responses]
     client = MMLUProClient(env["INTELLIGENCE_URL"])
-    with open(log_path, "a", encoding="utf-8") if len(questions) > 1 else nullcontext() as log:
+    log = _AnswerLog(log_path) if len(questions) > 1 else None
 
-        def keep(i: int, answer: dict[str, Any]) -> None:  # called one at a time
-            question_id = pending[i]["question_id"]
-            responses[str(question_id)] = answer["response"]
-            if log is not None:
-                log.write(json.dumps({"question_id": question_id, "response": answer["response"]}) + "\n")
-                log.flush()
+    def keep(i: int, answer: dict[str, Any]) -> None:  # called one at a time
+        question_id = pending[i]["question_id"]
+        responses[str(question_id)] = answer["response"]
+        if log is not None:
+            log.write({"question_id": question_id, "response": answer["response"]})
 
-        try:
-            client.get_responses(
-                [
-                    {"prompt": prompt, "input_text": format_example(q["question"], q["options"]), "record": q}
-                    for q in pending
-                ],
-                max_concurrency=s["max_concurrency"],
-                on_done=lambda done, total: report_progress(env, done, total),
-                on_result=keep,
-                sample_ids=[str(q["question_id"]) for q in pending],
-            )
-        except Exception as e:
-            return responses, e
+    try:
+        client.get_responses(
+            [
+                {"prompt": prompt, "input_text": format_example(q["question"], q["options"]), "record": q}
+                for q in pending
+            ],
+            max_concurrency=s["max_concurrency"],
+            on_done=lambda done, total: report_progress(env, done, total),
+            on_result=keep,
+            sample_ids=[str(q["question_id"]) for q in pending],
+        )
+    except Exception as e:
+        return responses, e
+    finally:
+        if log is not None:
+            log.close()
     return responses, None
+
+
+class _AnswerLog:
+    """The answers log of a category task, appended to as answers arrive.
+
+    On Ctrl-C the task unwinds while the client's threads still deliver the answers in flight:
+    those arrive after :meth:`close` and are dropped quietly (the log already holds every answer
+    that finished before the interrupt; a resumed run asks the rest again).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.write(json.dumps(entry) + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def _read_log(path: Path) -> dict[str, str]:

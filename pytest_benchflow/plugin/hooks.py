@@ -12,11 +12,13 @@ import pytest
 from ..cache import CACHE_MODES, ResponseCache, describe
 from ..errors import AgentLaunchError, BenchflowError, one_line_reason
 from ..redaction import url_secrets
-from ..results.writer import ResultsWriter
-from ..runners import Runner, installed_runners, runner_class
+from ..results.records import agent_label
+from ..results.writer import ResultsWriter, finite
+from ..runners import Runner, runner_class
+from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
-from .launch import agent_info, check_agent, provide_agent
+from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
 from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
@@ -33,7 +35,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser, [option for name in installed_runners() for option in runner_class(name).options()])
+    add_options(parser, [option for cls in usable_runners().values() for option in cls.options()])
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -49,6 +51,9 @@ def is_worker(config: pytest.Config) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
+    if not is_worker(config):
+        for reason in broken_runners().values():
+            config.issue_config_time_warning(pytest.PytestConfigWarning(reason), stacklevel=2)
     run = load_session(config)
     if run is None:
         return
@@ -60,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     interrupt_on_sigterm()
     config.pluginmanager.register(_RunnerLifecycle(run, controller=not is_worker(config)), "benchflow-runners")
     if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(), "benchflow-xdist")
+        config.pluginmanager.register(_XdistHooks(run), "benchflow-xdist")
 
 
 @pytest.hookimpl(trylast=True)
@@ -94,7 +99,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(str(e)) from None
     if agent is not None:
         config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
-    run.secrets.update(url_secrets(run.agent_url))
+    # The agent's own key is a secret too: its provider may quote it in any answer or error.
+    run.secrets.update(url_secrets(run.agent_url), agent_secrets(agent))
     problem = check_agent(run.agent_url)
     if problem:
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
@@ -106,12 +112,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if display is not None:
         run.progress = display.callback
     info = agent_info(run.agent_url)
-    run.cache = _open_cache(config, run, describe(info, run.public_agent_url()))
+    run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
+    agent = {
+        "url": run.public_agent_url(),
+        "info": run.redact_data(info) if info else None,
+        "given": _agent_given(config, run),
+    }
+    if run.resumed_agent is not None:
+        _check_same_agent(run, run.resumed_agent, agent)
     metadata = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
-        "agent": {"url": run.public_agent_url(), "info": run.redact_data(info) if info else None},
+        "agent": agent,
         "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
@@ -123,6 +136,37 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         max_cost=max_cost,
     )
     config.pluginmanager.register(reporter, "benchflow-results")
+
+
+def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
+    """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
+
+    The URL of a served agent changes every session (a free port): this is what stays the same, so
+    resume checks it and the response cache keys on it.
+    """
+    for name in ("agent", "agent_cmd"):
+        given = value(config, name)
+        if given:
+            return f"--{name.replace('_', '-')} {run.redact(str(given))}"
+    return f"--agent-url {run.public_agent_url()}"
+
+
+def _check_same_agent(run: BenchflowRun, before: dict[str, Any], now: dict[str, Any]) -> None:
+    """A usage error unless a resumed run continues with the agent it started with: its passes are that agent's."""
+    where = f"--benchflow-resume {run.run_dir}"
+    if "given" in before:
+        if before["given"] != now["given"]:
+            raise pytest.UsageError(
+                f"{where}: that run evaluated the agent {before['given']}, this session {now['given']}; "
+                "resume with the same agent"
+            )
+    elif before.get("url") not in (None, now["url"]):  # a run written before "given" was kept
+        raise pytest.UsageError(f"{where}: that run evaluated the agent at {before['url']}, this session {now['url']}")
+    if before.get("info") != finite(now["info"])[0]:  # as that run's summary stored it
+        raise pytest.UsageError(
+            f"{where}: the agent describes itself differently from that run's (GET /info: {agent_label(before)} "
+            f"then, {agent_label(now)} now); resume with the same agent and model"
+        )
 
 
 def _open_cache(
@@ -228,6 +272,9 @@ class _RunnerLifecycle:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
+        cache = self.run.cache
+        if not self.controller and cache is not None:  # for the controller's end-of-session note
+            self.run.config.workeroutput["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.
@@ -236,11 +283,29 @@ class _RunnerLifecycle:
 
 
 class _XdistHooks:
+    def __init__(self, run: BenchflowRun) -> None:
+        self.run = run
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        # xdist's public word that a worker died running this item: the reporter makes it an error record.
+        if crashitem.startswith(NODE_PREFIX):
+            self.run.crashed.add(crashitem)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        run = node.config.stash[RUN_KEY]
+        skipped = getattr(node, "workeroutput", {}).get("benchflow_cache_skipped")
+        if run.cache is not None and skipped:
+            run.cache.count_skipped(*skipped)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         run = node.config.stash[RUN_KEY]
         node.workerinput["benchflow_run_id"] = run.run_id
         node.workerinput["benchflow_agent_url"] = run.agent_url
+        # What only the controller knows is secret (the served agent's key) is masked by workers too.
+        node.workerinput["benchflow_secrets"] = sorted(run.secrets)
         cache = run.cache
         node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
         # Workers collect alone: they must skip exactly the tasks the controller found finished.

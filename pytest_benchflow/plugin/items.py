@@ -169,6 +169,8 @@ class BenchItem(pytest.Item):
         self.dir_name = dir_name
         self.result: BenchmarkResult | None = None
         self.usage: dict[str, int] | None = None
+        #: What the record says about the task's values that were left out (unreadable usage).
+        self.notes: list[str] = []
         self.duration: float | None = None
         self.engine: str | None = None
         self.add_marker(pytest.mark.benchflow)

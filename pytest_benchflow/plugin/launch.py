@@ -18,11 +18,13 @@ from ..agent_server import AgentServer, BaseAgent
 from ..errors import AgentLaunchError, BenchLoadError
 from ..loader import import_object
 from ..redaction import public_url
+from ..untrusted import bounded_info
 
 __all__ = [
     "AgentProcess",
     "Stoppable",
     "agent_info",
+    "agent_secrets",
     "check_agent",
     "check_url",
     "provide_agent",
@@ -62,6 +64,11 @@ def provide_agent(url: str | None, agent_ref: str | None, command: str | None) -
     return agent.url, agent
 
 
+def agent_secrets(agent: Stoppable | None) -> list[str]:
+    """The secret values (an API key) of an agent the session serves in-process (``--agent``)."""
+    return list(agent.agent.secret_values()) if isinstance(agent, AgentServer) else []
+
+
 def check_url(url: str) -> str:
     """``url`` with any trailing slash removed, or an error naming what is wrong with it."""
     try:
@@ -92,13 +99,17 @@ def check_agent(url: str, timeout: float = 5.0) -> str | None:
 
 
 def agent_info(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The agent's ``GET /info`` object (name, model, settings), or None when it has none (0.1.x agents)."""
+    """The agent's ``GET /info`` object (name, model, settings), or None when it has none (0.1.x agents).
+
+    Strings are made printable and the object is bounded (see :func:`~pytest_benchflow.untrusted.bounded_info`).
+    """
     try:
         response = requests.get(url + "/info", timeout=timeout)
         info = response.json() if response.status_code == 200 else None
-    except (requests.RequestException, ValueError):
+    except (requests.RequestException, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
-    return info if isinstance(info, dict) else None
+    # Kept in summary.json and shown in the terminal: bounded and printable, whatever the agent sent.
+    return bounded_info(info) if isinstance(info, dict) else None
 
 
 def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:

@@ -14,8 +14,8 @@ from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerE
 from ..loader import load_bench_class
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
-from ..runners import Runner, installed_runners, runner_class
-from ..runners.registry import default_image_runner
+from ..runners import Runner
+from ..runners.registry import default_image_runner, usable_runners
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
 from .selection import select_tasks, selected_benches
@@ -73,10 +73,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     for name, ctx in run.benches.items():
         _check_split(name, ctx.bench, run.split)
     # A runner's settings are checked when given, even if no bench of this session uses the runner.
-    for name in installed_runners():
-        if name not in runners and any(
-            value(config, o.name) not in (None, "", o.default) for o in runner_class(name).options()
-        ):
+    for name, cls in usable_runners().items():
+        if name not in runners and any(value(config, o.name) not in (None, "", o.default) for o in cls.options()):
             try:
                 make_runner(name)
             except BenchflowError as e:
@@ -90,12 +88,14 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
     if workerinput:
         run.agent_url = workerinput["benchflow_agent_url"]
-        run.secrets.update(url_secrets(run.agent_url))
+        run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
         for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
             run.finished.setdefault(bench, set()).add((task_id, epoch))
     elif previous is not None:
         _check_resumable(previous, run)
         run.resumed, run.resumed_samples = previous.records, previous.samples
+        agent = previous.metadata.get("agent")
+        run.resumed_agent = agent if isinstance(agent, dict) else {}
         for record in previous.records:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
@@ -157,6 +157,12 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             f"{where}: that run evaluated {', '.join(sorted(earlier))}, this session {', '.join(sorted(run.benches))}"
         )
     for name, info in previous.bench_info.items():
+        bench_class = run.benches[name].info().bench_class
+        if info.bench_class and info.bench_class != bench_class:
+            raise pytest.UsageError(
+                f"{where}: that run's {name} was {info.bench_class}, this session's is {bench_class}; "
+                "resume with the same benchmark"
+            )
         args = run.benches[name].bench.args.public()
         if info.args != args:
             changed = sorted(k for k in set(info.args) | set(args) if info.args.get(k) != args.get(k))

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..errors import ResultsFormatError
-from ..results.compare import compare_runs, format_comparison
+from ..results.compare import BenchComparison, compare_runs, deciding_level, format_comparison
 from ..results.html import render_html
 from ..results.reader import load_run
-from ..results.records import EpochStats, agent_label
+from ..results.records import BenchStats, EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
-from .items import NODE_PREFIX
 from .session import BenchflowRun, take_record
 
 __all__ = ["ResultsReporter"]
@@ -39,10 +39,12 @@ class ResultsReporter:
         self.summary: RunSummary | None = None
         self.comparison: str | None = None
         self.notes: list[str] = []
+        #: Why the session failed although its tests may have passed (a baseline gate), None otherwise.
+        self.failure: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         taken = take_record(report)
-        if taken is None and _crashed(report):
+        if taken is None and self._crashed(report):
             taken = self.run.crash_record(report.nodeid, str(report.longrepr)), []
         if taken is not None:
             record, samples = taken
@@ -65,9 +67,11 @@ class ResultsReporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        # xdist reports a task whose worker died as a failure of phase "???": it never ran, so it is
-        # an error, here as in results.jsonl and summary.json.
-        return ("error", "E", "ERROR") if _crashed(report) else None
+        # A task whose xdist worker died never finished: it is an error, here as in results.jsonl and summary.json.
+        return ("error", "E", "ERROR") if self._crashed(report) else None
+
+    def _crashed(self, report: pytest.TestReport) -> bool:
+        return report.failed and report.nodeid in self.run.crashed
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -103,16 +107,33 @@ class ResultsReporter:
             self.notes += base.warnings
             comparisons = compare_runs(base, current)
             self.comparison = format_comparison(comparisons, base, current)
-            if any(c.regression for c in comparisons) and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            regressed = [c for c in comparisons if c.regression]
+            if regressed and session.exitstatus == pytest.ExitCode.OK:
+                self._fail_on(session, regressed, base.path)
+                current.metadata.update(exit_status=int(session.exitstatus), exit_reason=self.failure)
         if self.html:
             path = Path(self.html)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_html(current, comparisons, base), encoding="utf-8")
             self.notes.append(f"HTML report: {path}")
 
+    def _fail_on(self, session: pytest.Session, regressed: list[BenchComparison], base: Path) -> None:
+        """Fail a session whose tasks may all have passed, and say why last and in the run's files."""
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        benches = ", ".join(f"{c.bench} (at {deciding_level(c)})" for c in regressed)
+        self.failure = f"{benches} regressed against the baseline {base}"
+        if len(regressed) == 1:
+            self.failure = (
+                f"{regressed[0].bench} regressed against the baseline {base} (at {deciding_level(regressed[0])})"
+            )
+        self.writer.fail(int(session.exitstatus), self.failure)
+        session.config.pluginmanager.register(_FailureLine(self.failure, len(regressed)), "benchflow-failure-line")
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         tr = terminalreporter
+        cache_note = self.run.cache.note() if self.run.cache is not None else None
+        if cache_note and cache_note not in self.notes:
+            self.notes.append(cache_note)
         if self.summary is None:
             for note in self.notes:
                 tr.line(f"benchflow: {note}")
@@ -125,12 +146,7 @@ class ResultsReporter:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
         for name, bench in self.summary.benches.items():
             b = bench.stats
-            low, high = b.resolution_rate_ci95
-            tr.line(
-                f"{name} ({self.run.split}): {_count(b.tasks, 'task')}, {b.resolved} resolved, "
-                f"{b.failed} failed, {_count(b.errors, 'error')}; resolution rate {percent(b.resolution_rate)} "
-                f"(95% CI {percent(low)}–{percent(high)})"
-            )
+            tr.line(f"{name} ({self.run.split}): {outcome_line(b)}")
             if b.samples is not None:
                 tr.line("  " + sample_line(b.samples))
             if b.epochs is not None:
@@ -155,9 +171,36 @@ class ResultsReporter:
                 tr.line(line, red="REGRESSION" in line)
 
 
-def _crashed(report: pytest.TestReport) -> bool:
-    phase: str = report.when or ""
-    return phase == "???" and report.failed and report.nodeid.startswith(NODE_PREFIX)
+class _FailureLine:
+    """Says last why a session failed whose tests passed: after pytest's short summary, and in its
+    closing line ("10 passed, 1 regressed vs baseline"), which otherwise reads as a success."""
+
+    def __init__(self, reason: str, regressed: int) -> None:
+        self.reason = reason
+        self.regressed = regressed
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> Generator[None]:
+        try:
+            return (yield)
+        finally:
+            terminalreporter.stats.setdefault("regressed vs baseline", []).extend(["benchflow"] * self.regressed)
+            terminalreporter.line(f"session failed: {self.reason}", red=True, bold=True)
+
+
+def outcome_line(b: BenchStats) -> str:
+    """Tasks (× epochs), outcomes and the resolution rate with its interval (none without tasks)."""
+    tasks = _count(b.tasks, "task")
+    if b.epochs_per_task > 1:
+        tasks = f"{_count(b.task_ids, 'task')} × {b.epochs_per_task} epochs"
+        if b.tasks != b.task_ids * b.epochs_per_task:
+            tasks = f"{_count(b.task_ids, 'task')} × up to {b.epochs_per_task} epochs ({b.tasks} runs)"
+    line = f"{tasks}, {b.resolved} resolved, {b.failed} failed, {_count(b.errors, 'error')}; resolution rate "
+    if b.resolution_rate is None:
+        return line + "n/a"
+    low, high = b.resolution_rate_ci95
+    how = ", clustered by task" if b.epochs_per_task > 1 else ""
+    return line + f"{percent(b.resolution_rate)} (95% CI {percent(low)}–{percent(high)}{how})"
 
 
 def sample_line(s: ClusteredMean) -> str:
@@ -198,13 +241,18 @@ def engines_line(engines: dict[str, dict[str, float]]) -> str:
 
 def _usage_line(usage: dict[str, Any], price: tuple[float, float] | None) -> str:
     if not usage.get("total_tokens"):
-        return f"usage: {_count(usage.get('requests', 0), 'request')} (the agent reported no token counts)"
-    line = (
-        f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
-        f"{_count(usage.get('requests', 0), 'request')}"
-    )
+        line = f"usage: {_count(usage.get('requests', 0), 'request')} (the agent reported no token counts)"
+    else:
+        line = (
+            f"usage: {usage.get('input_tokens', 0):,} input + {usage.get('output_tokens', 0):,} output tokens, "
+            f"{_count(usage.get('requests', 0), 'request')}"
+        )
     if price and "cost" in usage:
         line += f"; cost ${usage['cost']:.4f} (at ${price[0]:g} / ${price[1]:g} per million input / output tokens)"
+    if "cache_hits" in usage:
+        # Requests count only what the agent was asked: the cache's share is said beside them.
+        hits, misses = usage.get("cache_hits", 0), usage.get("cache_misses", 0)
+        line += f"; cache: {_count(hits, 'hit')}, {misses} {'miss' if misses == 1 else 'misses'}"
     return line
 
 

@@ -152,6 +152,10 @@ class BenchflowRun:
     #: Resuming, in the controller: the records and samples already in the run.
     resumed: list[TaskRecord] = field(default_factory=list)
     resumed_samples: list[SampleRecord] = field(default_factory=list)
+    #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
+    resumed_agent: dict[str, Any] | None = None
+    #: Node ids of tasks whose xdist worker died while running them (controller; xdist's pytest_handlecrashitem).
+    crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
 
@@ -202,13 +206,14 @@ class BenchflowRun:
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
-            item.usage = task_usage(spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
         except ArgumentError as e:
             raise TaskError(str(e)) from None
         finally:
             item.duration = time.perf_counter() - started
             item.user_properties.append(("duration", f"{item.duration:.3f}"))
+            if spec is not None:  # whatever the outcome: an errored task's requests were paid for too
+                item.usage, item.notes = task_usage(spec)
             if spec is not None and spec.engine is not None:
                 item.engine = spec.engine
                 item.user_properties.append(("engine", spec.engine))
@@ -238,7 +243,7 @@ class BenchflowRun:
             SampleRecord(
                 item.bench_name,
                 item.task_id,
-                s.sample_id,
+                self.redact(s.sample_id),  # ids are made of the data, and the data may hold a key
                 s.score,
                 item.epoch,
                 self.redact_data(s.metadata) if s.metadata else None,
@@ -260,6 +265,7 @@ class BenchflowRun:
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
             usage=item.usage,
+            notes=item.notes or None,
             epoch=item.epoch,
             engine=item.engine,
         )

@@ -7,18 +7,27 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..stats import (
+    RateInterval,
     clustered_mean,
+    difference_interval,
     mcnemar_exact,
     mean_difference,
     normal_p,
     percent,
-    proportion_difference,
     two_proportion_p,
 )
 from .reader import RunData
-from .records import SampleRecord, TaskRecord
+from .records import BenchStats, SampleRecord, TaskRecord
 
-__all__ = ["BenchComparison", "MetricChange", "SampleComparison", "compare_runs", "format_comparison"]
+__all__ = [
+    "BenchComparison",
+    "MetricChange",
+    "SampleComparison",
+    "compare_runs",
+    "deciding_level",
+    "format_comparison",
+    "verdict",
+]
 
 
 @dataclass
@@ -77,8 +86,19 @@ class BenchComparison:
     #: Whether the task-level test alone found a regression (``regression`` also counts samples).
     task_regression: bool = False
 
+    @property
+    def decided_by(self) -> list[str]:
+        """The levels whose test found the regression: ``tasks``, ``samples``, both or neither."""
+        return [
+            level for level, found in (("tasks", self.task_regression), ("samples", self.sample_regression)) if found
+        ]
+
+    @property
+    def sample_regression(self) -> bool:
+        return self.samples is not None and self.samples.regression
+
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {**asdict(self), "decided_by": self.decided_by}
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
@@ -151,7 +171,7 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     comparisons = []
     for name in [b for b in new_benches if b in base_benches]:
         b, n = base_benches[name].stats, new_benches[name].stats
-        diff, low, high = proportion_difference(b.resolved, b.tasks, n.resolved, n.tasks)
+        diff, low, high = difference_interval(_rate(b), _rate(n))
         before, after = _resolved(base.records, name), _resolved(new.records, name)
         shared = [t for t in after if t in before]
         epochs = any(e > 1 for _, e in [*before, *after])
@@ -191,6 +211,24 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     return comparisons
 
 
+def _rate(stats: BenchStats) -> RateInterval:
+    # The summary's interval: Wilson's, with a task's epochs clustered.
+    return RateInterval(stats.resolution_rate, *stats.resolution_rate_ci95, effective_n=float(stats.tasks))
+
+
+def deciding_level(c: BenchComparison) -> str:
+    """Where the regression was found: ``task level``, ``sample level`` or ``task and sample level``."""
+    return " and ".join(level.removesuffix("s") for level in c.decided_by) + " level"
+
+
+def verdict(c: BenchComparison) -> str:
+    """The gate's verdict on a bench, naming the level whose test decided it."""
+    if not c.regression:
+        return "no significant regression"
+    unchanged = "" if c.task_regression else "; no significant change at task level"
+    return f"REGRESSION (at {deciding_level(c)}{unchanged})"
+
+
 def _sample_lines(s: SampleComparison) -> list[str]:
     verdict = "REGRESSION" if s.regression else "no significant regression"
     lines = [
@@ -218,15 +256,14 @@ def format_comparison(comparisons: list[BenchComparison], base: RunData, new: Ru
     if not comparisons:
         return "\n".join([*lines, "no benchmark appears in both runs"])
     for c in comparisons:
-        verdict = "REGRESSION" if c.regression else "no significant regression"
         lines.append(
             f"{c.bench}: resolution rate {percent(c.base_rate)} -> {percent(c.new_rate)} "
-            f"({_signed(c.difference)}, 95% CI {_signed(c.ci95[0])} to {_signed(c.ci95[1])}); "
-            f"{c.test} p={c.p_value:.3g}: {verdict}"
+            f"({_signed(c.difference)}, 95% CI {_signed(c.ci95[0])} to {_signed(c.ci95[1])}): {verdict(c)}"
         )
+        tasks = "REGRESSION" if c.task_regression else "no significant regression at task level"
         lines.append(
             f"  {c.paired_tasks} tasks in both runs: {len(c.regressed)} resolved -> unresolved, "
-            f"{len(c.fixed)} unresolved -> resolved"
+            f"{len(c.fixed)} unresolved -> resolved; {c.test} p={c.p_value:.3g}: {tasks}"
         )
         for task in c.regressed[:10]:
             lines.append(f"    - {task}")

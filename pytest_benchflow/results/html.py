@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..stats import Z95, percent, wilson_interval
-from .compare import BenchComparison
+from .compare import BenchComparison, verdict
 from .reader import RunData
 from .records import BenchSummary, agent_label
 from .transcripts import read_transcript
@@ -98,12 +98,19 @@ def _svg_chart(bench_name: str, rows: list[tuple[str, float, float, float, bool]
 def _bench_section(name: str, bench: BenchSummary) -> str:
     stats = bench.stats
     low, high = stats.resolution_rate_ci95
+    rate_label = "resolution rate"
+    if stats.resolution_rate is not None:
+        how = ", clustered by task" if stats.epochs_per_task > 1 else ""
+        rate_label += f", 95% CI {percent(low)}–{percent(high)}{how}"
+    tasks = (str(stats.tasks), "tasks", "")
+    if stats.epochs_per_task > 1:
+        tasks = (f"{stats.task_ids} × {stats.epochs_per_task}", f"tasks × epochs ({stats.tasks} runs)", "")
     cards = [
-        (str(stats.tasks), "tasks", ""),
+        tasks,
         (str(stats.resolved), "resolved", "passed"),
         (str(stats.failed), "unresolved", "failed"),
         (str(stats.errors), "errors", "error"),
-        (percent(stats.resolution_rate), f"resolution rate, 95% CI {percent(low)}–{percent(high)}", ""),
+        (percent(stats.resolution_rate), rate_label, ""),
     ]
     if stats.samples is not None:
         s_low, s_high = stats.samples.ci95
@@ -248,11 +255,11 @@ def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> st
         f'<section id="comparison"><h2>Compared with {html.escape(str(base.metadata.get("run_id", base.path)))}</h2>'
     ]
     for c in comparisons:
-        verdict = "regression" if c.regression else "no significant regression"
         parts.append(
             f'<div class="verdict {"error" if c.regression else "passed"}" data-bench="{html.escape(c.bench)}">'
             f"<b>{html.escape(c.bench)}</b>: resolution rate {percent(c.base_rate)} → {percent(c.new_rate)}; "
-            f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; {verdict}</div>"
+            f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; "
+            f"{html.escape(verdict(c).replace('REGRESSION', 'regression'))}</div>"
         )
         s = c.samples
         if s is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResultsFormatError
+from ..runfiles import read_text, split_lines
 from .records import BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord, check_version, json_type
 from .writer import NEVER_RAN, group_samples
 
@@ -44,12 +45,23 @@ class RunData:
         return found
 
 
+def _read_file(path: Path) -> str | None:
+    """The text of a run file, None when there is none; a link or FIFO in its place is refused (never waited on)."""
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsFormatError(f"{path}: cannot be read ({e.strerror if isinstance(e, OSError) else e})") from None
+
+
 def _read_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "summary.json"
-    if not path.exists():
+    text = _read_file(path)
+    if text is None:
         return {}
     try:
-        summary = check_version(json.loads(path.read_text(encoding="utf-8")), str(path))
+        summary = check_version(json.loads(text), str(path))
     except ValueError as e:
         raise ResultsFormatError(f"{path}: not valid JSON ({e})") from None
     for key, kind in (("benches", dict), ("versions", dict)):
@@ -89,9 +101,11 @@ def _newest_first(runs: list[Path]) -> list[Path]:
 
 def _read_lines(path: Path, warnings: list[str]) -> list[tuple[Any, str]]:
     """Each line's JSON value with where it is; an incomplete last line (a run cut off) is skipped with a warning."""
-    if not path.exists():
+    text = _read_file(path)
+    if text is None:
         return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    # At \n only: U+2028 and the like inside a JSON string (as older writers left them raw) are not line ends.
+    lines = split_lines(text)
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     values = []
     for i, line in enumerate(lines):

@@ -8,7 +8,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 from ..errors import ResultsFormatError
-from ..stats import ClusteredMean, clustered_mean, mean_and_stderr, pass_at_k, pass_hat_k, wilson_interval
+from ..stats import (
+    ClusteredMean,
+    clustered_mean,
+    clustered_rate,
+    mean_and_stderr,
+    pass_at_k,
+    pass_hat_k,
+)
+from ..untrusted import printable
 
 __all__ = [
     "OUTCOMES",
@@ -44,16 +52,20 @@ _JSON_NAMES = {
 }
 
 
+_LABEL_PART = 200
+
+
 def agent_label(agent: Any) -> str | None:
     """How reports name a run's agent: its URL, and its name and model when it told them (``GET /info``)."""
     if not isinstance(agent, dict):
         return None
     given = agent.get("info")
     info: dict[str, Any] = given if isinstance(given, dict) else {}
-    about = ", ".join(f"{k} {info[k]}" for k in ("model",) if info.get(k))
-    name = str(info.get("name") or "")
+    # summary.json may come from anywhere (report, compare): show only printable text of a sane length.
+    about = ", ".join(f"{k} {printable(str(info[k]), _LABEL_PART)}" for k in ("model",) if info.get(k))
+    name = printable(str(info.get("name") or ""), _LABEL_PART)
     described = f"{name} ({about})" if name and about else name or about
-    return f"{agent.get('url')}" + (f": {described}" if described else "")
+    return printable(str(agent.get("url")), _LABEL_PART) + (f": {described}" if described else "")
 
 
 def json_type(value: Any) -> str:
@@ -85,6 +97,17 @@ def _check_types(data: dict[str, Any], types: dict[str, tuple[type, ...]], where
         value = data.get(key)
         if value is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
             raise ResultsFormatError(f"{where}: {key!r} must be {_JSON_NAMES[kinds[0]]}, not {json_type(value)}")
+
+
+# A task's usage sums its answers' counts (each below usage.MAX_TOKENS): more than this is a tampered file,
+# and a number too large for a float would break the cost.
+_MAX_USAGE = 10**18
+
+
+def _check_usage(usage: Any, where: str) -> None:
+    for key, value in (usage or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_USAGE:
+            raise ResultsFormatError(f"{where}: 'usage.{key}' must be a whole number from 0 to below 1e18")
 
 
 @dataclass
@@ -153,6 +176,7 @@ class TaskRecord:
         if data["outcome"] not in OUTCOMES:
             raise ResultsFormatError(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
         _check_types(data, cls._TYPES, where)
+        _check_usage(data.get("usage"), where)
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         return cls(**values)
@@ -266,7 +290,12 @@ class BenchStats:
     failed: int = 0
     errors: int = 0
     resolution_rate: float | None = None
+    #: Wilson's interval; with epochs, at the effective sample size of epochs clustered by task.
     resolution_rate_ci95: tuple[float, float] = (0.0, 1.0)
+    #: Distinct task ids (``tasks`` counts task runs: tasks × epochs).
+    task_ids: int = 0
+    #: The most epochs any one task ran (1 without ``--benchflow-epochs``).
+    epochs_per_task: int = 1
     metrics: dict[str, MetricStats] = field(default_factory=dict)
     #: Tokens and requests summed over the tasks that reported usage (None when none did); ``cost`` with a price.
     usage: dict[str, Any] | None = None
@@ -301,6 +330,7 @@ class BenchInfo:
         if not isinstance(data, dict):
             raise ResultsFormatError(f"{where} must be an object, not {json_type(data)}")
         _check_types(data, cls._TYPES, where)
+        _check_usage(data.get("usage"), where)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
 
@@ -388,13 +418,20 @@ class BenchTally:
         tasks, resolved = len(self.last), counts["passed"]
         names = metrics if metric_names is None else metric_names
         # Errors are tasks whose answer we never saw: they count against the rate, as unresolved.
+        # The epochs of one task are one cluster: they are not independent evidence about the agent.
+        by_task: dict[str, list[bool]] = {}
+        for record in self.last.values():
+            by_task.setdefault(record.task_id, []).append(record.outcome == "passed")
+        rate = clustered_rate(list(by_task.values()))
         return BenchStats(
             tasks=tasks,
             resolved=resolved,
             failed=counts["failed"],
             errors=counts["error"],
             resolution_rate=resolved / tasks if tasks else None,
-            resolution_rate_ci95=wilson_interval(resolved, tasks),
+            resolution_rate_ci95=(rate.low, rate.high),
+            task_ids=len(by_task),
+            epochs_per_task=max(map(len, by_task.values()), default=1),
             metrics={
                 n: MetricStats(*mean_and_stderr(metrics[n]), count=len(metrics[n])) for n in names if n in metrics
             },

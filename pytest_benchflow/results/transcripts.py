@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..runfiles import read_text, split_lines
 from ..transcript import TRANSCRIPT_FILE
 
 __all__ = ["FIELD_LIMIT", "read_transcript"]
@@ -37,23 +38,24 @@ def read_transcript(run_dir: Path, log_dir: str) -> list[dict[str, Any]]:
     """The exchanges of the task whose log directory is ``log_dir`` (relative to ``run_dir``), trimmed.
 
     Each is ``{"sample_id", "request", "response", "parsed", "error", "latency", "attempts"}`` with
-    texts cut at ``FIELD_LIMIT``. A missing or unreadable file, or a ``log_dir`` that leads out of
-    the run directory (a tampered results file), gives none; unreadable lines are skipped.
+    texts cut at ``FIELD_LIMIT``. A missing or unreadable file (a link or FIFO in its place
+    included: never waited on), or a ``log_dir`` that leads out of the run directory (a tampered
+    results file), gives none; unreadable lines are skipped.
     """
     root = run_dir.resolve()
     path = (root / log_dir / TRANSCRIPT_FILE).resolve()
     if not log_dir or not path.is_relative_to(root):
         return []
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = split_lines(read_text(path, errors="replace"))
     except OSError:
         return []
     exchanges = []
     for line in lines:
         try:
             entry = json.loads(line)
-        except ValueError:
-            continue  # the line being written when the run was cut off
+        except (ValueError, RecursionError):
+            continue  # the line being written when the run was cut off, or one nested too deeply to read
         if not isinstance(entry, dict):
             continue
         sample_id = entry.get("sample_id")

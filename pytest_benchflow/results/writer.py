@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
+from ..runfiles import json_line, open_for_writing
 from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord
 
 __all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso"]
@@ -108,6 +109,8 @@ class ResultsWriter:
         they count in the summary."""
         self.run_dir = run_dir
         self.price = price
+        # Only a directory this session made may be removed again: a resumed run's holds work already paid for.
+        self._created = not os.path.lexists(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.metadata = {"schema_version": SCHEMA_VERSION, **metadata, "started_at": now_iso()}
         if earlier:
@@ -116,11 +119,16 @@ class ResultsWriter:
         self._costs: dict[tuple[str, str, int], float] = {}
         self.durations: dict[tuple[str, str, int], dict[str, Any]] = {}
         self.written = 0
+        self._summary: dict[str, Any] = {}
         earlier_groups = group_samples(earlier_samples)
         for record in earlier:
             self._count(record, earlier_groups.get((record.bench, record.task_id, record.epoch), []))
-        self._jsonl: IO[str] = open(run_dir / "results.jsonl", "a", encoding="utf-8")
-        self._samples: IO[str] = open(run_dir / "samples.jsonl", "a", encoding="utf-8")
+        self._jsonl: IO[str] = open_for_writing(run_dir / "results.jsonl")
+        try:
+            self._samples: IO[str] = open_for_writing(run_dir / "samples.jsonl")
+        except BaseException:
+            self._jsonl.close()
+            raise
 
     def spent(self) -> float:
         """What the tasks written so far cost at ``price`` (0 without a price)."""
@@ -135,7 +143,7 @@ class ResultsWriter:
                 data = sample.to_json()
                 if "metadata" in data:
                     data["metadata"] = finite(data["metadata"])[0]
-                lines.append(json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n")
+                lines.append(json_line(data))
             self._samples.write("".join(lines))
             self._samples.flush()
             record.samples = len(samples)
@@ -147,7 +155,7 @@ class ResultsWriter:
             record.other, replaced = finite(record.other, "other")
             notes += [f"{path} was {value}, stored as null" for path, value in replaced]
         record.notes = notes or None
-        self._jsonl.write(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
+        self._jsonl.write(json_line(record.to_json()))
         self._jsonl.flush()
         self.written += 1
         self._count(record, samples or [])
@@ -174,14 +182,14 @@ class ResultsWriter:
     ) -> RunSummary | None:
         """Write ``summary.json`` (atomically) and return it.
 
-        A session that ended in a usage error before any task finished leaves no run directory,
-        or a resumed one as it was (None is returned): ``benchflow compare`` would take it for the newest run. (Readers
-        also skip runs whose summary records a usage or internal error.)
+        A session that ended in a usage error before any task finished leaves no run directory
+        (``benchflow compare`` would take it for the newest run), or a resumed one as it was, whatever
+        it holds (None is returned). (Readers also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
         self._samples.close()
         if not self.written and exit_status == _USAGE_ERROR:
-            if not self.durations:  # a resumed run keeps its directory, untouched
+            if self._created:  # a resumed run keeps its directory, untouched: it may hold answers and nothing else
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             return None
         result = RunSummary(interrupted=interrupted)
@@ -202,8 +210,18 @@ class ResultsWriter:
             "benches": {name: bench.to_json() for name, bench in result.benches.items()},
             "tasks": list(self.durations.values()),
         }
-        tmp = self.run_dir / "summary.json.tmp"
-        text = json.dumps(finite(summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.run_dir / "summary.json")
+        self._summary = summary
+        self._write_summary()
         return result
+
+    def fail(self, exit_status: int, reason: str) -> None:
+        """Record in ``summary.json`` that the session failed after it was written (a baseline gate)."""
+        self._summary.update(exit_status=exit_status, exit_reason=reason)
+        self._write_summary()
+
+    def _write_summary(self) -> None:
+        tmp = self.run_dir / "summary.json.tmp"
+        text = json.dumps(finite(self._summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
+        with open_for_writing(tmp, "w") as out:
+            out.write(text)
+        os.replace(tmp, self.run_dir / "summary.json")

@@ -160,9 +160,13 @@ def _ignore_progress(done: int, total: int) -> None:
     pass
 
 
-def task_usage(spec: TaskSpec) -> dict[str, int] | None:
-    """The task's token usage: counted in-process, else left in its log directory by a container."""
-    return spec.usage.snapshot() or read_usage_file(spec.log_dir)
+def task_usage(spec: TaskSpec) -> tuple[dict[str, int] | None, list[str]]:
+    """The task's token usage (counted in-process, else left in its log directory by a container),
+    and notes on usage reports that were ignored as unreadable."""
+    counted = spec.usage.snapshot()
+    if counted:
+        return counted, spec.usage.notes()
+    return read_usage_file(spec.log_dir)
 
 
 def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:

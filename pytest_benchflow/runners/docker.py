@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from ..bench import BaseBench
-from ..environment import TaskEnvironment, parse_progress
+from ..environment import PROGRESS_PREFIX, TaskEnvironment, parse_progress
 from ..envnumbers import in_range, parse_number
 from ..errors import RunnerError, TaskError, TaskTimeout, first_line
 from ..redaction import redact
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
 from .engines import Engine, EnginePool, docker_module, is_local_engine, is_loopback_url, parse_engines
-from .logs import lines, tail
+from .logs import MAX_LOG_BYTES, CappedLog, MaskedStream, lines, tail
 
 if TYPE_CHECKING:
     import docker
@@ -36,6 +37,9 @@ DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE")
 PULL_POLICIES = ("never", "missing", "always")
 # Every Docker call made while cleaning up gives up after this long (the session sweep retries).
 _CLEANUP_TIMEOUT = 30
+# An exited container's output is read to its end unless nothing more arrives for this long.
+_READER_STALL = 10
+_PROGRESS = PROGRESS_PREFIX.encode()
 
 OPTIONS = [
     RunnerOption(
@@ -52,6 +56,11 @@ OPTIONS = [
         flag=True,
     ),
     RunnerOption("benchflow_pull", "docker runner: pull images never, missing or always", "missing", flag=True),
+    RunnerOption(
+        "benchflow_max_log_bytes",
+        "docker runner: most bytes of a container's stdout (and of its stderr) saved per task; the first and "
+        f"last halves are kept (default: BENCHFLOW_MAX_LOG_BYTES, else {MAX_LOG_BYTES})",
+    ),
     RunnerOption("benchflow_memory", "docker runner: memory limit per container, e.g. 2g", "4g"),
     RunnerOption("benchflow_cpus", "docker runner: CPUs per container, e.g. 1.5", "2"),
     RunnerOption("benchflow_pids", "docker runner: process limit per container", "512"),
@@ -108,6 +117,14 @@ def _positive(name: str, raw: str, kind: type[float] | type[int]) -> float:
     return value
 
 
+def _max_log_bytes(setting: str) -> int:
+    """The ini setting, else ``BENCHFLOW_MAX_LOG_BYTES``, else the default (a bad value is a usage error naming it)."""
+    if setting.strip():
+        return int(_positive("benchflow_max_log_bytes", setting, int))
+    raw = os.environ.get("BENCHFLOW_MAX_LOG_BYTES", "")
+    return int(_positive("BENCHFLOW_MAX_LOG_BYTES", raw, int)) if raw.strip() else MAX_LOG_BYTES
+
+
 def _cap_drop(setting: str) -> tuple[str, ...]:
     words = tuple(w.upper().removeprefix("CAP_") for w in setting.split())
     return () if words == ("NONE",) else words
@@ -132,9 +149,10 @@ class DockerRunner(Runner):
         limits: DockerLimits | None = None,
         engines: list[str] | None = None,
         slots: int | None = None,
+        max_log_bytes: int = MAX_LOG_BYTES,
     ) -> None:
         """``engines``: engine URLs (None: the one ``DOCKER_HOST`` names); ``slots``: containers per
-        engine at once (None: each engine's CPU count)."""
+        engine at once (None: each engine's CPU count); ``max_log_bytes``: the cap of each saved output stream."""
         if pull not in PULL_POLICIES:
             raise RunnerError(
                 f"--benchflow-pull {pull!r}: choose {', '.join(PULL_POLICIES[:-1])} or {PULL_POLICIES[-1]}"
@@ -143,6 +161,7 @@ class DockerRunner(Runner):
         self.pull = pull
         self.limits = limits or DockerLimits.from_options()
         self.pool = EnginePool(engines or parse_engines(""), run_id, slots)
+        self.max_log_bytes = max_log_bytes
         self._pulled: set[tuple[int, str]] = set()
         self._unpullable: dict[tuple[int, str], str] = {}
         self._pull_lock = threading.Lock()
@@ -161,6 +180,7 @@ class DockerRunner(Runner):
             limits=DockerLimits.from_options(values),
             engines=parse_engines(values["benchflow_docker_hosts"]),
             slots=int(_positive("--benchflow-docker-slots", slots, int)) if slots else None,
+            max_log_bytes=_max_log_bytes(values["benchflow_max_log_bytes"]),
         )
 
     def start(self, agent_url: str) -> None:
@@ -278,13 +298,20 @@ class DockerRunner(Runner):
     def _run(self, engine: Engine, container: Any, image: str, results_dir: str, log_dir: str, spec: TaskSpec) -> None:
         stdout_path, stderr_path = spec.log_dir / "container.stdout.log", spec.log_dir / "container.stderr.log"
 
-        def scrub(line: str) -> str:
-            return redact(line, spec.secret_values)
+        def masked() -> MaskedStream:
+            secrets = spec.secret_values
+            return MaskedStream(lambda text: redact(text, secrets), max(map(len, secrets), default=0))
 
-        container.start()
+        stdout_log, stderr_log = _open_logs(stdout_path, stderr_path, self.max_log_bytes)
+        try:
+            container.start()
+        except BaseException:
+            stdout_log.close()
+            stderr_log.close()
+            raise
         readers = [
-            _start_reader(container, stdout_path, stdout=True, progress=spec.progress, scrub=scrub),
-            _start_reader(container, stderr_path, stdout=False, progress=None, scrub=scrub),
+            (_start_reader(container, stdout_log, masked(), stdout=True, progress=spec.progress), stdout_log),
+            (_start_reader(container, stderr_log, masked(), stdout=False, progress=None), stderr_log),
         ]
         try:
             status = container.wait(timeout=spec.timeout)["StatusCode"]
@@ -293,8 +320,7 @@ class DockerRunner(Runner):
             if not isinstance(e, requests.exceptions.ReadTimeout) and "timed out" not in str(e):
                 raise  # the engine went away (or failed): see _execute_on
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)") from None
-        for reader in readers:
-            reader.join(timeout=10)
+        _finish_reading(readers)
         if status != 0:
             raise TaskError(
                 f"task {spec.task_id!r}: container of {image!r} exited with status {status}\n"
@@ -353,26 +379,60 @@ class _EngineDown(Exception):
         self.reason = reason
 
 
+def _open_logs(stdout_path: Path, stderr_path: Path, cap: int) -> tuple[CappedLog, CappedLog]:
+    """The task's two output logs, or a task error naming the one that cannot be written (a planted link)."""
+    opened: list[CappedLog] = []
+    try:
+        for path in (stdout_path, stderr_path):
+            opened.append(CappedLog(path, cap))
+    except OSError as e:
+        for log in opened:
+            log.close()
+        raise TaskError(f"cannot write the container's output to {path}: {e.strerror or e}") from None
+    return opened[0], opened[1]
+
+
 def _start_reader(
-    container: Any, path: Path, *, stdout: bool, progress: Any, scrub: Callable[[str], str]
+    container: Any, out: CappedLog, mask: MaskedStream, *, stdout: bool, progress: Any
 ) -> threading.Thread:
+    def saved(chunks: Iterable[bytes]) -> Iterator[bytes]:
+        # Whole chunks are masked and written (per line would be too slow for a container that floods).
+        for chunk in chunks:
+            out.write(mask.feed(chunk))
+            yield chunk
+
     def read() -> None:
-        with open(path, "w", encoding="utf-8") as out:
-            try:
-                for raw in lines(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True)):
-                    line = raw.decode(errors="replace")
-                    out.write(scrub(line))
-                    if progress is not None:
-                        parsed = parse_progress(line)
-                        if parsed is not None:
-                            progress(*parsed)
-            except Exception as e:
-                # The engine went away mid-stream: the task's own wait reports it; the log ends here.
-                logger.info("log stream of container %s ended: %s: %s", container.id[:12], type(e).__name__, e)
+        try:
+            stream = saved(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True))
+            if progress is None:
+                for _ in stream:
+                    pass
+                return
+            for line in lines(stream):
+                if line.startswith(_PROGRESS):
+                    parsed = parse_progress(line.decode(errors="replace"))
+                    if parsed is not None:
+                        progress(*parsed)
+        except Exception as e:
+            # The engine went away mid-stream: the task's own wait reports it; the log ends here.
+            logger.info("log stream of container %s ended: %s: %s", container.id[:12], type(e).__name__, e)
+        finally:
+            out.write(mask.flush())
+            out.close()
 
     thread = threading.Thread(target=read, daemon=True, name="benchflow-container-logs")
     thread.start()
     return thread
+
+
+def _finish_reading(readers: list[tuple[threading.Thread, CappedLog]]) -> None:
+    """Wait for the readers of an exited container's output while they still receive some (a flood
+    takes a while to arrive), giving up on one that received nothing for ``_READER_STALL`` seconds."""
+    for thread, log in readers:
+        received = -1
+        while thread.is_alive() and log.received != received:
+            received = log.received
+            thread.join(timeout=_READER_STALL)
 
 
 def _remove(engine: Engine, container_id: str) -> None:

@@ -140,7 +140,21 @@ def parse_engines(setting: str) -> list[str]:
                 f"--benchflow-docker-host {public_url(url)!r}: not an engine URL "
                 "(unix:///path/docker.sock, tcp://host:2376 or ssh://user@host)"
             )
+        if scheme == "ssh" and not _has_paramiko():
+            # The Docker SDK needs it for ssh:// even when it talks through the ssh command.
+            raise RunnerError(
+                f"--benchflow-docker-host {public_url(url)!r}: ssh:// engines need the paramiko package: "
+                "pip install paramiko (or, in the clone, pip install -e '.[ssh]')"
+            )
     return urls
+
+
+def _has_paramiko() -> bool:
+    try:
+        import paramiko  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class EnginePool:
