@@ -42,7 +42,8 @@ class BaseBench(ABC):
 
     #: One line shown by ``benchflow list`` and in reports.
     description: ClassVar[str] = ""
-    #: The splits ``get_all_tasks`` accepts, shown by ``benchflow list``.
+    #: The splits ``get_all_tasks`` accepts, shown by ``benchflow list``. A bench that declares them
+    #: refuses any other ``--benchflow-split``; inherited (0.1.x benches), any split is passed on.
     splits: ClassVar[tuple[str, ...]] = ("test",)
     #: The metrics the summary averages over tasks (a macro mean); None: every numeric metric.
     #: Leave out bookkeeping figures (counts, totals, standard errors): their mean means nothing.
@@ -70,7 +71,10 @@ class BaseBench(ABC):
 
     @abstractmethod
     def get_args(self, task_id: str | None) -> BenchArgs:
-        """The arguments a task takes (``task_id`` is None when resolving for task listing)."""
+        """The arguments a task takes (``task_id`` is None when resolving for task listing).
+
+        Must return a :class:`BenchArgs` (``BenchArgs(None)`` for none); anything else is an error naming the bench.
+        """
 
     def get_image_name(self) -> str | None:
         """The container image that evaluates one task; None (the default): no container."""

@@ -136,9 +136,12 @@ class Minimal(BaseBench):
     pytester.syspathinsert(Path(__file__).parent)
     pytester.runpytest("--benchflow=minimal.py:Minimal", agent).assert_outcomes(passed=1)
     in_container = pytester.runpytest("--benchflow=minimal.py:Minimal", agent, "--benchflow-runner=docker")
-    in_container.assert_outcomes(errors=1)
-    in_container.stdout.fnmatch_lines(
-        ["*Minimal has no container (get_image_name, *); run it with --benchflow-runner local*"]
+    # Once, before any task (tests/test_startup.py).
+    assert in_container.ret == pytest.ExitCode.USAGE_ERROR
+    in_container.stderr.fnmatch_lines(
+        [
+            "ERROR: Minimal has no container for the docker runner (get_image_name, *); run it with --benchflow-runner local"
+        ]
     )
 
 

@@ -236,6 +236,11 @@ def mistakes(pytester: pytest.Pytester, echo_agent: str) -> Callable[..., pytest
             ["--benchflow-runner=docker"],
             "ResultsDirRaise: *get_results_dir_in_container() raised NotImplementedError: no results directory",
         ),
+        (
+            "Fine",
+            ["--benchflow-runner=docker"],
+            "Fine has no container for the docker runner (get_image_name, *); run it with --benchflow-runner local",
+        ),
     ],
 )
 def test_a_bench_method_returning_the_wrong_thing_is_a_usage_error_naming_it(
@@ -286,3 +291,82 @@ def test_an_unknown_split_of_a_bench_that_declares_its_splits_is_a_usage_error(p
 def test_a_bench_that_declares_no_splits_takes_any(mistakes: Callable[..., pytest.RunResult]) -> None:
     # BenchFlow 0.1.x benches have no `splits`: the split is theirs to interpret.
     mistakes("Fine", "--benchflow-split=dev").assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
+def test_an_errored_task_shows_its_reason_in_the_short_summary(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    result = toy.runpytest_subprocess(*TOY, "--junitxml=j.xml", *xdist)
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    summary = result.stdout.str().split("short test summary info")[1]
+    assert (
+        "ERROR benchflow:ToyBench::boom - task 'boom': the evaluation raised RuntimeError: evaluation crashed on boom"
+        in (summary)
+    )
+    assert "TaskBroken" not in summary
+    assert (
+        "failed on setup with &quot;task 'boom': the evaluation raised RuntimeError" in (toy.path / "j.xml").read_text()
+    )
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
+def test_an_argument_every_task_needs_is_checked_once_before_any_task(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    from example_bench.mmlu_pro.data import DEMO_TEST
+
+    questions = pytester.path / "questions.json"
+    questions.write_text(DEMO_TEST.read_text())
+    result = pytester.runpytest_subprocess(*MMLU, f"--benchflow-arg=DATA_FILE={questions}", "--junitxml=j.xml", *xdist)
+    assert_usage_error_and_nothing_written(
+        result, pytester.path, "mmlu_pro: *: FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)"
+    )
+    assert result.stdout.str().count("FEWSHOT_FILE") + result.stderr.str().count("FEWSHOT_FILE") == 1
+
+
+@pytest.mark.parametrize("config_file", [False, True], ids=["no-config-file", "project-config-file"])
+def test_an_output_directory_outside_the_current_one_changes_no_node_id(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, config_file: bool
+) -> None:
+    project = toy.mkdir("project")
+    (project / "toy_bench.py").write_text((toy.path / "toy_bench.py").read_text())
+    if config_file:
+        (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\nbenchflow_limit = "2"\n')
+    toy.mkdir("out")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("COLUMNS", "200")
+    # The space form: pytest reads "../out" before it knows the option takes a value.
+    result = toy.runpytest(*TOY, "--benchflow-output", "../out", "-rA")
+    result.stdout.fnmatch_lines([f"rootdir: {project}", "FAILED benchflow:ToyBench::bad - *"])
+    assert "../benchflow:" not in result.stdout.str()
+    # The project's configuration file counts (here: only the first two tasks).
+    result.assert_outcomes(passed=1, failed=1, errors=0 if config_file else 1)
+    assert len(list((toy.path / "out").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "epochs", "hint"),
+    [
+        ("good[epoch2]", [], "; this session runs each task once: add --benchflow-epochs 2 to run good[epoch2]"),
+        (
+            "good[epoch3]",
+            ["--benchflow-epochs=2"],
+            "; this session runs 2 epochs: add --benchflow-epochs 3 to run good[epoch3]",
+        ),
+        (
+            "good",
+            ["--benchflow-epochs=2"],
+            "; with --benchflow-epochs each epoch is an item: good[epoch1] … good[epoch2]",
+        ),
+    ],
+)
+def test_a_node_id_naming_an_epoch_the_session_does_not_run_says_how_to(
+    toy: pytest.Pytester, nodeid: str, epochs: list[str], hint: str
+) -> None:
+    result = toy.runpytest(*TOY, f"benchflow:ToyBench::{nodeid}", *epochs)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    line = result.stderr.str().strip().splitlines()[-1]
+    assert line.startswith(f"ERROR: benchflow:ToyBench::{nodeid}: no such task in ToyBench (3 tasks; ")
+    assert line.endswith(hint)

@@ -12,7 +12,7 @@ from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult, SampleResult
 from pytest_benchflow.bench import Entrance
 
 from .data import by_category, load_questions, task_slug
-from .evaluate import DEFAULTS, evaluate, settings
+from .evaluate import DEFAULTS, FEWSHOT_REQUIRED, evaluate, settings
 
 __all__ = ["MMLUProBench"]
 
@@ -58,6 +58,9 @@ class MMLUProBench(BaseBench):
             groups = by_category(load_questions(s["data_file"], split))
         except ValueError as e:
             return {"task_ids": [], "error_message": str(e)}
+        # Checked here, once before any task, rather than by every task's evaluation.
+        if s["num_shots"] > 0 and not s["fewshot_file"]:
+            return {"task_ids": [], "error_message": FEWSHOT_REQUIRED}
         if s["task_unit"] == "question":
             ids = [f"{task_slug(c)}/{q['question_id']}" for c in sorted(groups) for q in groups[c]]
         else:

@@ -15,7 +15,7 @@ from pytest_benchflow import BenchClient, report_progress
 from .data import DEMO_FEWSHOT, DEMO_TEST, by_category, load_questions, question_index
 from .scoring import build_prompt, format_example, public_question, score
 
-__all__ = ["DEFAULTS", "MMLUProClient", "evaluate", "main", "select_questions", "settings"]
+__all__ = ["DEFAULTS", "FEWSHOT_REQUIRED", "MMLUProClient", "evaluate", "main", "select_questions", "settings"]
 
 
 class MMLUProClient(BenchClient):
@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # Well above chance (10%) and below current frontier models (~70–85%): a failed category means a real problem.
     "PASS_THRESHOLD": 0.5,
 }
+
+
+FEWSHOT_REQUIRED = "FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)"
 
 
 def settings(env: Mapping[str, str]) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def evaluate(env: Mapping[str, str]) -> dict[str, Any]:
     shots: list[dict[str, Any]] = []
     if s["num_shots"] > 0:
         if not s["fewshot_file"]:
-            raise ValueError("FEWSHOT_FILE is required with DATA_FILE (or set NUM_SHOTS=0)")
+            raise ValueError(FEWSHOT_REQUIRED)
         shots = by_category(load_questions(s["fewshot_file"], "validation")).get(category, [])[: s["num_shots"]]
     prompt = build_prompt(category, shots)
     out = Path(env["BENCHFLOW_RESULTS_DIR"])

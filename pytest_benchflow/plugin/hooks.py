@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from ..cache import CACHE_MODES, ResponseCache, describe
-from ..errors import AgentLaunchError, BenchflowError
+from ..errors import AgentLaunchError, BenchflowError, one_line_reason
 from ..redaction import url_secrets
 from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
-from .items import NODE_PREFIX, BenchCollector, BenchItem
+from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
 from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
 from .options import add_options, choice, positive, price, setting, value
@@ -25,6 +25,7 @@ from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ResultsReporter
+from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record
 
@@ -38,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    flags = [name for option in parser.getgroup("benchflow").options for name in option.names()]
+    choose_rootdir_again(early_config, args, flags)
     rewrite_node_id_arguments(early_config, args)
 
 
@@ -264,12 +267,22 @@ def pytest_runtest_makereport(
         # cost memory and xdist traffic (a third of the controller's peak at 12,032 tasks).
         report.user_properties = []
     run = item.config.stash[RUN_KEY]
+    if call.excinfo is not None and isinstance(call.excinfo.value, TaskBroken):
+        _show_reason(report, call.excinfo.value)
     # Secrets reach the bench; whatever it printed or raised is redacted before anyone reports it.
     run.redact_report(report)
     if (call.when == "setup" and report.failed) or call.when == "call":
         attach_record(report, *run.record(item, call, report))
         item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report
+
+
+def _show_reason(report: pytest.TestReport, broken: TaskBroken) -> None:
+    """The short summary's line of an errored task ends with its one-line reason, as a failure's does
+    (pytest would show the exception's type, ``pytest_benchflow.plugin.items.TaskBroken``, first)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.message = one_line_reason(broken.error)
 
 
 class _RunnerLifecycle:

@@ -210,6 +210,15 @@ def _checked_call(bench: BaseBench, name: str, method: str, valid: Callable[[obj
     return value
 
 
+def _no_container(name: str, runner: str, in_process: bool) -> None:
+    """A container runner was chosen for a bench without a container: once, not as an error per task."""
+    instead = "run it with --benchflow-runner local" if in_process else "it has no in-process entrance either"
+    raise BenchLoadError(
+        f"{name} has no container for the {runner} runner (get_image_name, get_results_dir_in_container and "
+        f"get_log_files_dir_in_container must all be given); {instead}"
+    )
+
+
 def load_benches(
     refs: list[str],
     rootdir: Path,
@@ -245,8 +254,9 @@ def load_benches(
             ctx.values.update({k: v for k, v in cli_values.items() if k in arg_names})
             bench.args = ctx.resolve(None)
             if chosen != "local":  # only container runners ask for the container's image and directories
-                for method in _CONTAINER_METHODS:
-                    _checked_call(bench, name, method, _is_text, _TEXT)
+                container = [_checked_call(bench, name, m, _is_text, _TEXT) for m in _CONTAINER_METHODS]
+                if type(ctx.runner).default_for_images and None in container:
+                    _no_container(name, chosen, entrance is not None)
         except BenchflowError as e:
             raise pytest.UsageError(str(e)) from None
         contexts[name] = ctx

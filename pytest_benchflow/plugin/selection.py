@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .items import NODE_PREFIX, run_names
+from .items import NODE_PREFIX, run_names, split_epoch
 
 __all__ = ["rewrite_node_id_arguments", "select_tasks", "selected_benches"]
 
@@ -38,8 +38,20 @@ def select_tasks(config: pytest.Config, bench: str, runs: list[tuple[str, int]],
     chosen = [run for run, name in named if name in wanted]
     missing = wanted - {name for _, name in named}
     if missing:
+        first = sorted(missing)[0]
         raise pytest.UsageError(
-            f"{prefix}::{sorted(missing)[0]}: no such task in {bench} ({len(runs)} tasks; "
-            "`pytest --collect-only -q` lists their node ids)"
+            f"{prefix}::{first}: no such task in {bench} ({len({t for t, _ in runs})} tasks; "
+            f"`pytest --collect-only -q` lists their node ids){_epoch_hint(first, epochs)}"
         )
     return chosen
+
+
+def _epoch_hint(name: str, epochs: int) -> str:
+    """Why a node id with (or without) an epoch suffix names nothing in a session of ``epochs`` epochs."""
+    task, epoch = split_epoch(name)
+    if epoch is not None and epoch > epochs:
+        runs = "runs each task once" if epochs == 1 else f"runs {epochs} epochs"
+        return f"; this session {runs}: add --benchflow-epochs {epoch} to run {task}[epoch{epoch}]"
+    if epoch is None and epochs > 1:
+        return f"; with --benchflow-epochs each epoch is an item: {name}[epoch1] … {name}[epoch{epochs}]"
+    return ""
