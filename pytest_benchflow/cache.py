@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .redaction import redact
 from .usage import current_meter
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["CACHE_MODES", "EpochCache", "ResponseCache", "current_cache"]
 
@@ -41,6 +43,8 @@ class ResponseCache:
             db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, body BLOB NOT NULL, stored REAL)")
 
     def _connection(self) -> sqlite3.Connection:
+        import sqlite3  # here: a session without --benchflow-cache never loads SQLite
+
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
