@@ -6,15 +6,17 @@ import contextvars
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .redaction import redact
 from .usage import current_meter
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["CACHE_MODES", "EpochCache", "ResponseCache", "current_cache"]
 
@@ -52,11 +54,16 @@ class ResponseCache:
         self._hold_off_until = 0.0
         self._local = threading.local()
         self._lock = threading.Lock()
+        import sqlite3  # here: a session without --benchflow-cache never loads SQLite
+
+        self._db_error = sqlite3.Error
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as db:
             db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, body BLOB NOT NULL, stored REAL)")
 
     def _connection(self) -> sqlite3.Connection:
+        import sqlite3  # already loaded by __init__: a dictionary look-up
+
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT, isolation_level=None)
@@ -80,7 +87,7 @@ class ResponseCache:
                 .execute("SELECT body FROM answers WHERE key = ?", (self.key(body, epoch),))
                 .fetchone()
             )
-        except sqlite3.Error as e:
+        except self._db_error as e:
             self._skip("lookup", e)
             return None
         if row is None:
@@ -99,7 +106,7 @@ class ResponseCache:
                 "INSERT OR REPLACE INTO answers (key, body, stored) VALUES (?, ?, julianday('now'))",
                 (self.key(body, epoch), masked),
             )
-        except sqlite3.Error as e:
+        except self._db_error as e:
             self._skip("write", e)
             return
         with self._lock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -201,6 +200,8 @@ def _open_cache(
     mode = choice(config, "benchflow_cache", CACHE_MODES)
     if mode == "off":
         return None
+    import sqlite3  # only a session that uses the cache loads SQLite
+
     where = Path(path or value(config, "benchflow_cache_path") or run.run_dir.parent / "cache.sqlite")
     if where.is_symlink() and not where.exists():
         # SQLite would create the database wherever the dangling link points, outside the output directory.

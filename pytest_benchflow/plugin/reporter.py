@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..errors import ResultsFormatError
-from ..results.compare import BenchComparison, compare_runs, deciding_level, format_comparison
-from ..results.html import render_html
-from ..results.reader import load_run
 from ..results.records import BenchStats, EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
 from .session import BenchflowRun, take_record
+
+if TYPE_CHECKING:
+    from ..results.compare import BenchComparison
 
 __all__ = ["ResultsReporter"]
 
@@ -96,6 +96,11 @@ class ResultsReporter:
         return rows
 
     def _after_summary(self, session: pytest.Session) -> None:
+        # Imported here: only a session with --benchflow-html or --benchflow-baseline pays for them.
+        from ..results.compare import compare_runs, format_comparison
+        from ..results.html import render_html
+        from ..results.reader import load_run
+
         current = load_run(self.run.run_dir)
         self.notes += current.warnings
         base, comparisons = None, None
@@ -119,6 +124,8 @@ class ResultsReporter:
 
     def _fail_on(self, session: pytest.Session, regressed: list[BenchComparison], base: Path) -> None:
         """Fail a session whose tasks may all have passed, and say why last and in the run's files."""
+        from ..results.compare import deciding_level
+
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         benches = ", ".join(f"{c.bench} (at {deciding_level(c)})" for c in regressed)
         self.failure = f"{benches} regressed against the baseline {base}"
