@@ -11,7 +11,7 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 from .untrusted import map_strings
@@ -125,7 +125,7 @@ def redact_files(directory: Path, secret_values: Iterable[str], *, chunk_size: i
                     _redact_stream(file, pattern, longest, chunk_size)
 
 
-def _redact_stream(file: Any, pattern: re.Pattern[bytes], longest: int, chunk_size: int) -> None:
+def _redact_stream(file: IO[bytes], pattern: re.Pattern[bytes], longest: int, chunk_size: int) -> None:
     """Mask every match of ``pattern`` in ``file``, in place.
 
     The mask is shorter than any needle, so what is written never overtakes what was read. The last
