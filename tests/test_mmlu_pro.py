@@ -456,5 +456,6 @@ def test_ctrl_c_during_a_category_ends_quietly_and_keeps_the_finished_answers(py
     assert code == 2, text
     for noise in ("Traceback", "ValueError", "UnhandledThreadException", "closed file"):
         assert noise not in text, text
+    # The first answer finished before the interrupt; the held ones may land before it on a slow machine.
     kept = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(kept) == 1 and kept[0]["response"] == "The answer is (A)."
+    assert 1 <= len(kept) <= 3 and all(k["response"] == "The answer is (A)." for k in kept)

@@ -65,13 +65,14 @@ def test_an_identical_rerun_passes_the_gate(quiz500: pytest.Pytester, monkeypatc
     result.stdout.fnmatch_lines(["*samples: 500 in both runs*0 worse, 0 better*no significant regression*"])
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
 def test_the_baseline_option_fails_the_session_on_a_sample_drop(
-    quiz500: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    quiz500: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
 ) -> None:
     quiz500.runpytest_subprocess(*QUIZ_ARGS).assert_outcomes(passed=10)
     baseline = runs(quiz500)[0]
     monkeypatch.setenv("QUIZ_WRONG", WRONG)
-    args = [*QUIZ_ARGS, f"--benchflow-baseline={baseline}", "--benchflow-html=report.html"]
+    args = [*QUIZ_ARGS, f"--benchflow-baseline={baseline}", "--benchflow-html=report.html", *xdist]
     result = quiz500.runpytest_subprocess(*args)
     result.assert_outcomes(passed=10)
     assert result.ret == 1
