@@ -325,7 +325,10 @@ def test_interrupting_removes_the_containers_on_every_engine(
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
 
 
-def test_start_up_checks_are_usage_errors(docker_toy: pytest.Pytester, tmp_path: Path) -> None:
+def test_start_up_checks_are_usage_errors(
+    docker_toy: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["nap0"]))  # the tasks are listed first, then the engines checked
     silent = f"unix://{tmp_path}/nobody.sock"
     result = docker_toy.runpytest_subprocess(
         *ARGS, f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={silent}"

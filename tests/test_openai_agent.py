@@ -147,7 +147,11 @@ def test_agents_without_info_keep_working(pytester: pytest.Pytester) -> None:
         server.stop()
     assert "errors" not in result.parseoutcomes()
     (summary,) = pytester.path.glob(".benchflow/*/summary.json")
-    assert json.loads(summary.read_text())["agent"] == {"url": server.url, "info": None}
+    assert json.loads(summary.read_text())["agent"] == {
+        "url": server.url,
+        "info": None,
+        "given": f"--agent-url {server.url}",
+    }
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "until-close"])

@@ -410,12 +410,18 @@ def nested(depth: int) -> bytes:
             {"name": "evil?]52;c;ZXZpbA==?", "model": "m?[2J?"},
         ),
         (
-            json.dumps({"name": "big", "model": "m", "blob": ["x" * 1000] * 50_000}).encode(),
+            json.dumps({"name": "big", "model": "m", "blob": ["x" * 1000] * 40}).encode(),
             "agent: http://127.0.0.1:*: big (model m)",
             {"name": "big", "model": "m", "cut": "/info is over 16384 bytes: only its name and model are kept"},
         ),
+        # Over the 64 KiB read on the wire: not kept at all, and the session says so.
+        (
+            json.dumps({"name": "big", "model": "m", "blob": ["x" * 1000] * 50_000}).encode(),
+            "*answered GET /info with more than 65536 bytes: its info is not kept*",
+            None,
+        ),
     ],
-    ids=["500-deep", "100000-deep", "escape-codes", "50-MB"],
+    ids=["500-deep", "100000-deep", "escape-codes", "40-KB", "50-MB"],
 )
 def test_agent_info_is_kept_bounded_and_shown_printable(
     pytester: pytest.Pytester, body: bytes, shown: str, kept: dict[str, Any] | None
