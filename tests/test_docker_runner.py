@@ -194,7 +194,8 @@ def test_timeout_kills_and_removes(docker_toy: pytest.Pytester, monkeypatch: pyt
     result = docker_toy.runpytest(*ARGS, "--benchflow-timeout=2")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*task 'sleep' timed out after 2 s (container killed)*"])
-    assert time.monotonic() - started < 30
+    # The container would sleep 120 s: ending well before that is the behaviour (generous for a loaded machine).
+    assert time.monotonic() - started < 90
     assert leftover(run_dir_of(docker_toy)) == []
 
 
