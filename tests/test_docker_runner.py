@@ -225,6 +225,18 @@ def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch:
     )
 
 
+def test_a_get_image_name_that_raises_errors_each_task_not_the_session(
+    docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_toy.makepyfile(
+        broken="from docker_toy import DockerToy\nclass Broken(DockerToy):\n    def get_image_name(self):\n        raise RuntimeError('no image today')\n"
+    )
+    monkeypatch.setenv("TOY_TASKS", '["a", "b"]')
+    result = docker_toy.runpytest_subprocess("--benchflow=broken.py:Broken", "--agent=docker_toy:Upper")
+    result.assert_outcomes(errors=2)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_the_cache_says_once_that_containers_do_not_use_it(
     docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
