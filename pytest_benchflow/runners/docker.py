@@ -205,7 +205,10 @@ class DockerRunner(Runner):
     def start_bench(self, bench: BaseBench) -> None:
         """Make the bench's image present on each engine once, before any task: a usage error naming
         image and engines when no engine has it (one line, instead of the same failure for every task)."""
-        image = bench.get_image_name()
+        try:
+            image = bench.get_image_name()
+        except Exception:
+            return  # the bench's own bug: each task reports it, with its traceback
         if not image:
             return  # each task says what is missing
         failures = []
