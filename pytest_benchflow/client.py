@@ -223,7 +223,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         pass
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a date field too large for datetime
         return None
 
 

@@ -1,0 +1,90 @@
+"""The second attack pass on issue 19's code: each test is an attack that once broke a promise (or guards
+one docs/security.md makes that no other test covers). Real servers on loopback, real files, real runs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+import requests
+
+from conftest import RawServer, Reply, ScriptedServer, json_reply
+from pytest_benchflow import AgentBadResponse, AgentHTTPError, BenchClient
+from pytest_benchflow.agents import OpenAIChatAgent
+
+
+class QAClient(BenchClient):
+    def prepare_input(self, raw_step_inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"question": raw_step_inputs}
+
+    def parse_response(self, raw_response: str) -> dict[str, Any]:
+        return {"answer": raw_response}
+
+
+# A date whose hour no datetime holds: parsing it overflows instead of failing as a bad date.
+_OVERFLOWING_DATE = "Wed, 21 Oct 2015 99999999999999999999:28:00 GMT"
+
+
+def test_a_retry_after_date_that_overflows_is_ignored(scripted: ScriptedServer) -> None:
+    """Attack: an agent answers 503 with a Retry-After date that overflows; the client must back off as
+    usual and report the 503, not raise OverflowError out of get_response."""
+    scripted.script(Reply(status=503, headers={"Retry-After": _OVERFLOWING_DATE}))
+    client = QAClient(scripted.url, retries=1, backoff=0.01)
+    with pytest.raises(AgentHTTPError, match="HTTP 503 after 2 attempts"):
+        client.get_response("q")
+
+
+def test_openai_agent_ignores_a_retry_after_date_that_overflows(scripted: ScriptedServer) -> None:
+    scripted.script(
+        Reply(status=429, headers={"Retry-After": _OVERFLOWING_DATE}),
+        json_reply({"choices": [{"message": {"content": "(B)"}}]}),
+    )
+    assert OpenAIChatAgent(base_url=scripted.url, max_retry_seconds=30).call_api({"input_text": "q"}) == "(B)"
+
+
+def test_a_compressed_answer_is_capped_as_it_is_decoded(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a gzip body that declares a small Content-Length but inflates far beyond the cap (a
+    decompression bomb). The cap is on what is decoded, not on what was declared."""
+    monkeypatch.setenv("BENCHFLOW_MAX_RESPONSE_BYTES", str(1024 * 1024))
+    bomb = gzip.compress(json.dumps("a" * (8 * 1024 * 1024)).encode())
+    assert len(bomb) < 1024 * 1024
+    scripted.script(Reply(body=bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(AgentBadResponse, match="more than 1048576 bytes"):
+        QAClient(scripted.url).get_response("q")
+
+
+@pytest.mark.parametrize("count", ['"many"', "1e999", "[1]", "-5", "1.5"])
+def test_a_provider_usage_count_that_is_no_count_never_loses_the_answer(scripted: ScriptedServer, count: str) -> None:
+    """Attack: a provider reports a token count that is not one. The answer (paid for) still reaches the
+    benchmark; the usage is ignored with a note, never a 500 that makes the benchmark ask (and pay) again."""
+    body = '{"choices": [{"message": {"content": "(B)"}}], "usage": {"prompt_tokens": %s, "completion_tokens": 3}}'
+    scripted.script(Reply(body=(body % count).encode()))
+    with OpenAIChatAgent(base_url=scripted.url, max_retry_seconds=0).serve() as server:
+        response = requests.post(server.url + "/response", json={"input_text": "q"}, timeout=10)
+    assert response.status_code == 200 and response.json() == "(B)"
+    # The client cannot read the usage: it is ignored (and noted by the task's meter), not believed.
+    from pytest_benchflow.usage import USAGE_HEADER, parse_usage
+
+    assert parse_usage(response.headers.get(USAGE_HEADER)) is None
+
+
+def test_an_info_probe_does_not_follow_a_redirect(scripted: ScriptedServer) -> None:
+    """Attack: an agent redirects GET /info to a service only this machine reaches (here another loopback
+    server answering a JSON object): its answer would be kept in summary.json and shown."""
+    from pytest_benchflow.plugin.launch import agent_info, check_agent
+
+    inside = ScriptedServer()
+    try:
+        inside.script(json_reply({"name": "host-only service", "secret": "internal"}))
+        scripted.script(Reply(status=302, headers={"Location": inside.url + "/internal"}))
+        info, note = agent_info(scripted.url)
+        assert info is None and not inside.requests
+        assert check_agent(scripted.url) is not None and not inside.requests
+    finally:
+        inside.stop()
+
+
+def test_raw_server_is_available() -> None:
+    RawServer(b"").close()
