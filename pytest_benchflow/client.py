@@ -540,7 +540,9 @@ class BenchClient(ABC):
         if declared.isdigit():
             if int(declared) > cap:
                 raise self._too_large(cap)
-            return response.content  # no more than declared is read
+            # Content-Length counts the bytes on the wire: a compressed body may inflate far beyond it.
+            if response.headers.get("Content-Encoding", "identity").strip().lower() == "identity":
+                return response.content  # no more than declared is read
         chunks, size = [], 0
         for chunk in response.iter_content(256 * 1024):
             size += len(chunk)
