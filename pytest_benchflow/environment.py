@@ -72,5 +72,5 @@ def parse_progress(line: str) -> tuple[int, int] | None:
     try:
         data = json.loads(line[len(PROGRESS_PREFIX) :])
         return int(data["done"]), int(data["total"])
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError):  # OverflowError: int(1e999)
         return None

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from conftest import RawServer, Reply, ScriptedServer, json_reply
+from conftest import TOY, RawServer, Reply, ScriptedServer, json_reply
 from pytest_benchflow import AgentBadResponse, AgentHTTPError, BenchClient
 from pytest_benchflow.agents import OpenAIChatAgent
 
@@ -88,3 +91,53 @@ def test_an_info_probe_does_not_follow_a_redirect(scripted: ScriptedServer) -> N
 
 def test_raw_server_is_available() -> None:
     RawServer(b"").close()
+
+
+# --- Run files and readers ---------------------------------------------------------------------------------
+
+
+def _finished_run(toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    toy.runpytest(*TOY).assert_outcomes(passed=1)
+    (run,) = (toy.path / ".benchflow").iterdir()
+    return run
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_benchflow.results.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("planted", ["summary", "record"])
+def test_a_run_file_nested_too_deeply_is_refused_with_its_name(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """Attack: a planted summary.json (or a results.jsonl line before the last) nested 100,000 deep. The
+    reader says which file is unreadable: `report` exits 2 with it, a resume is a usage error naming it,
+    never an INTERNALERROR or an "unexpected RecursionError"."""
+    run = _finished_run(toy, monkeypatch)
+    if planted == "summary":
+        (run / "summary.json").write_text(DEEP)
+    else:
+        lines = (run / "results.jsonl").read_text()
+        (run / "results.jsonl").write_text(DEEP + "\n" + lines)
+    where = "summary.json" if planted == "summary" else "results.jsonl:1"
+    done = _cli("report", str(run), "-o", str(toy.path / "r.html"))
+    assert done.returncode == 2 and f"{where}: not valid JSON (nested too deeply)" in done.stderr, done.stderr
+    assert "unexpected" not in done.stderr
+    result = toy.runpytest(*TOY, f"--benchflow-resume={run}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --benchflow-resume: *{where}: not valid JSON (nested too deeply)"])
+
+
+@pytest.mark.parametrize("line", ['{"done": 1e999, "total": 2}', '{"done": 1, "total": -1e999}'])
+def test_a_progress_line_with_an_infinite_count_is_not_progress(line: str) -> None:
+    """Attack: a container prints a progress line whose count is infinite: it is not progress (the
+    reader of its output raised OverflowError and saved nothing after that line)."""
+    from pytest_benchflow.environment import PROGRESS_PREFIX, parse_progress
+
+    assert parse_progress(PROGRESS_PREFIX + line) is None
