@@ -134,10 +134,13 @@ def test_a_run_file_nested_too_deeply_is_refused_with_its_name(
     result.stderr.fnmatch_lines([f"ERROR: --benchflow-resume: *{where}: not valid JSON (nested too deeply)"])
 
 
-@pytest.mark.parametrize("line", ['{"done": 1e999, "total": 2}', '{"done": 1, "total": -1e999}'])
+@pytest.mark.parametrize(
+    "line", ['{"done": 1e999, "total": 2}', '{"done": 1, "total": -1e999}', '{"done": 1, "total": 1%s}' % ("0" * 400)]
+)
 def test_a_progress_line_with_an_infinite_count_is_not_progress(line: str) -> None:
-    """Attack: a container prints a progress line whose count is infinite: it is not progress (the
-    reader of its output raised OverflowError and saved nothing after that line)."""
+    """Attack: a container prints a progress line whose count is infinite or 400 digits long: it is not
+    progress (the reader of its output, or the display's rate, raised OverflowError: nothing after the
+    line was saved)."""
     from pytest_benchflow.environment import PROGRESS_PREFIX, parse_progress
 
     assert parse_progress(PROGRESS_PREFIX + line) is None
