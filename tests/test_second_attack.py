@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import TOY, RawServer, Reply, ScriptedServer, json_reply
+from conftest import TOY, RawServer, Reply, ScriptedServer, in_process_bench, json_reply
 from pytest_benchflow import AgentBadResponse, AgentHTTPError, BenchClient
 from pytest_benchflow.agents import OpenAIChatAgent
 
@@ -144,3 +144,70 @@ def test_a_progress_line_with_an_infinite_count_is_not_progress(line: str) -> No
     from pytest_benchflow.environment import PROGRESS_PREFIX, parse_progress
 
     assert parse_progress(PROGRESS_PREFIX + line) is None
+
+
+# --- Secrets ------------------------------------------------------------------------------------------------
+
+ARG_SECRET = "sk-attack-9d3e7f0a1b"
+URL_PASSWORD = "pw-Qx71zz"
+
+
+def test_an_info_that_quotes_the_sessions_secrets_is_masked(pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
+    """Attack: an agent's /info (and its answers) quote the password of its URL and a secret argument
+    (an agent that logs its requests' environment could know it). The session knows both: neither may
+    reach the terminal, summary.json, results.jsonl, the HTML report or the JUnit XML."""
+    from test_secrets import LEAKY_BENCH
+
+    pytester.makepyfile(leaky=LEAKY_BENCH)
+    quoted = {"name": "spy", "model": f"{URL_PASSWORD} {ARG_SECRET}", "settings": {ARG_SECRET: [URL_PASSWORD]}}
+    scripted.script(json_reply(quoted))
+    url = scripted.url.replace("http://", f"http://bob:{URL_PASSWORD}@")
+    result = pytester.runpytest_subprocess(
+        "--benchflow=leaky.py:Leaky",
+        f"--agent-url={url}",
+        f"--benchflow-arg=LEAKY_API_KEY={ARG_SECRET}",
+        "--junitxml=j.xml",
+        "--benchflow-html=report.html",
+        "-rA",
+        "-v",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    shown = result.stdout.str() + result.stderr.str()
+    assert "spy" in shown  # the /info was shown: masked, not left out
+    written = {str(p): p.read_text(errors="replace") for p in pytester.path.rglob("*") if p.is_file()}
+    for where, text in [("terminal", shown), *written.items()]:
+        if where.endswith(("r.json", ".py")):
+            continue  # the bench's own results and sources
+        assert ARG_SECRET not in text and URL_PASSWORD not in text, where
+
+
+QUOTED_SECRET = "pa'ss\"w0rd-\x7fZ"
+REPR_BENCH = in_process_bench(
+    "Quoting",
+    """
+    def evaluate(env):
+        raise KeyError(env["QUOTING_PASSWORD"])  # Python shows a KeyError's argument by its repr
+    """,
+    'return {"is_resolved": True}',
+    args='{"required": ["QUOTING_PASSWORD"]}',
+)
+
+
+def test_a_secret_in_its_python_repr_spelling_is_masked(pytester: pytest.Pytester, echo_agent: str) -> None:
+    """Attack: a secret holding both quotes and a control character, raised in a KeyError: Python spells it
+    with ``\\'`` and ``\\x7f`` (its repr), which no JSON, URL or HTML form matches."""
+    pytester.makepyfile(quoting=REPR_BENCH)
+    result = pytester.runpytest(
+        "--benchflow=quoting.py:Quoting",
+        f"--agent-url={echo_agent}",
+        f"--benchflow-arg=QUOTING_PASSWORD={QUOTED_SECRET}",
+        "--junitxml=j.xml",
+        "-rA",
+    )
+    result.assert_outcomes(errors=1)
+    shown = result.stdout.str() + result.stderr.str()
+    assert "KeyError" in shown
+    written = {str(p): p.read_text(errors="replace") for p in pytester.path.rglob("*") if p.is_file()}
+    for where, text in [("terminal", shown), *written.items()]:
+        if not where.endswith(".py"):
+            assert "w0rd" not in text, where  # a part of the secret common to all its spellings
