@@ -211,3 +211,15 @@ def test_a_secret_in_its_python_repr_spelling_is_masked(pytester: pytest.Pyteste
     for where, text in [("terminal", shown), *written.items()]:
         if not where.endswith(".py"):
             assert "w0rd" not in text, where  # a part of the secret common to all its spellings
+
+
+@pytest.mark.parametrize("seconds", ["1e300", "1e12"])
+def test_a_task_time_limit_too_long_to_wait_is_a_usage_error(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, seconds: str
+) -> None:
+    """Attack (a user's typo): a time limit longer than any wait a lock or socket can express made every
+    task error with OverflowError. It is one usage error naming the option."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    result = toy.runpytest(*TOY, f"--benchflow-timeout={seconds}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --benchflow-timeout {seconds}: at most 100000000 (*)"])
