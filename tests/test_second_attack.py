@@ -223,3 +223,17 @@ def test_a_task_time_limit_too_long_to_wait_is_a_usage_error(
     result = toy.runpytest(*TOY, f"--benchflow-timeout={seconds}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --benchflow-timeout {seconds}: at most 100000000 (*)"])
+
+
+@pytest.mark.parametrize("variable", ["BENCHFLOW_READ_TIMEOUT", "BENCHFLOW_AGENT_IDLE_TIMEOUT"])
+def test_a_seconds_setting_too_long_to_wait_is_named(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """Attack (a user's typo): BENCHFLOW_READ_TIMEOUT=1e12 made each request raise a bare OverflowError, and
+    BENCHFLOW_AGENT_IDLE_TIMEOUT=1e12 made the agent server drop every connection unanswered."""
+    from conftest import EchoAgent
+
+    monkeypatch.setenv(variable, "1e12")
+    with pytest.raises(ValueError, match=f"{variable}='1e12' must be a finite number >= .* and <= 1e\\+08"):
+        if variable == "BENCHFLOW_READ_TIMEOUT":
+            QAClient("http://127.0.0.1:9").get_response("q")
+        else:
+            EchoAgent().serve().stop()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ..bench import BaseBench, list_task_ids
+from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
@@ -29,7 +30,7 @@ MAX_EPOCHS = 1000
 #: More tasks than any benchmark has: a larger --benchflow-limit is a typo.
 MAX_LIMIT = 10**9
 #: Seconds: a longer --benchflow-timeout is a typo, and one past ~10^9 s is no wait a socket or lock can express.
-MAX_TIMEOUT = 10**8
+MAX_TIMEOUT = MAX_SECONDS
 
 
 def load_session(config: pytest.Config) -> BenchflowRun | None:
