@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import TOY, RawServer, Reply, ScriptedServer, in_process_bench, json_reply
+from conftest import TOY, Reply, ScriptedServer, in_process_bench, json_reply
 from pytest_benchflow import AgentBadResponse, AgentHTTPError, BenchClient
 from pytest_benchflow.agents import OpenAIChatAgent
 
@@ -47,7 +47,9 @@ def test_openai_agent_ignores_a_retry_after_date_that_overflows(scripted: Script
     assert OpenAIChatAgent(base_url=scripted.url, max_retry_seconds=30).call_api({"input_text": "q"}) == "(B)"
 
 
-def test_a_compressed_answer_is_capped_as_it_is_decoded(scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_compressed_answer_is_capped_as_it_is_decoded(
+    scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Attack: a gzip body that declares a small Content-Length but inflates far beyond the cap (a
     decompression bomb). The cap is on what is decoded, not on what was declared."""
     monkeypatch.setenv("BENCHFLOW_MAX_RESPONSE_BYTES", str(1024 * 1024))
@@ -82,15 +84,11 @@ def test_an_info_probe_does_not_follow_a_redirect(scripted: ScriptedServer) -> N
     try:
         inside.script(json_reply({"name": "host-only service", "secret": "internal"}))
         scripted.script(Reply(status=302, headers={"Location": inside.url + "/internal"}))
-        info, note = agent_info(scripted.url)
+        info, _ = agent_info(scripted.url)
         assert info is None and not inside.requests
         assert check_agent(scripted.url) is not None and not inside.requests
     finally:
         inside.stop()
-
-
-def test_raw_server_is_available() -> None:
-    RawServer(b"").close()
 
 
 # --- Run files and readers ---------------------------------------------------------------------------------
@@ -152,7 +150,9 @@ ARG_SECRET = "sk-attack-9d3e7f0a1b"
 URL_PASSWORD = "pw-Qx71zz"
 
 
-def test_an_info_that_quotes_the_sessions_secrets_is_masked(pytester: pytest.Pytester, scripted: ScriptedServer) -> None:
+def test_an_info_that_quotes_the_sessions_secrets_is_masked(
+    pytester: pytest.Pytester, scripted: ScriptedServer
+) -> None:
     """Attack: an agent's /info (and its answers) quote the password of its URL and a secret argument
     (an agent that logs its requests' environment could know it). The session knows both: neither may
     reach the terminal, summary.json, results.jsonl, the HTML report or the JUnit XML."""

@@ -54,7 +54,9 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         run_id=run_id,
         run_dir=output / run_id,
         split=value(config, "benchflow_split"),
-        timeout=positive(config, "benchflow_timeout", float, MAX_TIMEOUT, "over three years; leave it out for no limit"),
+        timeout=positive(
+            config, "benchflow_timeout", float, MAX_TIMEOUT, "over three years; leave it out for no limit"
+        ),
         limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
         epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
         transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
