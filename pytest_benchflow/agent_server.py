@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .envnumbers import env_number
+from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentOverloaded
 from .redaction import redact
 from .usage import USAGE_HEADER, AgentAnswer
@@ -96,8 +96,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], agent: BaseAgent) -> None:
         self.agent = agent
         self.max_body = env_number("BENCHFLOW_AGENT_MAX_BODY", MAX_BODY_BYTES, minimum=1)
-        self.idle_timeout = env_number("BENCHFLOW_AGENT_IDLE_TIMEOUT", IDLE_TIMEOUT, minimum=0.001)
-        self.request_timeout = env_number("BENCHFLOW_AGENT_REQUEST_TIMEOUT", REQUEST_TIMEOUT, minimum=0.001)
+        # Bounded above: a socket timeout past ~10^9 s overflows, and every connection would be dropped unanswered.
+        self.idle_timeout = env_number("BENCHFLOW_AGENT_IDLE_TIMEOUT", IDLE_TIMEOUT, minimum=0.001, maximum=MAX_SECONDS)
+        self.request_timeout = env_number(
+            "BENCHFLOW_AGENT_REQUEST_TIMEOUT", REQUEST_TIMEOUT, minimum=0.001, maximum=MAX_SECONDS
+        )
         self.max_connections = env_number("BENCHFLOW_AGENT_MAX_CONNECTIONS", MAX_CONNECTIONS, minimum=1)
         self.connections = 0
         self._counting = threading.Lock()

@@ -11,7 +11,7 @@ import requests
 
 from .agent_server import BaseAgent
 from .client import backoff_delay, excerpt, keepalive_session, retry_after_seconds
-from .envnumbers import env_number
+from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentOverloaded
 from .redaction import public_url, redact, url_secrets
 from .usage import AgentAnswer
@@ -62,7 +62,7 @@ class OpenAIChatAgent(BaseAgent):
         self._api_key = api_key if api_key is not None else env.get("OPENAI_API_KEY", "")
         self.temperature = temperature if temperature is not None else env_number("OPENAI_TEMPERATURE", 0.0)
         self.max_tokens = max_tokens if max_tokens is not None else env_number("OPENAI_MAX_TOKENS", 4000, minimum=1)
-        self.timeout = timeout if timeout is not None else env_number("OPENAI_TIMEOUT", 300.0)
+        self.timeout = timeout if timeout is not None else env_number("OPENAI_TIMEOUT", 300.0, maximum=MAX_SECONDS)
         self.max_retry_seconds = (
             max_retry_seconds if max_retry_seconds is not None else env_number("OPENAI_MAX_RETRY_SECONDS", 600.0)
         )

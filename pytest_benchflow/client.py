@@ -16,7 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .cache import current_cache
-from .envnumbers import env_number
+from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
 from .transcript import current_transcript
@@ -137,8 +137,8 @@ class ClientOptions(TypedDict, total=False):
     max_concurrency: int | None
 
 
-def _setting(given: float | None, variable: str, default: float) -> float:
-    return given if given is not None else env_number(variable, default)
+def _setting(given: float | None, variable: str, default: float, maximum: float | None = None) -> float:
+    return given if given is not None else env_number(variable, default, maximum=maximum)
 
 
 class ClientSettings:
@@ -155,8 +155,9 @@ class ClientSettings:
     """
 
     def __init__(self, **given: Unpack[ClientOptions]) -> None:
-        self.connect_timeout = _setting(given.get("connect_timeout"), "BENCHFLOW_CONNECT_TIMEOUT", 10.0)
-        self.read_timeout = _setting(given.get("read_timeout"), "BENCHFLOW_READ_TIMEOUT", 300.0)
+        connect, read = given.get("connect_timeout"), given.get("read_timeout")
+        self.connect_timeout = _setting(connect, "BENCHFLOW_CONNECT_TIMEOUT", 10.0, MAX_SECONDS)
+        self.read_timeout = _setting(read, "BENCHFLOW_READ_TIMEOUT", 300.0, MAX_SECONDS)
         self.retries = int(_setting(given.get("retries"), "BENCHFLOW_RETRIES", 3))
         self.backoff = _setting(given.get("backoff"), "BENCHFLOW_BACKOFF", 0.5)
         self.max_concurrency = int(_setting(given.get("max_concurrency"), "BENCHFLOW_MAX_CONCURRENCY", 8))
@@ -223,7 +224,7 @@ def retry_after_seconds(value: str | None) -> float | None:
         pass
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a date field too large for datetime
         return None
 
 
@@ -540,7 +541,9 @@ class BenchClient(ABC):
         if declared.isdigit():
             if int(declared) > cap:
                 raise self._too_large(cap)
-            return response.content  # no more than declared is read
+            # Content-Length counts the bytes on the wire: a compressed body may inflate far beyond it.
+            if response.headers.get("Content-Encoding", "identity").strip().lower() == "identity":
+                return response.content  # no more than declared is read
         chunks, size = [], 0
         for chunk in response.iter_content(256 * 1024):
             size += len(chunk)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Mapping
 
 from .schemas import ResolvedArgs
+from .usage import token_count
 
 __all__ = ["PROGRESS_PREFIX", "TaskEnvironment", "report_progress", "task_environment"]
 
@@ -71,6 +72,11 @@ def parse_progress(line: str) -> tuple[int, int] | None:
         return None
     try:
         data = json.loads(line[len(PROGRESS_PREFIX) :])
-        return int(data["done"]), int(data["total"])
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(data, dict):
+        return None
+    # Whole numbers within the bound token counts have: a container's 1e999 or 400-digit count would
+    # overflow the display's arithmetic, ending the reader of its output (nothing after it saved).
+    done, total = token_count(data.get("done")), token_count(data.get("total"))
+    return None if done is None or total is None else (done, total)

@@ -6,9 +6,12 @@ import math
 import os
 from typing import TypeVar
 
-__all__ = ["env_number", "in_range", "parse_number"]
+__all__ = ["MAX_SECONDS", "env_number", "in_range", "parse_number"]
 
 N = TypeVar("N", int, float)
+
+#: Longest wait a seconds setting may ask for: a socket's or a lock's timeout overflows past ~10^9 s.
+MAX_SECONDS = 10**8
 
 
 def parse_number(raw: str, kind: type[N]) -> N | None:
@@ -27,18 +30,19 @@ def in_range(value: float, minimum: float = 0.0, *, above: bool = False, maximum
     return finite and low and (maximum is None or value <= maximum)
 
 
-def env_number(name: str, default: N, *, minimum: float = 0.0) -> N:
+def env_number(name: str, default: N, *, minimum: float = 0.0, maximum: float | None = None) -> N:
     """The value of environment variable ``name`` as the type of ``default`` (unset or empty: ``default``).
 
     Raises:
-        ValueError: the value is not a finite number of that type, or is below ``minimum``.
+        ValueError: the value is not a finite number of that type, or is below ``minimum`` or above ``maximum``.
     """
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     kind = type(default)
     value = parse_number(raw, kind)
-    if value is None or not in_range(value, minimum):
+    if value is None or not in_range(value, minimum, maximum=maximum):
         noun = "an integer" if kind is int else "a finite number"
-        raise ValueError(f"environment variable {name}={raw!r} must be {noun} >= {minimum:g}")
+        most = f" and <= {maximum:g}" if maximum is not None else ""
+        raise ValueError(f"environment variable {name}={raw[:40]!r} must be {noun} >= {minimum:g}{most}")
     return value

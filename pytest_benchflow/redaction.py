@@ -47,7 +47,8 @@ _URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
 
 def secret_forms(value: str) -> set[str]:
     """``value`` as each of our writers may spell it: raw, JSON-escaped (``\\u`` escapes or not, and escaped
-    twice, as an answer body quoted in a transcript line is), URL-encoded and HTML-escaped.
+    twice, as an answer body quoted in a transcript line is), URL-encoded, HTML-escaped, and as Python's
+    ``repr`` and ``ascii`` show it (a traceback's ``KeyError: 'it\\'s'``).
 
     Forms shorter than 4 characters are left out (see :data:`MASK`).
     """
@@ -55,6 +56,7 @@ def secret_forms(value: str) -> set[str]:
     for _ in range(2):
         forms |= {json.dumps(f, ensure_ascii=a)[1:-1] for f in forms for a in (True, False)}
     forms |= {quote(value, safe=""), quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)}
+    forms |= {repr(value)[1:-1], ascii(value)[1:-1]}
     return {f for f in forms if len(f) >= _MIN_REDACTED_LENGTH}
 
 

@@ -52,11 +52,13 @@ class AgentAnswer(str):
     the body and ``usage`` in the ``X-Benchflow-Usage`` header.
     """
 
-    usage: dict[str, int]
+    #: A count that is not a :func:`token_count` (a provider's ``"many"``, ``1e999``, ``1.5``) is None here: it is
+    #: sent as ``null``, so the client ignores the report with a note; the answer itself is never lost over it.
+    usage: dict[str, int | None]
 
-    def __new__(cls, text: str, usage: Mapping[str, int] | None = None) -> AgentAnswer:
+    def __new__(cls, text: str, usage: Mapping[str, Any] | None = None) -> AgentAnswer:
         answer = super().__new__(cls, text)
-        answer.usage = {k: int(v) for k, v in (usage or {}).items() if k in ("input_tokens", "output_tokens")}
+        answer.usage = {k: token_count(v) for k, v in (usage or {}).items() if k in ("input_tokens", "output_tokens")}
         return answer
 
 

@@ -102,7 +102,9 @@ def _get(url: str, timeout: float, limit: int) -> tuple[int, bytes]:
     """GET ``url``: its status and body, read up to ``limit`` bytes (``_TooLarge`` beyond), all within ``timeout``."""
 
     def get() -> tuple[int, bytes]:
-        with requests.get(url, timeout=timeout, stream=True) as response:
+        # Not redirected: a 3xx would make the session fetch (and keep, for /info) whatever the agent points at,
+        # a service only this machine reaches included. The benchmark's requests are not redirected either.
+        with requests.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
             body = bytearray()
             for chunk in response.iter_content(16 * 1024):
                 body += chunk

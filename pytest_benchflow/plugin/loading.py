@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ..bench import BaseBench, list_task_ids
+from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..loader import load_bench_class
 from ..redaction import url_secrets
@@ -22,12 +23,14 @@ from .options import arg_values, choice, positive, value
 from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
-__all__ = ["MAX_EPOCHS", "MAX_LIMIT", "load_benches", "load_session", "plan_runs"]
+__all__ = ["MAX_EPOCHS", "MAX_LIMIT", "MAX_TIMEOUT", "load_benches", "load_session", "plan_runs"]
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
 #: More tasks than any benchmark has: a larger --benchflow-limit is a typo.
 MAX_LIMIT = 10**9
+#: Seconds: a longer --benchflow-timeout is a typo, and one past ~10^9 s is no wait a socket or lock can express.
+MAX_TIMEOUT = MAX_SECONDS
 
 
 def load_session(config: pytest.Config) -> BenchflowRun | None:
@@ -51,7 +54,9 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         run_id=run_id,
         run_dir=output / run_id,
         split=value(config, "benchflow_split"),
-        timeout=positive(config, "benchflow_timeout", float),
+        timeout=positive(
+            config, "benchflow_timeout", float, MAX_TIMEOUT, "over three years; leave it out for no limit"
+        ),
         limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
         epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
         transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",

@@ -65,6 +65,8 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
         summary = check_version(json.loads(text), str(path))
     except ValueError as e:
         raise ResultsFormatError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:  # a planted or corrupted file: a usage error naming it, never a crash
+        raise ResultsFormatError(f"{path}: not valid JSON (nested too deeply)") from None
     for key, kind in (("benches", dict), ("versions", dict)):
         if not isinstance(summary.get(key, {}), kind):
             raise ResultsFormatError(f"{path}: {key!r} must be an object, not {json_type(summary[key])}")
@@ -115,6 +117,8 @@ def _read_lines(path: Path, warnings: list[str]) -> list[tuple[Any, str]]:
             continue
         try:
             values.append((json.loads(line), f"{path}:{i + 1}"))
+        except RecursionError:  # no writer of ours nests that deep: not a cut-off line, a planted one
+            raise ResultsFormatError(f"{path}:{i + 1}: not valid JSON (nested too deeply)") from None
         except ValueError as e:
             if i == last:
                 # A run killed while writing leaves half a line: keep every line before it.
