@@ -155,10 +155,10 @@ def test_idle_and_half_sent_connections_are_closed(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BENCHFLOW_AGENT_IDLE_TIMEOUT", "0.5")
     with EchoAgent().serve() as server:
         parts = urlsplit(server.url)
-        with socket.create_connection((parts.hostname, parts.port), timeout=10) as idle:
+        with socket.create_connection((parts.hostname, parts.port), timeout=60) as idle:
             started = time.monotonic()
             assert idle.recv(100) == b""  # closed by the server, not by our timeout
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 30
         half = b'POST /response HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"question":'
         answer = raw_exchange(server.url, half, timeout=10)
         assert answer.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in answer

@@ -111,11 +111,11 @@ def test_concurrent_tasks_of_one_instance_see_their_own_directories(tmp_path: Pa
 
 
 def test_timeout(tmp_path: Path) -> None:
-    bench = FileBench(entrance=lambda env: time.sleep(2))
+    bench = FileBench(entrance=lambda env: time.sleep(30))
     started = time.monotonic()
     with pytest.raises(TaskTimeout, match=r"task 't1' timed out after 0.2 s"):
         run_task(bench, spec(tmp_path, timeout=0.2))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 15  # the behaviour: it did not wait for the entrance to end
 
 
 def test_entrance_exception_is_a_task_error(tmp_path: Path) -> None:
