@@ -97,7 +97,7 @@ def test_agent_cmd_stopped_when_interrupted_during_its_health_check(toy: pytest.
     pid = agent_pid(toy)
     time.sleep(0.5)
     proc.send_signal(sig)
-    proc.wait(timeout=30)
+    proc.wait(timeout=50)  # the agent would not answer for 60 s: the signal, not the agent, ended the session
     wait_for(lambda: not alive(pid), timeout=15)
     assert not (toy.path / ".benchflow").exists() or not any((toy.path / ".benchflow").iterdir())
 
