@@ -237,3 +237,17 @@ def test_a_seconds_setting_too_long_to_wait_is_named(monkeypatch: pytest.MonkeyP
             QAClient("http://127.0.0.1:9").get_response("q")
         else:
             EchoAgent().serve().stop()
+
+
+def test_a_resume_counts_no_planted_record_of_an_epoch_the_run_does_not_have(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: results.jsonl gains copies of a task's record for epochs -1, 0 and 2 to 5 of a one-epoch run
+    (tampered, or hand-merged from another run). A resume must not count them: it said "1 task × 6 epochs"."""
+    run = _finished_run(toy, monkeypatch)
+    (line,) = (run / "results.jsonl").read_text().splitlines()
+    planted = [json.dumps({**json.loads(line), "epoch": epoch}) for epoch in (-1, 0, 2, 3, 4, 5)]
+    (run / "results.jsonl").write_text("\n".join([line, *planted]) + "\n")
+    result = toy.runpytest(*TOY, f"--benchflow-resume={run}")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), result.stderr.str()
+    result.stdout.fnmatch_lines(["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors*"])
