@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,32 @@ def test_a_resume_counts_no_planted_record_of_an_epoch_the_run_does_not_have(
     result = toy.runpytest(*TOY, f"--benchflow-resume={run}")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), result.stderr.str()
     result.stdout.fnmatch_lines(["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors*"])
+
+
+# --- The response cache -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["garbage", "fifo", "directory"])
+def test_a_cache_file_that_is_no_database_is_a_usage_error_and_kept(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """Attack: in place of cache.sqlite, bytes that are no database, a FIFO (SQLite would read it for ever),
+    or a directory. The session stops at once with a usage error naming the file and saying what it is (SQLite
+    said "disk I/O error" for the FIFO), and leaves the file as it was."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    cache = toy.path / ".benchflow" / "cache.sqlite"
+    cache.parent.mkdir()
+    garbage = b"not a database, but someone's notes\n" * 200
+    if planted == "garbage":
+        cache.write_bytes(garbage)
+    elif planted == "fifo":
+        os.mkfifo(cache)
+    else:
+        cache.mkdir()
+    result = toy.runpytest_subprocess(*TOY, "--benchflow-cache=use", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    if planted == "garbage":
+        result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: cannot use */cache.sqlite: file is not a database; *"])
+        assert cache.read_bytes() == garbage
+    else:  # SQLite said "disk I/O error" (a FIFO) or "unable to open database file" (a directory)
+        result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: */cache.sqlite is not a regular file; *"])
