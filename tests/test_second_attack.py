@@ -281,3 +281,21 @@ def test_a_cache_file_that_is_no_database_is_a_usage_error_and_kept(
         assert cache.read_bytes() == garbage
     else:  # SQLite said "disk I/O error" (a FIFO) or "unable to open database file" (a directory)
         result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: */cache.sqlite is not a regular file; *"])
+
+
+def test_a_corrupted_cached_answer_is_asked_again_not_blamed_on_the_agent(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: a stored answer is replaced by bytes that are no JSON (a corrupted or tampered cache). The cache
+    is best effort: the task asks the agent again and passes, instead of erroring with "the agent answered a
+    body that is not JSON"."""
+    import sqlite3
+
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    toy.runpytest(*TOY, "--benchflow-cache=use").assert_outcomes(passed=1)
+    with sqlite3.connect(toy.path / ".benchflow" / "cache.sqlite") as db:
+        assert db.execute("UPDATE answers SET body = ?", (b"\x00garbage{",)).rowcount == 1
+    result = toy.runpytest(*TOY, "--benchflow-cache=use")
+    result.assert_outcomes(passed=1)
+    with sqlite3.connect(toy.path / ".benchflow" / "cache.sqlite") as db:
+        assert db.execute("SELECT body FROM answers").fetchall() == [(b'"GOOD"',)]  # the agent's answer replaced it
