@@ -299,3 +299,31 @@ def test_a_corrupted_cached_answer_is_asked_again_not_blamed_on_the_agent(
     result.assert_outcomes(passed=1)
     with sqlite3.connect(toy.path / ".benchflow" / "cache.sqlite") as db:
         assert db.execute("SELECT body FROM answers").fetchall() == [(b'"GOOD"',)]  # the agent's answer replaced it
+
+
+# --- The terminal -------------------------------------------------------------------------------------------
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # sets the terminal's clipboard
+ASKING_BENCH = in_process_bench(
+    "Asking",
+    """
+    def evaluate(env):
+        Client(env["INTELLIGENCE_URL"], retries=0).get_response("q")
+    """,
+    'return {"is_resolved": True}',
+)
+
+
+@pytest.mark.parametrize("status", [400, 200])
+def test_an_agents_error_body_reaches_the_terminal_printable(
+    pytester: pytest.Pytester, scripted: ScriptedServer, status: int
+) -> None:
+    """Attack: an agent answers (400, or 200 with no JSON) a body holding a terminal escape sequence (OSC 52
+    writes the clipboard). The task errors quoting the body; the quote shows the escape as ``?``, as /info is."""
+    pytester.makepyfile(asking=ASKING_BENCH)
+    # GET /health, GET /info, then every POST /response
+    scripted.script(Reply(), Reply(status=404), Reply(status=status, body=f"nope {OSC52} nope".encode()))
+    result = pytester.runpytest_subprocess("--benchflow=asking.py:Asking", f"--agent-url={scripted.url}", "-rA")
+    result.assert_outcomes(errors=1)
+    shown = result.stdout.str() + result.stderr.str()
+    assert "nope" in shown and "\x1b" not in shown and "\x07" not in shown
