@@ -327,3 +327,14 @@ def test_an_agents_error_body_reaches_the_terminal_printable(
     result.assert_outcomes(errors=1)
     shown = result.stdout.str() + result.stderr.str()
     assert "nope" in shown and "\x1b" not in shown and "\x07" not in shown
+
+
+def test_the_last_lines_of_a_containers_output_are_quoted_printable(tmp_path: Path) -> None:
+    """Attack: a container prints an escape sequence and exits 1; its last lines go into the task's error,
+    shown in the terminal. They are quoted with the escape as ``?``."""
+    from pytest_benchflow.runners.logs import tail
+
+    (tmp_path / "container.stderr.log").write_bytes(f"fatal {OSC52} here\n".encode())
+    quoted = tail(tmp_path / "container.stderr.log")
+    assert "\nfatal ?]52;c;cm0gLXJmIH4=? here" in quoted
+    assert all(line.isprintable() for line in quoted.split("\n"))
