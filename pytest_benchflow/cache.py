@@ -90,8 +90,8 @@ class ResponseCache:
         except self._db_error as e:
             self._skip("lookup", e)
             return None
-        if row is None:
-            return None
+        if row is None or not _readable(row[0]):
+            return None  # a corrupted or tampered entry is a miss: the agent is asked, its answer replaces it
         with self._lock:
             self.hits += 1
         return bytes(row[0])
@@ -147,6 +147,15 @@ class ResponseCache:
         context = (context or contextvars.copy_context()).copy()
         context.run(_CACHE.set, EpochCache(self, epoch))
         return context
+
+
+def _readable(body: Any) -> bool:
+    """Whether a stored answer is JSON, as every answer stored was (only answers the client could read are)."""
+    try:
+        json.loads(bytes(body))
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
 
 
 class EpochCache(NamedTuple):

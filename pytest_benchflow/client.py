@@ -20,6 +20,7 @@ from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentBadResponse, AgentError, AgentHTTPError, AgentTimeout, AgentUnreachable, TaskCancelled
 from .redaction import public_url
 from .transcript import current_transcript
+from .untrusted import printable
 from .usage import USAGE_HEADER, current_meter, parse_usage
 
 if TYPE_CHECKING:
@@ -59,9 +60,10 @@ def cancel_scope(event: threading.Event) -> contextvars.Context:
 
 
 def excerpt(text: str, limit: int = _EXCERPT) -> str:
-    """A one-line excerpt of ``text`` short enough for an error message."""
+    """A one-line excerpt of ``text`` short enough for an error message, printable: it quotes what an agent
+    sent, and a terminal would act on its escape codes (OSC 52 writes the clipboard)."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return printable(flat, limit - 1 if len(flat) > limit else None)
 
 
 class AdaptiveLimit:

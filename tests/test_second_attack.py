@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -237,3 +238,103 @@ def test_a_seconds_setting_too_long_to_wait_is_named(monkeypatch: pytest.MonkeyP
             QAClient("http://127.0.0.1:9").get_response("q")
         else:
             EchoAgent().serve().stop()
+
+
+def test_a_resume_counts_no_planted_record_of_an_epoch_the_run_does_not_have(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: results.jsonl gains copies of a task's record for epochs -1, 0 and 2 to 5 of a one-epoch run
+    (tampered, or hand-merged from another run). A resume must not count them: it said "1 task × 6 epochs"."""
+    run = _finished_run(toy, monkeypatch)
+    (line,) = (run / "results.jsonl").read_text().splitlines()
+    planted = [json.dumps({**json.loads(line), "epoch": epoch}) for epoch in (-1, 0, 2, 3, 4, 5)]
+    (run / "results.jsonl").write_text("\n".join([line, *planted]) + "\n")
+    result = toy.runpytest(*TOY, f"--benchflow-resume={run}")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED), result.stderr.str()
+    result.stdout.fnmatch_lines(["ToyBench (test): 1 task, 1 resolved, 0 failed, 0 errors*"])
+
+
+# --- The response cache -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["garbage", "fifo", "directory"])
+def test_a_cache_file_that_is_no_database_is_a_usage_error_and_kept(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """Attack: in place of cache.sqlite, bytes that are no database, a FIFO (SQLite would read it for ever),
+    or a directory. The session stops at once with a usage error naming the file and saying what it is (SQLite
+    said "disk I/O error" for the FIFO), and leaves the file as it was."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    cache = toy.path / ".benchflow" / "cache.sqlite"
+    cache.parent.mkdir()
+    garbage = b"not a database, but someone's notes\n" * 200
+    if planted == "garbage":
+        cache.write_bytes(garbage)
+    elif planted == "fifo":
+        os.mkfifo(cache)
+    else:
+        cache.mkdir()
+    result = toy.runpytest_subprocess(*TOY, "--benchflow-cache=use", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    if planted == "garbage":
+        result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: cannot use */cache.sqlite: file is not a database; *"])
+        assert cache.read_bytes() == garbage
+    else:  # SQLite said "disk I/O error" (a FIFO) or "unable to open database file" (a directory)
+        result.stderr.fnmatch_lines(["ERROR: --benchflow-cache: */cache.sqlite is not a regular file; *"])
+
+
+def test_a_corrupted_cached_answer_is_asked_again_not_blamed_on_the_agent(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: a stored answer is replaced by bytes that are no JSON (a corrupted or tampered cache). The cache
+    is best effort: the task asks the agent again and passes, instead of erroring with "the agent answered a
+    body that is not JSON"."""
+    import sqlite3
+
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    toy.runpytest(*TOY, "--benchflow-cache=use").assert_outcomes(passed=1)
+    with sqlite3.connect(toy.path / ".benchflow" / "cache.sqlite") as db:
+        assert db.execute("UPDATE answers SET body = ?", (b"\x00garbage{",)).rowcount == 1
+    result = toy.runpytest(*TOY, "--benchflow-cache=use")
+    result.assert_outcomes(passed=1)
+    with sqlite3.connect(toy.path / ".benchflow" / "cache.sqlite") as db:
+        assert db.execute("SELECT body FROM answers").fetchall() == [(b'"GOOD"',)]  # the agent's answer replaced it
+
+
+# --- The terminal -------------------------------------------------------------------------------------------
+
+OSC52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # sets the terminal's clipboard
+ASKING_BENCH = in_process_bench(
+    "Asking",
+    """
+    def evaluate(env):
+        Client(env["INTELLIGENCE_URL"], retries=0).get_response("q")
+    """,
+    'return {"is_resolved": True}',
+)
+
+
+@pytest.mark.parametrize("status", [400, 200])
+def test_an_agents_error_body_reaches_the_terminal_printable(
+    pytester: pytest.Pytester, scripted: ScriptedServer, status: int
+) -> None:
+    """Attack: an agent answers (400, or 200 with no JSON) a body holding a terminal escape sequence (OSC 52
+    writes the clipboard). The task errors quoting the body; the quote shows the escape as ``?``, as /info is."""
+    pytester.makepyfile(asking=ASKING_BENCH)
+    # GET /health, GET /info, then every POST /response
+    scripted.script(Reply(), Reply(status=404), Reply(status=status, body=f"nope {OSC52} nope".encode()))
+    result = pytester.runpytest_subprocess("--benchflow=asking.py:Asking", f"--agent-url={scripted.url}", "-rA")
+    result.assert_outcomes(errors=1)
+    shown = result.stdout.str() + result.stderr.str()
+    assert "nope" in shown and "\x1b" not in shown and "\x07" not in shown
+
+
+def test_the_last_lines_of_a_containers_output_are_quoted_printable(tmp_path: Path) -> None:
+    """Attack: a container prints an escape sequence and exits 1; its last lines go into the task's error,
+    shown in the terminal. They are quoted with the escape as ``?``."""
+    from pytest_benchflow.runners.logs import tail
+
+    (tmp_path / "container.stderr.log").write_bytes(f"fatal {OSC52} here\n".encode())
+    quoted = tail(tmp_path / "container.stderr.log")
+    assert "\nfatal ?]52;c;cm0gLXJmIH4=? here" in quoted
+    assert all(line.isprintable() for line in quoted.split("\n"))

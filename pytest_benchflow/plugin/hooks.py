@@ -206,10 +206,13 @@ def _open_cache(
     if where.is_symlink() and not where.exists():
         # SQLite would create the database wherever the dangling link points, outside the output directory.
         raise pytest.UsageError(f"--benchflow-cache: {where} is a link to nothing; remove it or give another path")
+    if where.exists() and not where.is_file():
+        # A FIFO, a directory or a device: SQLite would call it a "disk I/O error" or fail to open it.
+        raise pytest.UsageError(f"--benchflow-cache: {where} is not a regular file; remove it or give another path")
     try:
         return ResponseCache(where, identity, mode, run.secrets)
     except (OSError, sqlite3.Error) as e:
-        raise pytest.UsageError(f"--benchflow-cache: cannot use {where}: {e}") from None
+        raise pytest.UsageError(f"--benchflow-cache: cannot use {where}: {e}; remove it or give another path") from None
 
 
 def _check_output_directory(output: Path, run_id: str) -> None:

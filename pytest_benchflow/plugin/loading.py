@@ -150,16 +150,16 @@ def _previous_run(config: pytest.Config) -> RunData | None:
 
 
 def _known_tasks_only(run: BenchflowRun, previous: RunData) -> tuple[list[TaskRecord], list[SampleRecord]]:
-    """The run's records and samples of tasks its benches have: a line for any other task (a tampered
-    or hand-merged file) would count in the summary as one of them."""
+    """The run's records and samples of tasks its benches have, in the epochs this session runs: a line for
+    any other task or epoch (a tampered or hand-merged file) would count in the summary as one of them."""
     known: dict[str, set[str]] = {}
     for name, ctx in run.benches.items():
         try:
             known[name] = set(list_task_ids(ctx.bench, run.split))
         except BenchflowError as e:
             raise pytest.UsageError(f"{name}: {e}") from None
-    records = [r for r in previous.records if r.task_id in known.get(r.bench, ())]
-    samples = [s for s in previous.samples if s.task_id in known.get(s.bench, ())]
+    records = [r for r in previous.records if r.task_id in known.get(r.bench, ()) and 1 <= r.epoch <= run.epochs]
+    samples = [s for s in previous.samples if s.task_id in known.get(s.bench, ()) and 1 <= s.epoch <= run.epochs]
     return records, samples
 
 

@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from ..untrusted import printable
+
 __all__ = ["LINE_PIECE", "MAX_LOG_BYTES", "TAIL_LINES", "CappedLog", "MaskedStream", "lines", "tail"]
 
 #: How many lines of a broken task's output its error shows.
@@ -151,5 +153,6 @@ def tail(*paths: Path, count: int = TAIL_LINES) -> str:
             found += path.read_text(errors="replace").splitlines()
         except OSError:
             pass
-    last = found[-count:]
+    # Printable: the lines go into an error message, and a terminal would act on a container's escape codes.
+    last = [printable(line) for line in found[-count:]]
     return "last lines of the container's output:\n" + "\n".join(last) if last else "(the task printed nothing)"
