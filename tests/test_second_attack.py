@@ -338,3 +338,19 @@ def test_the_last_lines_of_a_containers_output_are_quoted_printable(tmp_path: Pa
     quoted = tail(tmp_path / "container.stderr.log")
     assert "\nfatal ?]52;c;cm0gLXJmIH4=? here" in quoted
     assert all(line.isprintable() for line in quoted.split("\n"))
+
+
+@pytest.mark.parametrize("shape", ["a-", "://a-", "x.y+"])
+def test_masking_an_answer_takes_time_linear_in_its_size(shape: str) -> None:
+    """Attack: an answer of 1 MB shaped so that a regular expression with a rescanned prefix goes quadratic
+    ("a-a-a-…": every letter is a word boundary where a URL scheme could start). Masking it took half an hour
+    (80 KB: 10 s), in the controller, past any --benchflow-timeout. Linear masking takes milliseconds: the
+    bound is generous for a loaded machine and far below what quadratic work needs."""
+    # In a process of its own: a regular expression holds the GIL, so no thread could stop it at the bound.
+    code = (
+        "from pytest_benchflow.redaction import redact\n"
+        f"text = {shape!r} * (1024 * 1024 // {len(shape)}) + ' http://u:pw@h'\n"
+        "print(redact(text, ['sekrit-value'])[-20:])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().endswith(" http://***@h"), done.stderr
