@@ -354,3 +354,17 @@ def test_masking_an_answer_takes_time_linear_in_its_size(shape: str) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.stdout.strip().endswith(" http://***@h"), done.stderr
+
+
+# --- The agent server ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip", "identity", "gzip, chunked"])
+def test_any_transfer_encoding_beside_a_content_length_is_400(echo_agent: str, coding: str) -> None:
+    """Attack: ``Transfer-Encoding: gzip`` (or identity) with a Content-Length: which frames the body is what
+    request smuggling plays on. Only "chunked" was refused; the others were answered 200, framed by the length."""
+    from test_agent_server import raw_exchange
+
+    request = f"POST /response HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nContent-Length: 2\r\n\r\n{{}}"
+    answer = raw_exchange(echo_agent, request.encode())
+    assert answer.startswith(b"HTTP/1.1 400") and b"transfer encoding is not supported" in answer
