@@ -368,3 +368,37 @@ def test_any_transfer_encoding_beside_a_content_length_is_400(echo_agent: str, c
     request = f"POST /response HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nContent-Length: 2\r\n\r\n{{}}"
     answer = raw_exchange(echo_agent, request.encode())
     assert answer.startswith(b"HTTP/1.1 400") and b"transfer encoding is not supported" in answer
+
+
+# --- Answers that are valid JSON but no valid text -------------------------------------------------------------
+
+SURROGATE_BENCH = in_process_bench(
+    "Lonely",
+    """
+    def evaluate(env):
+        answer = Client(env["INTELLIGENCE_URL"], retries=0).get_response("q", sample_id="s1")["answer"]
+        Path(env["BENCHFLOW_RESULTS_DIR"], "answer.txt").write_text(answer.encode("utf-8", "replace").decode())
+        from pytest_benchflow import BenchClient
+    """,
+    """
+    answer = Path(self.results_dir, "answer.txt").read_text()
+    return {"is_resolved": True, "metrics": {"answer": answer}, "log": "answered " + answer}
+    """,
+)
+
+
+def test_an_answer_holding_a_lone_surrogate_is_kept_and_reported(
+    pytester: pytest.Pytester, scripted: ScriptedServer
+) -> None:
+    """Attack: an agent answers ``"ok\\ud800"``, valid JSON whose string no UTF-8 file can hold. The task, its
+    transcript, results.jsonl and the HTML report are written anyway (the character replaced), never a
+    UnicodeEncodeError that loses the answer or the report."""
+    pytester.makepyfile(lonely=SURROGATE_BENCH)
+    scripted.script(Reply(), Reply(status=404), Reply(body=b'"ok\\ud800 done"'))
+    result = pytester.runpytest_subprocess(
+        "--benchflow=lonely.py:Lonely", f"--agent-url={scripted.url}", "--benchflow-html=r.html", "--junitxml=j.xml"
+    )
+    result.assert_outcomes(passed=1)
+    (run,) = pytester.path.glob(".benchflow/2*")
+    (transcript,) = run.glob("Lonely/logs/*/transcript.jsonl")
+    assert "done" in transcript.read_text() and "done" in (pytester.path / "r.html").read_text()
