@@ -57,7 +57,9 @@ def secret_forms(value: str) -> set[str]:
     forms = {value}
     for _ in range(2):
         forms |= {json.dumps(f, ensure_ascii=a)[1:-1] for f in forms for a in (True, False)}
-    forms |= {quote(value, safe=""), quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)}
+    # surrogateescape: a value from the command line may hold bytes that are no UTF-8 (as lone surrogates).
+    url_forms = {quote(value, safe="", errors="surrogateescape"), quote_plus(value, safe="", errors="surrogateescape")}
+    forms |= url_forms | {html.escape(value), html.escape(value, quote=False)}
     forms |= {repr(value)[1:-1], ascii(value)[1:-1]}
     return {f for f in forms if len(f) >= _MIN_REDACTED_LENGTH}
 
@@ -78,7 +80,7 @@ def _text_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
 @functools.lru_cache(maxsize=32)
 def _bytes_pattern(values: frozenset[str]) -> tuple[re.Pattern[bytes], int] | None:
     """The pattern over UTF-8 bytes, and the length of its longest needle (how much a chunk must keep)."""
-    needles = [n.encode() for n in _needles(values)]
+    needles = [n.encode("utf-8", "surrogateescape") for n in _needles(values)]
     return (re.compile(b"|".join(map(re.escape, needles))), max(map(len, needles))) if needles else None
 
 

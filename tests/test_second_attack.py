@@ -402,3 +402,18 @@ def test_an_answer_holding_a_lone_surrogate_is_kept_and_reported(
     (run,) = pytester.path.glob(".benchflow/2*")
     (transcript,) = run.glob("Lonely/logs/*/transcript.jsonl")
     assert "done" in transcript.read_text() and "done" in (pytester.path / "r.html").read_text()
+
+
+def test_a_command_line_byte_that_is_no_utf8_never_costs_the_summary(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack (a user's Latin-1 shell): an argument holding the byte 0xE9, which Python's argv holds as the lone
+    surrogate U+DCE9. summary.json records the arguments and argv: it must still be written."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    result = toy.runpytest_subprocess(
+        *TOY, "--benchflow-arg=TOY_API_KEY=caf\udce9-key-value", "--benchflow-html=r.html"
+    )
+    result.assert_outcomes(passed=1)
+    (summary,) = toy.path.glob(".benchflow/2*/summary.json")
+    assert json.loads(summary.read_text())["exit_status"] == 0
+    assert "-key-value" not in summary.read_text() + (toy.path / "r.html").read_text()  # still a secret: masked
