@@ -262,8 +262,12 @@ class _Handler(BaseHTTPRequestHandler):
         """The request's Content-Length, or None after answering why it is unusable (4xx)."""
         keep_alive = not self.close_connection
         self.close_connection = True  # unless the length turns out usable
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self._send_json(400, {"detail": "chunked transfer encoding is not supported; send Content-Length"})
+        encoding = self.headers.get("Transfer-Encoding")
+        if encoding is not None:
+            # Any transfer coding (gzip, identity, chunked) beside a Content-Length is the ambiguity request
+            # smuggling plays on: which one frames the body? Neither: the request is refused.
+            kind = "chunked" if "chunked" in encoding.lower() else f"{encoding.strip()[:40]!r}"
+            self._send_json(400, {"detail": f"{kind} transfer encoding is not supported; send Content-Length"})
             return None
         header = self.headers.get("Content-Length")
         if header is None:

@@ -42,7 +42,9 @@ def is_secret_name(name: str, declared: Iterable[str] = ()) -> bool:
     return any(word in upper for word in SECRET_WORDS) or name in set(declared)
 
 
-_URL_CREDENTIALS = re.compile(r"(\b[a-zA-Z][\w+.-]*://)[^/@\s]+@")
+# Linear in the text: no scheme before "://" (``\b[a-zA-Z][\w+.-]*://`` rescanned "a-a-a-…" from each
+# word boundary, quadratic: an agent's answer of 80 KB took 10 s to mask, of 1 MB half an hour).
+_URL_CREDENTIALS = re.compile(r"://[^/@\s]+@")
 
 
 def secret_forms(value: str) -> set[str]:
@@ -55,7 +57,9 @@ def secret_forms(value: str) -> set[str]:
     forms = {value}
     for _ in range(2):
         forms |= {json.dumps(f, ensure_ascii=a)[1:-1] for f in forms for a in (True, False)}
-    forms |= {quote(value, safe=""), quote_plus(value, safe=""), html.escape(value), html.escape(value, quote=False)}
+    # surrogateescape: a value from the command line may hold bytes that are no UTF-8 (as lone surrogates).
+    url_forms = {quote(value, safe="", errors="surrogateescape"), quote_plus(value, safe="", errors="surrogateescape")}
+    forms |= url_forms | {html.escape(value), html.escape(value, quote=False)}
     forms |= {repr(value)[1:-1], ascii(value)[1:-1]}
     return {f for f in forms if len(f) >= _MIN_REDACTED_LENGTH}
 
@@ -76,14 +80,14 @@ def _text_pattern(values: frozenset[str]) -> re.Pattern[str] | None:
 @functools.lru_cache(maxsize=32)
 def _bytes_pattern(values: frozenset[str]) -> tuple[re.Pattern[bytes], int] | None:
     """The pattern over UTF-8 bytes, and the length of its longest needle (how much a chunk must keep)."""
-    needles = [n.encode() for n in _needles(values)]
+    needles = [n.encode("utf-8", "surrogateescape") for n in _needles(values)]
     return (re.compile(b"|".join(map(re.escape, needles))), max(map(len, needles))) if needles else None
 
 
 def redact(text: str, secret_values: Iterable[str]) -> str:
     """``text`` with every secret value (in each of its :func:`secret_forms`), and the credentials of any URL,
     replaced by ``***``."""
-    text = _URL_CREDENTIALS.sub(r"\1***@", text)
+    text = _URL_CREDENTIALS.sub("://***@", text)
     values = frozenset(secret_values)
     # Substring search first: most texts hold no secret, and it is far faster than the regex.
     if not any(needle in text for needle in _needles(values)):

@@ -13,17 +13,28 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["UnsafeRunFile", "json_line", "open_for_writing", "read_text", "remove_planted", "split_lines"]
+__all__ = [
+    "UnsafeRunFile",
+    "escape_surrogates",
+    "json_line",
+    "open_for_writing",
+    "read_text",
+    "remove_planted",
+    "split_lines",
+]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO must not wait for its other end (reading: none; writing: ENXIO).
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
+# Lone surrogates: json.dumps(ensure_ascii=False) leaves them raw, and UTF-8 cannot encode them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Line breaks of str.splitlines that JSON leaves raw (it escapes every other one, being a control character).
 _RAW_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
@@ -36,9 +47,16 @@ def json_line(value: Any, *, allow_nan: bool = False, default: Any = None) -> st
     """``value`` as one line of JSON (non-ASCII text kept readable), ending in ``\\n``.
 
     U+2028, U+2029 and U+0085 are written as ``\\u`` escapes: a reader splitting lines with
-    ``str.splitlines`` (or an editor) would otherwise cut the line there.
+    ``str.splitlines`` (or an editor) would otherwise cut the line there. So are lone surrogates
+    (an agent's ``"\\ud800"`` is valid JSON), which no UTF-8 file can hold raw.
     """
-    return json.dumps(value, ensure_ascii=False, allow_nan=allow_nan, default=default).translate(_RAW_BREAKS) + "\n"
+    text = json.dumps(value, ensure_ascii=False, allow_nan=allow_nan, default=default).translate(_RAW_BREAKS)
+    return escape_surrogates(text) + "\n"
+
+
+def escape_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate as its JSON escape (they occur only inside JSON strings there)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if _SURROGATE.search(text) else text
 
 
 def split_lines(text: str) -> list[str]:

@@ -338,3 +338,82 @@ def test_the_last_lines_of_a_containers_output_are_quoted_printable(tmp_path: Pa
     quoted = tail(tmp_path / "container.stderr.log")
     assert "\nfatal ?]52;c;cm0gLXJmIH4=? here" in quoted
     assert all(line.isprintable() for line in quoted.split("\n"))
+
+
+@pytest.mark.parametrize("shape", ["a-", "://a-", "x.y+"])
+def test_masking_an_answer_takes_time_linear_in_its_size(shape: str) -> None:
+    """Attack: an answer of 1 MB shaped so that a regular expression with a rescanned prefix goes quadratic
+    ("a-a-a-…": every letter is a word boundary where a URL scheme could start). Masking it took half an hour
+    (80 KB: 10 s), in the controller, past any --benchflow-timeout. Linear masking takes milliseconds: the
+    bound is generous for a loaded machine and far below what quadratic work needs."""
+    # In a process of its own: a regular expression holds the GIL, so no thread could stop it at the bound.
+    code = (
+        "from pytest_benchflow.redaction import redact\n"
+        f"text = {shape!r} * (1024 * 1024 // {len(shape)}) + ' http://u:pw@h'\n"
+        "print(redact(text, ['sekrit-value'])[-20:])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip().endswith(" http://***@h"), done.stderr
+
+
+# --- The agent server ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip", "identity", "gzip, chunked"])
+def test_any_transfer_encoding_beside_a_content_length_is_400(echo_agent: str, coding: str) -> None:
+    """Attack: ``Transfer-Encoding: gzip`` (or identity) with a Content-Length: which frames the body is what
+    request smuggling plays on. Only "chunked" was refused; the others were answered 200, framed by the length."""
+    from test_agent_server import raw_exchange
+
+    request = f"POST /response HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\nContent-Length: 2\r\n\r\n{{}}"
+    answer = raw_exchange(echo_agent, request.encode())
+    assert answer.startswith(b"HTTP/1.1 400") and b"transfer encoding is not supported" in answer
+
+
+# --- Answers that are valid JSON but no valid text -------------------------------------------------------------
+
+SURROGATE_BENCH = in_process_bench(
+    "Lonely",
+    """
+    def evaluate(env):
+        answer = Client(env["INTELLIGENCE_URL"], retries=0).get_response("q", sample_id="s1")["answer"]
+        Path(env["BENCHFLOW_RESULTS_DIR"], "answer.txt").write_text(answer.encode("utf-8", "replace").decode())
+        from pytest_benchflow import BenchClient
+    """,
+    """
+    answer = Path(self.results_dir, "answer.txt").read_text()
+    return {"is_resolved": True, "metrics": {"answer": answer}, "log": "answered " + answer}
+    """,
+)
+
+
+def test_an_answer_holding_a_lone_surrogate_is_kept_and_reported(
+    pytester: pytest.Pytester, scripted: ScriptedServer
+) -> None:
+    """Attack: an agent answers ``"ok\\ud800"``, valid JSON whose string no UTF-8 file can hold. The task, its
+    transcript, results.jsonl and the HTML report are written anyway (the character replaced), never a
+    UnicodeEncodeError that loses the answer or the report."""
+    pytester.makepyfile(lonely=SURROGATE_BENCH)
+    scripted.script(Reply(), Reply(status=404), Reply(body=b'"ok\\ud800 done"'))
+    result = pytester.runpytest_subprocess(
+        "--benchflow=lonely.py:Lonely", f"--agent-url={scripted.url}", "--benchflow-html=r.html", "--junitxml=j.xml"
+    )
+    result.assert_outcomes(passed=1)
+    (run,) = pytester.path.glob(".benchflow/2*")
+    (transcript,) = run.glob("Lonely/logs/*/transcript.jsonl")
+    assert "done" in transcript.read_text() and "done" in (pytester.path / "r.html").read_text()
+
+
+def test_a_command_line_byte_that_is_no_utf8_never_costs_the_summary(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack (a user's Latin-1 shell): an argument holding the byte 0xE9, which Python's argv holds as the lone
+    surrogate U+DCE9. summary.json records the arguments and argv: it must still be written."""
+    monkeypatch.setenv("TOY_TASKS", json.dumps(["good"]))
+    result = toy.runpytest_subprocess(
+        *TOY, "--benchflow-arg=TOY_API_KEY=caf\udce9-key-value", "--benchflow-html=r.html"
+    )
+    result.assert_outcomes(passed=1)
+    (summary,) = toy.path.glob(".benchflow/2*/summary.json")
+    assert json.loads(summary.read_text())["exit_status"] == 0
+    assert "-key-value" not in summary.read_text() + (toy.path / "r.html").read_text()  # still a secret: masked

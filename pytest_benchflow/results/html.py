@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..runfiles import escape_surrogates
 from ..stats import Z95, percent, wilson_interval
 from .compare import BenchComparison, verdict
 from .reader import RunData
@@ -319,7 +320,8 @@ def render_html(
     ]
     samples = _sample_data(run, transcript_budget)
     benches = run.benches()
-    return (
+    # Lone surrogates (an agent's "\ud800" is valid JSON) cannot be written as UTF-8: their escapes are shown.
+    return escape_surrogates(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>benchflow report {html.escape(str(meta.get('run_id', '')))}</title>"

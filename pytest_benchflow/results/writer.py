@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
-from ..runfiles import json_line, open_for_writing
+from ..runfiles import escape_surrogates, json_line, open_for_writing
 from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord
 
 __all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso"]
@@ -222,6 +222,7 @@ class ResultsWriter:
     def _write_summary(self) -> None:
         tmp = self.run_dir / "summary.json.tmp"
         text = json.dumps(finite(self._summary)[0], indent=2, ensure_ascii=False, allow_nan=False)
+        text = escape_surrogates(text)  # an argument's byte that is no UTF-8 is a lone surrogate in argv
         tmp.unlink(missing_ok=True)  # a leftover, or a link planted there: removed, never written through
         with open_for_writing(tmp, "w") as out:
             out.write(text)
