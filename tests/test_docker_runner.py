@@ -225,7 +225,7 @@ def test_missing_image_and_pull_policy(docker_toy: pytest.Pytester, monkeypatch:
     )
 
 
-def test_a_get_image_name_that_raises_errors_each_task_not_the_session(
+def test_a_get_image_name_that_raises_is_one_usage_error_not_an_internal_one(
     docker_toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docker_toy.makepyfile(
@@ -233,7 +233,8 @@ def test_a_get_image_name_that_raises_errors_each_task_not_the_session(
     )
     monkeypatch.setenv("TOY_TASKS", '["a", "b"]')
     result = docker_toy.runpytest_subprocess("--benchflow=broken.py:Broken", "--agent=docker_toy:Upper")
-    result.assert_outcomes(errors=2)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: Broken: Broken.get_image_name() raised RuntimeError: no image today"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
 
