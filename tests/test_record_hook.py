@@ -66,6 +66,7 @@ def pytest_benchflow_record(record, item):
         ('record.extra["schema_version"] = 99', "'schema_version' (a declared field)"),
         ('record.extra["when"] = object()', "'when' (not JSON: object)"),
         ('record.extra["ratio"] = float("nan")', "'ratio' (not JSON: float)"),
+        ("record.gpu = 'A100'", "'gpu' (an attribute: use record.extra['gpu'])"),
     ],
 )
 def test_a_plugin_cannot_overwrite_declared_fields(toy: pytest.Pytester, body: str, refused: str) -> None:
@@ -80,13 +81,14 @@ def pytest_benchflow_record(record, item):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"*PytestWarning: pytest_benchflow_record (*conftest.py) may only add fields to record.extra*refused: {refused}*"
+            "*PytestWarning: pytest_benchflow_record (*conftest.py) may only add fields to record.extra*"
+            f"refused: {refused.replace('[', '[[]')}*"
         ]
     )
     (line,) = records(toy)
     assert (line["outcome"], line["is_resolved"], line["schema_version"], line["kept"]) == ("failed", False, 1, 1)
     assert refused in line["notes"][-1]
-    assert not {"when", "ratio"} & line.keys()
+    assert not {"when", "ratio", "gpu"} & line.keys()
 
 
 def test_no_hook_no_extra_fields(toy: pytest.Pytester) -> None:

@@ -302,6 +302,9 @@ class BenchflowRun:
         self.config.hook.pytest_benchflow_record(record=record, item=item)
         changed = [name for name, value in declared.items() if not _same(record.__dict__[name], value)]
         refused = [f"{name!r} (a declared field)" for name in changed]
+        for name in [k for k in record.__dict__ if k not in declared and k != "extra"]:
+            refused.append(f"{name!r} (an attribute: use record.extra[{name!r}])")
+            del record.__dict__[name]
         record.__dict__.update(declared)  # the record pytest-benchflow decided is the one written
         if not isinstance(record.extra, dict):
             refused.append(f"extra = {type(record.extra).__name__} (it must stay a dict)")
