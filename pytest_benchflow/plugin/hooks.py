@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..cache import CACHE_MODES, ResponseCache, describe
-from ..errors import AgentLaunchError, BenchflowError, one_line_reason
+from ..errors import BenchflowError, ConfigurationError, one_line_reason
 from ..redaction import url_secrets
 from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
@@ -31,6 +32,33 @@ from .session import RUN_KEY, BenchflowRun, attach_record
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
+    pluginmanager.register(_ConfigurationErrors(), "benchflow-configuration-errors")
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """The one place where a :class:`ConfigurationError` becomes a ``pytest.UsageError`` (one ``ERROR:`` line,
+    exit code 4, nothing run)."""
+    try:
+        yield
+    except ConfigurationError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+class _ConfigurationErrors:
+    """Around every implementation of the hooks that set a session up, ours and other plugins' (a runner plugin
+    raising ``RunnerError`` from its own ``pytest_sessionstart``). ``pytest_configure`` is historic, which
+    pluggy does not let a wrapper wrap: our implementation is decorated instead."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionstart(self) -> Generator[None, None, None]:
+        with _usage_errors():
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self) -> Generator[None, None, None]:
+        with _usage_errors():
+            return (yield)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +76,7 @@ def is_worker(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(trylast=True)
+@_usage_errors()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "benchflow: a benchmark task run by pytest-benchflow")
     if not is_worker(config):
@@ -90,12 +119,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if max_cost and not prices:
         raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
     display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
-    try:
-        run.agent_url, agent = provide_agent(
-            value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd")
-        )
-    except AgentLaunchError as e:
-        raise pytest.UsageError(str(e)) from None
+    run.agent_url, agent = provide_agent(value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd"))
     if agent is not None:
         config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
     # The agent's own key is a secret too: its provider may quote it in any answer or error.

@@ -9,8 +9,10 @@ import pytest
 if TYPE_CHECKING:
     from ..bench import BaseBench
     from ..environment import TaskEnvironment
+    from ..results.records import TaskRecord
     from ..runners import Runner
     from ..schemas import BenchmarkResult
+    from .items import BenchItem
 
 
 @pytest.hookspec(firstresult=True)
@@ -35,3 +37,21 @@ def pytest_benchflow_task_environment(bench: BaseBench, task_id: str, env: TaskE
 @pytest.hookspec
 def pytest_benchflow_task_result(bench: BaseBench, task_id: str, result: BenchmarkResult) -> None:
     """Called with each task's validated result, in the process that ran it, before pass/fail is decided."""
+
+
+@pytest.hookspec
+def pytest_benchflow_record(record: TaskRecord, item: BenchItem) -> None:
+    """Add fields to a finished task's record before it is written to ``results.jsonl``.
+
+    Called once per task run (each epoch), in the process that ran it (an xdist worker under ``-n``),
+    after its outcome is decided; not for a task whose worker process died. Put each field in
+    ``record.extra`` (``record.extra["gpu"] = "A100"``): the line carries it at the top level, after
+    the declared fields. Only new names and JSON values are taken; a name of a declared field
+    (``outcome``, ``usage``…) or ``schema_version``, a value ``json.dumps`` refuses, and any change to
+    the declared fields themselves are refused: the record is written as pytest-benchflow made it,
+    with a warning and a note in ``notes`` naming what was refused. Secrets are masked in the values.
+
+    ``item`` is the task's pytest item: ``item.bench_name``, ``item.task_id``, ``item.epoch``, ``item.result``
+    (its BenchmarkResult, None when the run broke),
+    ``item.config``, its markers and ``user_properties``.
+    """

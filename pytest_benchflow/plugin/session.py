@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,25 @@ _RECORD_ATTRIBUTE = "benchflow_record"
 _SAMPLES_ATTRIBUTE = "benchflow_samples"
 
 
+def _same(a: Any, b: Any) -> bool:
+    return a is b or a == b
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _implementers(config: pytest.Config) -> str:
+    """The plugins that implement ``pytest_benchflow_record``, as pytest names them."""
+    manager = config.pluginmanager
+    implementations = manager.hook.pytest_benchflow_record.get_hookimpls()
+    return ", ".join(manager.get_name(impl.plugin) or repr(impl.plugin) for impl in implementations)
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -48,8 +70,7 @@ def take_record(report: pytest.TestReport) -> tuple[TaskRecord, list[SampleRecor
     if data is None:
         return None
     # Written by attach_record in one of this session's processes: no need to validate it again.
-    data.pop("schema_version", None)
-    record = TaskRecord(**data)
+    record = TaskRecord.from_written(data)
     samples = [
         SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
         for sample_id, score, metadata in report.__dict__.pop(_SAMPLES_ATTRIBUTE, None) or []
@@ -270,7 +291,39 @@ class BenchflowRun:
             epoch=item.epoch,
             engine=item.engine,
         )
+        if self.config.hook.pytest_benchflow_record.get_hookimpls():  # none: nothing to call, copy or check
+            self._add_plugin_fields(record, item)
         return record, samples
+
+    def _add_plugin_fields(self, record: TaskRecord, item: BenchItem) -> None:
+        """Call ``pytest_benchflow_record``; refuse (restore, warn and note) what it did other than add
+        JSON fields under new names to ``record.extra``."""
+        declared = copy.deepcopy({k: v for k, v in record.__dict__.items() if k != "extra"})
+        self.config.hook.pytest_benchflow_record(record=record, item=item)
+        changed = [name for name, value in declared.items() if not _same(record.__dict__[name], value)]
+        refused = [f"{name!r} (a declared field)" for name in changed]
+        for name in [k for k in record.__dict__ if k not in declared and k != "extra"]:
+            refused.append(f"{name!r} (an attribute: use record.extra[{name!r}])")
+            del record.__dict__[name]
+        record.__dict__.update(declared)  # the record pytest-benchflow decided is the one written
+        if not isinstance(record.extra, dict):
+            refused.append(f"extra = {type(record.extra).__name__} (it must stay a dict)")
+            record.extra = {}
+        for name in record.shadowing():
+            refused.append(f"{name!r} (a declared field)" if isinstance(name, str) else f"{name!r} (not a string)")
+            del record.extra[name]
+        for name, value in list(record.extra.items()):
+            if not _is_json(value):
+                refused.append(f"{name!r} (not JSON: {type(value).__name__})")
+                del record.extra[name]
+        record.extra = self.redact_data(record.extra)
+        if refused:
+            message = (
+                f"pytest_benchflow_record ({_implementers(self.config)}) may only add fields to record.extra, "
+                f"under names of its own and with JSON values; refused: {', '.join(refused)}"
+            )
+            record.notes = [*(record.notes or []), message]
+            warnings.warn(pytest.PytestWarning(message), stacklevel=1)
 
     def crash_record(self, nodeid: str, reason: str) -> TaskRecord:
         """The error record of a task whose process died while running it (an xdist worker killed)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from types import UnionType
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from ..errors import ResultsFormatError
 from ..stats import (
@@ -110,9 +111,188 @@ def _check_usage(usage: Any, where: str) -> None:
             raise ResultsFormatError(f"{where}: 'usage.{key}' must be a whole number from 0 to below 1e18")
 
 
+# The keys of a field's metadata that the record schema reads (dataclasses.field(metadata=...)).
+_OMIT_EMPTY = "benchflow_omit_empty"
+_CHECK = "benchflow_check"
+_RANGE = "benchflow_range"
+
+
+def optional(default: Any = None, *, check: Callable[[Any, str], None] | None = None) -> Any:
+    """A record field left out of the JSON when empty (None, 0, "", {} or []); ``check(value, where)``
+    validates it further on read-back (raising ResultsFormatError)."""
+    return field(default=default, metadata={_OMIT_EMPTY: True, _CHECK: check})
+
+
+def _json_kinds(hint: Any, owner: str, name: str) -> tuple[tuple[type, ...], tuple[Any, ...] | None]:
+    """The Python types a JSON reader gives for a field declared ``hint`` (None allowed), and a Literal's values."""
+    if get_origin(hint) in (Union, UnionType):
+        kinds = [a for a in get_args(hint) if a is not type(None)]
+        if len(kinds) != 1:
+            raise TypeError(f"{owner}.{name}: a record field has one type (or that type | None), not {hint}")
+        hint = kinds[0]
+    if get_origin(hint) is Literal:
+        choices = get_args(hint)
+        return (type(choices[0]),), choices
+    kind = get_origin(hint) or hint
+    if kind is Any or not isinstance(kind, type) or kind not in _JSON_NAMES:
+        raise TypeError(
+            f"{owner}.{name}: a record field has a JSON type (str, int, float, bool, dict or list), not {hint}"
+        )
+    # JSON has one kind of number: a float field reads 1 as well as 1.0.
+    return ((int, float) if kind is float else (kind,)), None
+
+
+@dataclass(frozen=True)
+class _Schema:
+    """What a record class declares, read once from its dataclass fields and type hints."""
+
+    #: Fields without a default: strings (or string Literals) that every line must have.
+    required: tuple[str, ...]
+    #: Field → the JSON types it may have (checked when the value is not null).
+    types: dict[str, tuple[type, ...]]
+    #: Literal fields → their allowed values.
+    choices: dict[str, tuple[Any, ...]]
+    #: Fields left out of the JSON when empty, in declaration order.
+    omit_empty: tuple[str, ...]
+    #: Further checks, ``check(value, where)``.
+    checks: tuple[tuple[str, Callable[[Any, str], None]], ...]
+    #: Numbers bounded by ``(low, high)``, both included (required: checked even when missing).
+    ranges: tuple[tuple[str, float, float], ...]
+    #: The fields a line may carry (``extra`` is not one: its items are merged into the line).
+    names: frozenset[str]
+    #: Float fields: read back as floats (JSON writes 1.0 as 1 in some writers).
+    float_fields: tuple[str, ...]
+    #: Whether the class keeps undeclared fields in its ``extra``.
+    keeps_extra: bool
+
+
+def _schema_of(cls: type) -> _Schema:
+    hints = get_type_hints(cls)
+    required: list[str] = []
+    types: dict[str, tuple[type, ...]] = {}
+    choices: dict[str, tuple[Any, ...]] = {}
+    omit: list[str] = []
+    checks: list[tuple[str, Callable[[Any, str], None]]] = []
+    ranges: list[tuple[str, float, float]] = []
+    floats: list[str] = []
+    for f in fields(cls):
+        if f.name == "extra":
+            continue
+        kinds, literal = _json_kinds(hints[f.name], cls.__name__, f.name)
+        bounds = f.metadata.get(_RANGE)
+        if bounds is not None:
+            ranges.append((f.name, *bounds))
+        elif f.default is MISSING and f.default_factory is MISSING:
+            if kinds != (str,):
+                raise TypeError(f"{cls.__name__}.{f.name}: a required record field is a string")
+            required.append(f.name)
+        else:
+            types[f.name] = kinds
+        if literal is not None:
+            choices[f.name] = literal
+        if float in kinds:
+            floats.append(f.name)
+        if f.metadata.get(_OMIT_EMPTY):
+            omit.append(f.name)
+        if f.metadata.get(_CHECK) is not None:
+            checks.append((f.name, f.metadata[_CHECK]))
+    return _Schema(
+        required=tuple(required),
+        types=types,
+        choices=choices,
+        omit_empty=tuple(omit),
+        checks=tuple(checks),
+        ranges=tuple(ranges),
+        names=frozenset(f.name for f in fields(cls) if f.name != "extra"),
+        float_fields=tuple(floats),
+        keeps_extra=any(f.name == "extra" for f in fields(cls)),
+    )
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
+_R = TypeVar("_R", bound="_Record")
+
+
+class _Record:
+    """A line of a results file, declared once as a dataclass: its JSON form and its read-back
+    validation are derived from the declaration (``_schema``, set by :func:`_declared`)."""
+
+    _schema: ClassVar[_Schema]
+    #: How an error names a line of this kind ("record lacks …").
+    _noun: ClassVar[str]
+    #: Whether a line carries ``schema_version``.
+    _versioned: ClassVar[bool] = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The line as written: schema version first, empty optional fields left out, ``extra`` merged in."""
+        # Shallow on purpose (asdict deep-copies): this runs twice per task, 12,032 times in a large run.
+        data = {"schema_version": SCHEMA_VERSION, **self.__dict__} if self._versioned else dict(self.__dict__)
+        extra = data.pop("extra", None)
+        for name in self._schema.omit_empty:
+            if not data[name]:
+                del data[name]
+        if extra:
+            data.update(extra)
+        return data
+
+    @classmethod
+    def from_json(cls: type[_R], data: Any, where: str) -> _R:
+        """Validate a line read back; fields this version does not declare are kept in ``extra``
+        (when the class has one) and otherwise ignored.
+
+        Raises:
+            ResultsFormatError: naming ``where`` and the field that is missing or of the wrong type.
+        """
+        if cls._versioned:
+            data = check_version(data, where)
+        elif not isinstance(data, dict):
+            raise ResultsFormatError(f"{where}: expected a JSON object, found {json_type(data)}")
+        schema = cls._schema
+        if not all(isinstance(data.get(k), str) for k in schema.required):
+            raise ResultsFormatError(f"{where}: {cls._noun} lacks {_one_of(schema.required)} (strings)")
+        for name, allowed in schema.choices.items():
+            value = data.get(name)
+            if value is not None and value not in allowed:
+                raise ResultsFormatError(f"{where}: {name} {value!r} is not one of {', '.join(map(str, allowed))}")
+        for name, low, high in schema.ranges:
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ResultsFormatError(f"{where}: {name!r} must be a number from {low:g} to {high:g}, not {value!r}")
+        _check_types(data, schema.types, where)
+        for name, check in schema.checks:
+            check(data.get(name), where)
+        values = {k: v for k, v in data.items() if v is not None and k in schema.names}
+        for name in schema.float_fields:
+            if name in values:
+                values[name] = float(values[name])
+        if schema.keeps_extra:
+            extra = {k: v for k, v in data.items() if k not in schema.names and k != "schema_version"}
+            if extra:
+                values["extra"] = extra
+        return cls(**values)
+
+
+def _declared(cls: type[_R]) -> type[_R]:
+    """Give a record dataclass its schema (read from its fields once, at import)."""
+    cls._schema = _schema_of(cls)
+    return cls
+
+
+@_declared
 @dataclass
-class TaskRecord:
-    """One finished task: a line of ``results.jsonl``."""
+class TaskRecord(_Record):
+    """One finished task: a line of ``results.jsonl``.
+
+    Each field is declared once, here: its type is checked when the line is read back, and a field
+    declared with :func:`optional` is left out of the line when empty. Adding a field is one line and
+    its doc comment (docs/design.md); the schema version is not bumped for a new field.
+    """
+
+    _noun = "record"
+    _versioned = True
 
     bench: str
     task_id: str
@@ -125,98 +305,49 @@ class TaskRecord:
     results_dir: str = ""
     log_dir: str = ""
     finished_at: float = 0.0
-    details: str | None = None
-    other: dict[str, Any] | None = None
-    notes: list[str] | None = None
-    usage: dict[str, int] | None = None
+    details: str | None = optional()
+    other: dict[str, Any] | None = optional()
+    notes: list[str] | None = optional()
+    usage: dict[str, int] | None = optional(check=_check_usage)
     #: Which run of the task (``--benchflow-epochs``), from 1.
     epoch: int = 1
     #: How many samples the task reported (in ``samples.jsonl``), None when it reported none.
-    samples: int | None = None
-    #: The Docker engine the task ran on (container runners), None in-process.
-    engine: str | None = None
-
-    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
-        "nodeid": (str,),
-        "engine": (str,),
-        "epoch": (int,),
-        "samples": (int,),
-        "is_resolved": (bool,),
-        "metrics": (dict,),
-        "duration": (int, float),
-        "reason": (str,),
-        "results_dir": (str,),
-        "log_dir": (str,),
-        "finished_at": (int, float),
-        "details": (str,),
-        "other": (dict,),
-        "notes": (list,),
-        "usage": (dict,),
-    }
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as written, with its schema version; empty optional fields left out."""
-        # Shallow on purpose (asdict deep-copies): this runs twice per task, 12,032 times in a large run.
-        data = {"schema_version": SCHEMA_VERSION, **self.__dict__}
-        for optional in ("details", "other", "notes", "usage", "samples", "engine"):
-            if not data[optional]:
-                del data[optional]
-        return data
+    samples: int | None = optional()
+    #: Where the task ran: the container engine of a container runner, None in-process.
+    engine: str | None = optional()
+    #: Fields a ``pytest_benchflow_record`` hook added, written at the top level of the line after the
+    #: declared ones (whose names they may not take); read back, the fields this version does not declare.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Any, where: str) -> TaskRecord:
-        """Validate a record read back (unknown fields ignored).
+    def from_written(cls, data: dict[str, Any]) -> TaskRecord:
+        """The record that :meth:`to_json` wrote in this session (trusted: not validated again)."""
+        data.pop("schema_version", None)
+        names = cls._schema.names
+        if data.keys() <= names:
+            return cls(**data)
+        extra = {k: v for k, v in data.items() if k not in names}  # in the order the plugin added them
+        return cls(**{k: v for k, v in data.items() if k in names}, extra=extra)
 
-        Raises:
-            ResultsFormatError: naming ``where`` and the field that is missing or of the wrong type.
-        """
-        data = check_version(data, where)
-        if not all(isinstance(data.get(k), str) for k in ("bench", "task_id", "outcome")):
-            raise ResultsFormatError(f"{where}: record lacks bench, task_id or outcome (strings)")
-        if data["outcome"] not in OUTCOMES:
-            raise ResultsFormatError(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
-        _check_types(data, cls._TYPES, where)
-        _check_usage(data.get("usage"), where)
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known and v is not None}
-        return cls(**values)
+    def shadowing(self) -> list[Any]:
+        """The keys of ``extra`` a line cannot carry: the declared fields' names, ``schema_version``, non-strings."""
+        reserved = self._schema.names
+        return [k for k in self.extra if not isinstance(k, str) or k in reserved or k == "schema_version"]
 
 
+@_declared
 @dataclass
-class SampleRecord:
+class SampleRecord(_Record):
     """One sample of a task's epoch: a line of ``samples.jsonl``."""
+
+    _noun = "sample"
 
     bench: str
     task_id: str
     sample_id: str
-    score: float
+    score: float = field(metadata={_RANGE: (0, 1)})
     epoch: int = 1
-    metadata: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        if not data["metadata"]:
-            del data["metadata"]
-        return data
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> SampleRecord:
-        if not isinstance(data, dict):
-            raise ResultsFormatError(f"{where}: expected a JSON object, found {json_type(data)}")
-        if not all(isinstance(data.get(k), str) for k in ("bench", "task_id", "sample_id")):
-            raise ResultsFormatError(f"{where}: sample lacks bench, task_id or sample_id (strings)")
-        score = data.get("score")
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
-            raise ResultsFormatError(f"{where}: 'score' must be a number from 0 to 1, not {score!r}")
-        _check_types(data, {"epoch": (int,), "metadata": (dict,)}, where)
-        return cls(
-            bench=data["bench"],
-            task_id=data["task_id"],
-            sample_id=data["sample_id"],
-            score=float(score),
-            epoch=data.get("epoch") or 1,
-            metadata=data.get("metadata"),
-        )
+    metadata: dict[str, Any] | None = optional()
 
 
 @dataclass
@@ -307,8 +438,9 @@ class BenchStats:
     engines: dict[str, dict[str, float]] | None = None
 
 
+@_declared
 @dataclass
-class BenchInfo:
+class BenchInfo(_Record):
     """What the session knew of a bench, written beside its statistics in ``summary.json``."""
 
     bench_class: str = ""
@@ -317,22 +449,13 @@ class BenchInfo:
     summary_metrics: list[str] | None = None
     breakdown: dict[str, Any] | None = None
 
-    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
-        "bench_class": (str,),
-        "runner": (str,),
-        "args": (dict,),
-        "summary_metrics": (list,),
-        "breakdown": (dict,),
-    }
-
     @classmethod
     def from_json(cls, data: Any, where: str) -> BenchInfo:
         if not isinstance(data, dict):
             raise ResultsFormatError(f"{where} must be an object, not {json_type(data)}")
-        _check_types(data, cls._TYPES, where)
+        _check_types(data, cls._schema.types, where)
         _check_usage(data.get("usage"), where)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+        return cls(**{k: v for k, v in data.items() if k in cls._schema.names and v is not None})
 
 
 @dataclass
