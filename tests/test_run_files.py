@@ -157,24 +157,17 @@ def test_a_link_at_a_task_directorys_parent_is_refused(toy: pytest.Pytester, err
     assert list(outside.iterdir()) == []
 
 
+def report(run: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``pytest-benchflow report`` of ``run`` in a process of its own (a hang ends at 60 s)."""
+    command = [sys.executable, "-m", "pytest_benchflow.results.cli", "report", str(run), "-o", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def test_a_fifo_in_place_of_a_run_file_never_hangs_a_reader(toy: pytest.Pytester, errored_run: Path) -> None:
     good_logs = errored_run / "ToyBench" / "logs" / "good"
     (good_logs / "transcript.jsonl").unlink()
     os.mkfifo(good_logs / "transcript.jsonl")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_benchflow.results.cli",
-            "report",
-            str(errored_run),
-            "-o",
-            str(toy.path / "r.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = report(errored_run, toy.path / "r.html")
     assert done.returncode == 0, done.stderr  # the report, without that task's transcript
     # A resumed session reads the run back, and runs "flaky" again, its own transcript a FIFO too.
     os.mkfifo(errored_run / "ToyBench" / "logs" / "flaky" / "transcript.jsonl")
@@ -183,20 +176,7 @@ def test_a_fifo_in_place_of_a_run_file_never_hangs_a_reader(toy: pytest.Pytester
     # Where a run file must be read, a FIFO is an error naming it, at once.
     (errored_run / "results.jsonl").unlink()
     os.mkfifo(errored_run / "results.jsonl")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_benchflow.results.cli",
-            "report",
-            str(errored_run),
-            "-o",
-            str(toy.path / "r.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = report(errored_run, toy.path / "r.html")
     assert done.returncode == 2 and "results.jsonl: cannot be read" in done.stderr, done.stderr
     result = toy.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", timeout=120)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
