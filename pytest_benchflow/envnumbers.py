@@ -6,7 +6,7 @@ import math
 import os
 from typing import TypeVar
 
-__all__ = ["MAX_SECONDS", "env_number", "in_range", "parse_number"]
+__all__ = ["MAX_SECONDS", "env_number", "in_range", "parse_number", "shown_value"]
 
 N = TypeVar("N", int, float)
 
@@ -46,3 +46,9 @@ def env_number(name: str, default: N, *, minimum: float = 0.0, maximum: float | 
         most = f" and <= {maximum:g}" if maximum is not None else ""
         raise ValueError(f"environment variable {name}={raw[:40]!r} must be {noun} >= {minimum:g}{most}")
     return value
+
+
+def shown_value(raw: object, limit: int = 40) -> str:
+    """A setting's value as an error quotes it: a 400-digit number is cut, not printed whole."""
+    text = str(raw)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

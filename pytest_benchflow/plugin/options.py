@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..envnumbers import in_range, parse_number
+from ..envnumbers import in_range, parse_number, shown_value
 from ..runners import RunnerOption
 
 __all__ = ["OPTIONS", "Option", "add_options", "arg_values", "choice", "positive", "price", "setting", "value"]
@@ -116,16 +116,10 @@ def positive(
         noun = "a whole number" if kind is int else "a number of seconds"
         raise pytest.UsageError(f"{_flag(name)} {raw!r} is not {noun}")
     if not in_range(number, 0, above=True):
-        raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {_shown(raw)}")
+        raise pytest.UsageError(f"{_flag(name)} must be a positive finite number, got {shown_value(raw)}")
     if maximum is not None and not in_range(number, maximum=maximum):
-        raise pytest.UsageError(f"{_flag(name)} {_shown(raw)}: at most {maximum}" + (f" ({why})" if why else ""))
+        raise pytest.UsageError(f"{_flag(name)} {shown_value(raw)}: at most {maximum}" + (f" ({why})" if why else ""))
     return number
-
-
-def _shown(raw: Any, limit: int = 40) -> str:
-    """A value as an error quotes it: a 400-digit number is cut, not printed whole."""
-    text = str(raw)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:

@@ -16,7 +16,7 @@ import requests
 
 from ..bench import BaseBench
 from ..environment import PROGRESS_PREFIX, TaskEnvironment, parse_progress
-from ..envnumbers import in_range, parse_number
+from ..envnumbers import in_range, parse_number, shown_value
 from ..errors import RunnerError, TaskError, TaskTimeout, first_line
 from ..redaction import redact
 from .archive import check_links, extract_archive, spool
@@ -117,7 +117,7 @@ _MAX_SLOTS = 10_000
 def _positive(name: str, raw: str, kind: type[float] | type[int], maximum: float | None = None) -> float:
     value = parse_number(raw, kind)
     if value is None or not in_range(value, 0, above=True, maximum=maximum):
-        shown = raw if len(raw) <= 40 else f"{raw[:40]}… ({len(raw)} characters)"
+        shown = shown_value(raw)
         most = f" of at most {maximum:,g}" if maximum is not None else ""
         raise RunnerError(f"{name} = {shown!r}: expected a positive {'whole ' if kind is int else ''}number{most}")
     return value
