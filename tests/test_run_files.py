@@ -12,7 +12,7 @@ import pytest
 
 from conftest import TOY
 from pytest_benchflow.results import load_run
-from pytest_benchflow.results.transcripts import read_transcript
+from pytest_benchflow.results.transcript_reader import read_transcript
 
 # Every character str.splitlines() breaks on that JSON leaves unescaped.
 BREAKS = "a\u2028b\u2029c\x85d"

@@ -10,7 +10,7 @@ from test_runner import FileBench
 
 from pytest_benchflow import TaskListError
 from pytest_benchflow.bench import list_task_ids
-from pytest_benchflow.loader import BenchLoadError, installed_benchmarks, load_bench_class
+from pytest_benchflow.bench_lookup import BenchLoadError, installed_benchmarks, load_bench_class
 
 
 class Listing(FileBench):

@@ -132,7 +132,7 @@ def test_mmlu_pro_transcripts_never_carry_the_gold_answer(pytester: pytest.Pytes
 
 
 def test_reading_a_transcript_back_skips_what_is_not_an_exchange_and_trims_long_fields(tmp_path: Path) -> None:
-    from pytest_benchflow.results.transcripts import FIELD_LIMIT, read_transcript
+    from pytest_benchflow.results.transcript_reader import FIELD_LIMIT, read_transcript
 
     log_dir = tmp_path / "b" / "logs" / "t"
     log_dir.mkdir(parents=True)

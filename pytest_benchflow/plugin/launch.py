@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import requests
 
 from ..agent_server import AgentServer, BaseAgent
+from ..bench_lookup import import_object
 from ..deadline import within
 from ..errors import AgentLaunchError, BenchLoadError
-from ..loader import import_object
 from ..redaction import public_url
 from ..untrusted import bounded_info
 

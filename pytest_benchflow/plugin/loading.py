@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from ..bench import BaseBench, list_task_ids
+from ..bench_lookup import load_bench_class
 from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
-from ..loader import load_bench_class
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
 from ..results.records import SampleRecord, TaskRecord

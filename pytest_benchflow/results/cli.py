@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..bench_lookup import installed_benchmarks, load_bench_class
 from ..errors import ResultsFormatError
-from ..loader import installed_benchmarks, load_bench_class
 from ..runners import installed_runners
 from .compare import compare_runs, format_comparison
 from .html import render_html

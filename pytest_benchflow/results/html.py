@@ -14,7 +14,7 @@ from ..stats import Z95, percent, wilson_interval
 from .compare import BenchComparison, verdict
 from .reader import RunData
 from .records import BenchSummary, agent_label
-from .transcripts import read_transcript
+from .transcript_reader import read_transcript
 from .writer import group_samples
 
 __all__ = ["MAX_FLIPS_SHOWN", "MAX_SAMPLES", "TRANSCRIPT_BUDGET", "render_html"]
@@ -159,7 +159,7 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
         )
         + (f"<figure>{_svg_chart(name, rows)}</figure>" if rows else "")
         + (
-            '<table class="engines"><thead><tr><th>Docker engine</th><th class="num">tasks</th>'
+            '<table class="engines"><thead><tr><th>engine</th><th class="num">tasks</th>'
             f'<th class="num">errors</th><th class="num">seconds</th></tr></thead><tbody>{engine_rows}</tbody></table>'
             if engine_rows
             else ""

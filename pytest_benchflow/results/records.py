@@ -313,7 +313,7 @@ class TaskRecord(_Record):
     epoch: int = 1
     #: How many samples the task reported (in ``samples.jsonl``), None when it reported none.
     samples: int | None = optional()
-    #: Where the task ran: the container engine of a container runner, None in-process.
+    #: Where the task ran (a container engine, a cluster node), None in-process.
     engine: str | None = optional()
     #: Fields a ``pytest_benchflow_record`` hook added, written at the top level of the line after the
     #: declared ones (whose names they may not take); read back, the fields this version does not declare.
@@ -434,7 +434,7 @@ class BenchStats:
     samples: ClusteredMean | None = None
     #: With ``--benchflow-epochs`` above 1: per-epoch rates, pass@k, pass^k, flaky tasks.
     epochs: EpochStats | None = None
-    #: Per Docker engine the tasks ran on: ``tasks``, ``errors`` and ``seconds`` (None when none ran in a container).
+    #: Per engine (container engine, cluster node): ``tasks``, ``errors``, ``seconds`` (None when all in-process).
     engines: dict[str, dict[str, float]] | None = None
 
 

@@ -2,10 +2,10 @@
 
 from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task, task_usage
 from .local import LocalRunner, run_task
-from .registry import ENTRY_POINT_GROUP, installed_runners, runner_class
+from .registry import RUNNERS_GROUP, installed_runners, runner_class
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
+    "RUNNERS_GROUP",
     "LocalRunner",
     "Runner",
     "RunnerOption",

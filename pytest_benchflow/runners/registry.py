@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
+from ..bench_lookup import import_object
 from ..errors import BenchflowError, RunnerError
-from ..loader import import_object
 from .base import Runner
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
+    "RUNNERS_GROUP",
     "broken_runners",
     "default_image_runner",
     "installed_runners",
@@ -19,12 +19,12 @@ __all__ = [
 ]
 
 #: Installed packages register their Runner classes under this group, by name.
-ENTRY_POINT_GROUP = "pytest_benchflow.runners"
+RUNNERS_GROUP = "pytest_benchflow.runners"
 
 
 @cache  # scanning every installed distribution costs tens of milliseconds; they do not change mid-run
 def _registered() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep for ep in entry_points(group=RUNNERS_GROUP)}
 
 
 def installed_runners() -> dict[str, str]:

@@ -15,16 +15,16 @@ from types import ModuleType
 from .bench import BaseBench
 from .errors import BenchLoadError
 
-__all__ = ["ENTRY_POINT_GROUP", "import_file", "import_object", "installed_benchmarks", "load_bench_class"]
+__all__ = ["BENCHMARKS_GROUP", "import_file", "import_object", "installed_benchmarks", "load_bench_class"]
 
 #: Installed benchmark packages register their BaseBench classes under this group.
-ENTRY_POINT_GROUP = "pytest_benchflow.benchmarks"
+BENCHMARKS_GROUP = "pytest_benchflow.benchmarks"
 
 
 @cache  # scanning every installed distribution costs tens of milliseconds; they do not change mid-run
 def installed_benchmarks() -> dict[str, str]:
     """Registered benchmark names and the object references they point to."""
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep.value for ep in entry_points(group=BENCHMARKS_GROUP)}
 
 
 def import_file(path: Path) -> object:
