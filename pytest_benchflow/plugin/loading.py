@@ -17,6 +17,7 @@ from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
 from ..results.records import SampleRecord, TaskRecord
 from ..runners import Runner
+from ..runners.bench_container import CONTAINER_METHODS, NO_CONTAINER
 from ..runners.registry import default_image_runner, usable_runners
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
@@ -189,7 +190,6 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             )
 
 
-_CONTAINER_METHODS = ("get_image_name", "get_results_dir_in_container", "get_log_files_dir_in_container")
 _ENTRANCE = "a function taking the task's environment, or None (the bench runs only in its container)"
 _TEXT = "a non-empty str, or None (no container)"
 
@@ -219,8 +219,7 @@ def _no_container(name: str, runner: str, in_process: bool) -> None:
     """A container runner was chosen for a bench without a container: once, not as an error per task."""
     instead = "run it with --benchflow-runner local" if in_process else "it has no in-process entrance either"
     raise BenchLoadError(
-        f"{name} has no container for the {runner} runner (get_image_name, get_results_dir_in_container and "
-        f"get_log_files_dir_in_container must all be given); {instead}"
+        f"{name} has no container for the {runner} runner ({NO_CONTAINER}); {instead}"
     )
 
 
@@ -259,7 +258,7 @@ def load_benches(
             ctx.values.update({k: v for k, v in cli_values.items() if k in arg_names})
             bench.args = ctx.resolve(None)
             if chosen != "local":  # only container runners ask for the container's image and directories
-                container = [_checked_call(bench, name, m, _is_text, _TEXT) for m in _CONTAINER_METHODS]
+                container = [_checked_call(bench, name, m, _is_text, _TEXT) for m in CONTAINER_METHODS]
                 if type(ctx.runner).default_for_images and None in container:
                     _no_container(name, chosen, entrance is not None)
         except BenchflowError as e:

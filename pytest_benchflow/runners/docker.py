@@ -6,23 +6,27 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
 
 from ..bench import BaseBench
-from ..environment import PROGRESS_PREFIX, TaskEnvironment, parse_progress
+from ..environment import TaskEnvironment
 from ..envnumbers import in_range, parse_number, shown_value
 from ..errors import RunnerError, TaskError, TaskTimeout, first_line
-from ..redaction import redact
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
-from .engines import Engine, EnginePool, docker_module, is_local_engine, is_loopback_url, parse_engines
-from .logs import MAX_LOG_BYTES, CappedLog, MaskedStream, lines, tail
+from .bench_container import BenchContainer, bench_container
+from .engines import Engine, EnginePool, docker_module, parse_engines
+from .labels import RUN_LABEL, run_selector, safe_labels
+from .logs import MAX_LOG_BYTES
+from .loopback import check_agent_reachable, is_local_url, network_for_agent
+from .task_output import TaskOutput
 
 if TYPE_CHECKING:
     import docker
@@ -31,15 +35,11 @@ __all__ = ["DEFAULT_CAP_DROP", "RUN_LABEL", "DockerLimits", "DockerRunner"]
 
 logger = logging.getLogger("pytest_benchflow.docker")
 
-RUN_LABEL = "benchflow.run"
 #: Capabilities Docker grants by default that benchmarks do not need (ini ``benchflow_cap_drop``).
 DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD", "SYS_CHROOT", "SETFCAP", "AUDIT_WRITE")
 PULL_POLICIES = ("never", "missing", "always")
 # Every Docker call made while cleaning up gives up after this long (the session sweep retries).
 _CLEANUP_TIMEOUT = 30
-# An exited container's output is read to its end unless nothing more arrives for this long.
-_READER_STALL = 10
-_PROGRESS = PROGRESS_PREFIX.encode()
 
 OPTIONS = [
     RunnerOption(
@@ -191,13 +191,8 @@ class DockerRunner(Runner):
 
     def start(self, agent_url: str) -> None:
         """Refuse a loopback agent that containers on another machine cannot reach; ping every engine once."""
-        remote = [e.shown for e in self.pool.engines if not is_local_engine(e.url)]
-        if remote and self.limits.network == "auto" and is_loopback_url(agent_url):
-            raise RunnerError(
-                f"the agent at {agent_url} is on this machine's loopback, which containers on "
-                f"{', '.join(remote)} cannot reach; give an --agent-url that host can reach "
-                "(this machine's address, or an agent running there)"
-            )
+        if self.limits.network == "auto":
+            check_agent_reachable(agent_url, [e.shown for e in self.pool.engines if not is_local_url(e.url)])
         # A resumed run reuses its id: what a crashed session of it marked lost is not lost now.
         self.pool.remove_directory()
         self.pool.check()
@@ -247,22 +242,15 @@ class DockerRunner(Runner):
     def network_mode(self, agent_url: str) -> str | None:
         if self.limits.network != "auto":
             return self.limits.network
-        # An agent on the host's loopback is reachable only from the host's network namespace.
-        return "host" if is_loopback_url(agent_url) else None
+        return network_for_agent(agent_url)
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
-        image = bench.get_image_name()
-        results_dir, log_dir = bench.get_results_dir_in_container(), bench.get_log_files_dir_in_container()
-        if not image or not results_dir or not log_dir:
-            raise TaskError(
-                f"{spec.bench_name} has no container (get_image_name, get_results_dir_in_container and "
-                "get_log_files_dir_in_container must all be given); run it with --benchflow-runner local"
-            )
+        box = bench_container(bench, spec)
         while True:
             with self.pool.slot() as engine:
                 spec.engine = engine.shown
                 try:
-                    self._execute_on(engine, image, results_dir, log_dir, spec, env)
+                    self._execute_on(engine, box, spec, env)
                     return
                 except _EngineDown as down:
                     # Nothing ran there yet: the task goes to another engine, if one remains.
@@ -273,16 +261,15 @@ class DockerRunner(Runner):
             self.pool.lost(engine, reason)
             logger.warning("Docker engine %s lost (%s): no further task goes there", engine.shown, reason)
 
-    def _execute_on(
-        self, engine: Engine, image: str, results_dir: str, log_dir: str, spec: TaskSpec, env: TaskEnvironment
-    ) -> None:
-        errors = _docker().errors
+    def _execute_on(self, engine: Engine, box: BenchContainer, spec: TaskSpec, env: TaskEnvironment) -> None:
+        errors, image = _docker().errors, box.image
         try:
             self.ensure_image(engine, image)
             container = engine.client().containers.create(
                 image,
-                environment={**env, "BENCHFLOW_RESULTS_DIR": results_dir, "BENCHFLOW_LOG_DIR": log_dir},
-                labels={RUN_LABEL: self.run_id, **spec.labels},
+                environment=box.environment(env),
+                # Safe values: the raw task id is in the environment (TEST_START_ID) and the task's record.
+                labels=safe_labels({RUN_LABEL: self.run_id, **spec.labels}),
                 network_mode=self.network_mode(spec.agent_url),
                 privileged=False,
                 security_opt=["no-new-privileges"],
@@ -304,7 +291,7 @@ class DockerRunner(Runner):
         container_id = str(container.id)
         self._running[container_id] = engine
         try:
-            self._run(engine, container, image, results_dir, log_dir, spec)
+            self._run(engine, container, box, spec)
         except (errors.DockerException, requests.exceptions.RequestException) as e:
             reason = first_line(str(e))
             if engine.answers():
@@ -319,24 +306,17 @@ class DockerRunner(Runner):
                 _remove(engine, container_id)
             self._running.pop(container_id, None)
 
-    def _run(self, engine: Engine, container: Any, image: str, results_dir: str, log_dir: str, spec: TaskSpec) -> None:
-        stdout_path, stderr_path = spec.log_dir / "container.stdout.log", spec.log_dir / "container.stderr.log"
-
-        def masked() -> MaskedStream:
-            secrets = spec.secret_values
-            return MaskedStream(lambda text: redact(text, secrets), max(map(len, secrets), default=0))
-
-        stdout_log, stderr_log = _open_logs(stdout_path, stderr_path, self.max_log_bytes)
+    def _run(self, engine: Engine, container: Any, box: BenchContainer, spec: TaskSpec) -> None:
+        output = TaskOutput(spec, self.max_log_bytes)
         try:
             container.start()
         except BaseException:
-            stdout_log.close()
-            stderr_log.close()
+            output.close()
             raise
-        readers = [
-            (_start_reader(container, stdout_log, masked(), stdout=True, progress=spec.progress), stdout_log),
-            (_start_reader(container, stderr_log, masked(), stdout=False, progress=None), stderr_log),
-        ]
+        name = f"container {str(container.id)[:12]}"
+        for stdout in (True, False):
+            stream = partial(container.logs, stdout=stdout, stderr=not stdout, stream=True, follow=True)
+            output.read(stream, stdout=stdout, name=name)
         try:
             status = container.wait(timeout=spec.timeout)["StatusCode"]
         except requests.exceptions.RequestException as e:
@@ -344,15 +324,14 @@ class DockerRunner(Runner):
             if not isinstance(e, requests.exceptions.ReadTimeout) and "timed out" not in str(e):
                 raise  # the engine went away (or failed): see _execute_on
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (container killed)") from None
-        _finish_reading(readers)
+        output.finish()
         if status != 0:
             raise TaskError(
-                f"task {spec.task_id!r}: container of {image!r} exited with status {status}\n"
-                + tail(stderr_path, stdout_path)
+                f"task {spec.task_id!r}: container of {box.image!r} exited with status {status}\n" + output.tail()
             )
         client = engine.client()
-        self._copy_out(client, container, results_dir, spec.results_dir, "results")
-        self._copy_out(client, container, log_dir, spec.log_dir, "logs")
+        self._copy_out(client, container, box.results_dir, spec.results_dir, "results")
+        self._copy_out(client, container, box.log_dir, spec.log_dir, "logs")
 
     def _copy_out(self, client: docker.DockerClient, container: Any, path: str, dest: Path, what: str) -> None:
         # The raw request, so that refusing an archive closes its stream: the engine stops sending
@@ -385,7 +364,7 @@ class DockerRunner(Runner):
         for engine in self.pool.remaining():
             try:
                 client = engine.client(_CLEANUP_TIMEOUT)
-                found = client.api.containers(all=True, quiet=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+                found = client.api.containers(all=True, quiet=True, filters={"label": run_selector(run_id)})
             except Exception as e:
                 logger.info("no container sweep for run %s on %s: %s: %s", run_id, engine.shown, type(e).__name__, e)
                 continue
@@ -401,62 +380,6 @@ class _EngineDown(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _open_logs(stdout_path: Path, stderr_path: Path, cap: int) -> tuple[CappedLog, CappedLog]:
-    """The task's two output logs, or a task error naming the one that cannot be written (a planted link)."""
-    opened: list[CappedLog] = []
-    try:
-        for path in (stdout_path, stderr_path):
-            opened.append(CappedLog(path, cap))
-    except OSError as e:
-        for log in opened:
-            log.close()
-        raise TaskError(f"cannot write the container's output to {path}: {e.strerror or e}") from None
-    return opened[0], opened[1]
-
-
-def _start_reader(
-    container: Any, out: CappedLog, mask: MaskedStream, *, stdout: bool, progress: Any
-) -> threading.Thread:
-    def saved(chunks: Iterable[bytes]) -> Iterator[bytes]:
-        # Whole chunks are masked and written (per line would be too slow for a container that floods).
-        for chunk in chunks:
-            out.write(mask.feed(chunk))
-            yield chunk
-
-    def read() -> None:
-        try:
-            stream = saved(container.logs(stdout=stdout, stderr=not stdout, stream=True, follow=True))
-            if progress is None:
-                for _ in stream:
-                    pass
-                return
-            for line in lines(stream):
-                if line.startswith(_PROGRESS):
-                    parsed = parse_progress(line.decode(errors="replace"))
-                    if parsed is not None:
-                        progress(*parsed)
-        except Exception as e:
-            # The engine went away mid-stream: the task's own wait reports it; the log ends here.
-            logger.info("log stream of container %s ended: %s: %s", container.id[:12], type(e).__name__, e)
-        finally:
-            out.write(mask.flush())
-            out.close()
-
-    thread = threading.Thread(target=read, daemon=True, name="benchflow-container-logs")
-    thread.start()
-    return thread
-
-
-def _finish_reading(readers: list[tuple[threading.Thread, CappedLog]]) -> None:
-    """Wait for the readers of an exited container's output while they still receive some (a flood
-    takes a while to arrive), giving up on one that received nothing for ``_READER_STALL`` seconds."""
-    for thread, log in readers:
-        received = -1
-        while thread.is_alive() and log.received != received:
-            received = log.received
-            thread.join(timeout=_READER_STALL)
 
 
 def _reason(e: Exception) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import importlib
-import ipaddress
 import os
 import random
 import re
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from ..deadline import within
 from ..errors import RunnerError, TaskError, first_line
 from ..redaction import public_url
+from .loopback import is_local_url, is_loopback_url
 
 if TYPE_CHECKING:
     import docker
@@ -55,20 +55,8 @@ def docker_module() -> Any:
     return docker
 
 
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` names this machine's loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_local_engine(url: str) -> bool:
-    """Whether containers of the engine at ``url`` run on this machine (so share its loopback with host networking)."""
-    return urlsplit(url).scheme in ("unix", "npipe") or is_loopback_url(url)
+#: Whether containers of the engine at a URL run on this machine (so share its loopback with host networking).
+is_local_engine = is_local_url
 
 
 @dataclass
