@@ -24,17 +24,38 @@ class LocalRunner(Runner):
     or retry starts; requests in flight are abandoned, in daemon threads), and nothing
     it left running keeps the process from exiting. Threads the bench starts itself are
     its own business: use :meth:`BenchClient.get_responses` for concurrency. Without a
-    timeout the entrance runs in the calling thread.
+    timeout the entrance runs in the calling thread. :meth:`interrupt` stops the
+    :class:`BenchClient` calls of every running task as the timeout does.
     """
 
     name = "local"
     in_process = True
 
+    def __init__(self) -> None:
+        self._stops: set[threading.Event] = set()
+        self._lock = threading.Lock()
+
     @classmethod
     def from_options(cls, values: Mapping[str, str], run_id: str) -> LocalRunner:
         return cls()
 
+    def interrupt(self) -> None:
+        """Stop the requests of every task running now: each one's next client call raises, so it unwinds."""
+        with self._lock:
+            for stop in self._stops:
+                stop.set()
+
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
+        stop = threading.Event()
+        with self._lock:
+            self._stops.add(stop)
+        try:
+            self._execute(bench, spec, env, stop)
+        finally:
+            with self._lock:
+                self._stops.discard(stop)
+
+    def _execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment, stop: threading.Event) -> None:
         entrance = bench.get_entrypoint()
         if entrance is None:
             raise TaskError(
@@ -43,7 +64,7 @@ class LocalRunner(Runner):
             )
         if spec.timeout is None:
             try:
-                spec.context().run(entrance, env)
+                spec.context(cancel_scope(stop)).run(entrance, env)
             except Exception as e:
                 raise _evaluation_error(spec, e) from e
             return
@@ -55,7 +76,6 @@ class LocalRunner(Runner):
             except BaseException as e:
                 failure.append(e)
 
-        stop = threading.Event()
         thread = threading.Thread(
             target=spec.context(cancel_scope(stop)).run,
             args=(target,),
