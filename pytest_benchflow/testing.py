@@ -39,7 +39,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +48,7 @@ from . import _conformance_task as task_program
 from .agent_server import AgentServer, BaseAgent
 from .bench import BaseBench
 from .client import BenchClient
-from .environment import TaskEnvironment, report_progress
+from .environment import report_progress
 from .errors import BenchflowError, TaskError, TaskTimeout, UnsafeArchive
 from .runners.base import Runner, TaskSpec, collect_result, prepare_task
 from .runners.labels import BENCH_LABEL, RUN_LABEL, TASK_LABEL
@@ -156,7 +156,7 @@ class ConformanceBench(BaseBench):
     def get_all_tasks(self, split: str) -> dict[str, Any]:
         return {"task_ids": [], "error_message": None}
 
-    def get_entrypoint(self) -> Callable[[TaskEnvironment], None]:
+    def get_entrypoint(self) -> Callable[[Mapping[str, str]], None]:
         return _in_process
 
     def get_result(self, task_id: str) -> BenchmarkResult:
@@ -164,7 +164,7 @@ class ConformanceBench(BaseBench):
         deep = Path(str(self.results_dir), "nested", "deep.txt").read_text(encoding="utf-8")
         trace = Path(str(self.log_files_dir), "trace.txt").read_text(encoding="utf-8")
         metrics: dict[str, bool | int | float | str] = {"nested_intact": deep == "deep"}
-        return BenchmarkResult(is_resolved=data["answer"] == "PING", metrics=metrics, log=trace)
+        return BenchmarkResult(is_resolved=data["answer"] == "PING", metrics=metrics, log={"text": trace})
 
 
 class _Client(BenchClient):
@@ -175,7 +175,7 @@ class _Client(BenchClient):
         return {"answer": raw_response}
 
 
-def _in_process(env: TaskEnvironment) -> None:
+def _in_process(env: Mapping[str, str]) -> None:
     # A BenchClient, so that the runner's timeout and interrupt reach the task's requests.
     client = _Client(env["INTELLIGENCE_URL"], retries=0, connect_timeout=10)
     task_program.run(

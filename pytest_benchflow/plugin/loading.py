@@ -218,9 +218,7 @@ def _checked_call(bench: BaseBench, name: str, method: str, valid: Callable[[obj
 def _no_container(name: str, runner: str, in_process: bool) -> None:
     """A container runner was chosen for a bench without a container: once, not as an error per task."""
     instead = "run it with --benchflow-runner local" if in_process else "it has no in-process entrance either"
-    raise BenchLoadError(
-        f"{name} has no container for the {runner} runner ({NO_CONTAINER}); {instead}"
-    )
+    raise BenchLoadError(f"{name} has no container for the {runner} runner ({NO_CONTAINER}); {instead}")
 
 
 def load_benches(
