@@ -146,3 +146,10 @@ def build(
             with contextlib.suppress(docker.errors.APIError):
                 client.images.remove(old.id)
     return tag
+
+
+def conformance_image(client: docker.DockerClient) -> str:
+    """The image the runner conformance kit runs its tasks in (``pytest_benchflow.testing``), built once per inputs."""
+    from pytest_benchflow.testing import conformance_image_files
+
+    return build(client, "benchflow-test/conformance:1", conformance_image_files(base_image(client)))

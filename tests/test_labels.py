@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from images import base_image, build, engine
+from images import conformance_image, engine
 
 from pytest_benchflow.agent_server import BaseAgent
 from pytest_benchflow.environment import TaskEnvironment
@@ -17,7 +17,7 @@ from pytest_benchflow.runners import TaskSpec, prepare_task
 from pytest_benchflow.runners.docker import DockerRunner
 from pytest_benchflow.runners.labels import LABEL_VALUE_MAX, TASK_LABEL, run_selector, safe_label_value
 from pytest_benchflow.schemas import ResolvedArgs
-from pytest_benchflow.testing import ConformanceBench, conformance_image_files
+from pytest_benchflow.testing import ConformanceBench
 
 # Kubernetes' rule for a label value (the strictest in common use).
 VALID = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?")
@@ -43,7 +43,7 @@ def test_safe_values_stay_and_changed_ones_stay_apart() -> None:
 @pytest.mark.docker
 def test_a_task_id_with_spaces_unicode_and_200_characters_labels_its_container_safely(tmp_path: Path) -> None:
     client = engine()
-    image = build(client, "benchflow-test/conformance:1", conformance_image_files(base_image(client)))
+    image = conformance_image(client)
     run_id = f"labels-{time.monotonic_ns()}"
     runner = DockerRunner(run_id)
     with _Echo().serve() as agent:

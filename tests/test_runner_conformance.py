@@ -6,16 +6,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from images import base_image, build, engine
+from images import conformance_image, engine
 
 from pytest_benchflow.bench import BaseBench
 from pytest_benchflow.environment import TaskEnvironment
 from pytest_benchflow.runners import LocalRunner, Runner, TaskSpec
 from pytest_benchflow.runners.docker import DockerRunner
 from pytest_benchflow.runners.labels import run_selector
-from pytest_benchflow.testing import CHECKS, check_runner, conformance_image_files
-
-CONFORMANCE_IMAGE = "benchflow-test/conformance:1"
+from pytest_benchflow.testing import CHECKS, check_runner
 
 
 def test_the_local_runner_conforms(tmp_path: Path) -> None:
@@ -33,7 +31,7 @@ def docker_leftovers(run_id: str) -> list[str]:
 @pytest.mark.docker
 def test_the_docker_runner_conforms(tmp_path: Path) -> None:
     client = engine()
-    image = build(client, CONFORMANCE_IMAGE, conformance_image_files(base_image(client)))
+    image = conformance_image(client)
     report = check_runner(lambda run_id: DockerRunner(run_id), tmp_path, image=image, leftovers=docker_leftovers)
     report.assert_passed()
     assert all(o.status == "passed" for o in report.outcomes), str(report)
