@@ -123,7 +123,10 @@ def test_a_scripted_model_solves_a_multi_step_task_through_openai_chat_agent(
 ) -> None:
     model.script = [
         [("bash", {"command": "mkdir -p /work && echo 21 > /work/n"})],
-        [("bash", {"command": "echo $(( $(cat /work/n) * 2 )) > /work/answer"}), ("bash", {"command": "cat /work/answer"})],
+        [
+            ("bash", {"command": "echo $(( $(cat /work/n) * 2 )) > /work/answer"}),
+            ("bash", {"command": "cat /work/answer"}),
+        ],
         [("submit", {"answer": "42"})],
     ]
     url = serve(OpenAIChatAgent(base_url=model.url, model="tool-model"))
@@ -147,7 +150,12 @@ def test_malformed_tool_calls_are_tool_errors_and_repeated_ones_end_the_loop(
 ) -> None:
     script = [
         # Three malformed calls, then a good one: the count of malformed ones in a row starts again.
-        [call("rm_rf", {}), call("bash", "{not json"), call("bash", {"timeout": 5}), call("bash", {"command": "echo ok"})],
+        [
+            call("rm_rf", {}),
+            call("bash", "{not json"),
+            call("bash", {"timeout": 5}),
+            call("bash", {"command": "echo ok"}),
+        ],
         [call("bash", {"command": 7}), call("bash", "[]"), {"type": "function"}],
         [call("nothing", {})],
         [call("submit", {})],
