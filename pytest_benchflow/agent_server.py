@@ -349,8 +349,9 @@ class BaseAgent(ABC):
     """
 
     @abstractmethod
-    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
-        """Answer one request of the benchmark; the keys are documented by the benchmark."""
+    def call_api(self, task_step_inputs: dict[str, Any]) -> str | dict[str, Any]:
+        """Answer one request of the benchmark; the keys are documented by the benchmark. A multi-step
+        request (``messages`` in it) is answered with an assistant message (``AgentMessage``) or a string."""
 
     def info(self) -> dict[str, Any]:
         """What this agent is, served at ``GET /info`` and kept in the run's summary: its name,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tool_model import ToolModel
 
 from pytest_benchflow import AgentBadResponse, BaseAgent
 from pytest_benchflow.agent_loop import ChatClient, Tool, run_agent
@@ -19,7 +20,6 @@ from pytest_benchflow.sandbox import Sandbox, SandboxSpec
 from pytest_benchflow.sandbox.docker import DockerSandboxProvider
 from pytest_benchflow.transcript import Transcript
 from pytest_benchflow.usage import UsageMeter
-from tool_model import ToolModel
 
 
 def call(name: str, arguments: Any, call_id: str = "") -> dict[str, Any]:
@@ -274,3 +274,13 @@ def test_an_agent_that_never_submits_stops_at_the_time_limit(serve: Callable[[Ba
     # The command was bounded by the time left (at least 1 s), then the loop stopped.
     assert run.stop_reason == "time_limit" and run.turns == 1
     assert agent.requests[0] and time.monotonic() - started < 60
+
+
+def test_the_readme_scripted_agent_solves_its_task(serve: Callable[[BaseAgent], str], box: Sandbox) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    source = readme.split("class ScriptedAgent(BaseAgent):", 1)[0].rsplit("```python", 1)[1]
+    source += "class ScriptedAgent(BaseAgent):" + readme.split("class ScriptedAgent(BaseAgent):", 1)[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    run = run_agent(serve(namespace["ScriptedAgent"]()), box, "Write 21 doubled to /work/answer.")
+    assert run.submitted and run.turns == 3 and box.read_file("/work/answer") == b"42\n"

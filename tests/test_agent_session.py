@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from test_html_report import browse, elements
 from tool_model import ToolModel
 

@@ -64,9 +64,9 @@ def read_transcript(run_dir: Path, log_dir: str) -> list[dict[str, Any]]:
 
     Each is ``{"sample_id", "request", "response", "parsed", "error", "latency", "attempts"}`` with
     texts cut at ``FIELD_LIMIT``; a turn of an agent loop adds ``step`` and ``tool_calls``, and a
-    verifier's line ``verifier`` and ``exit_code`` (docs/protocol.md). A missing or unreadable file (a link or FIFO in its place
-    included: never waited on), or a ``log_dir`` that leads out of the run directory (a tampered
-    results file), gives none; unreadable lines are skipped.
+    verifier's line ``verifier`` and ``exit_code`` (docs/protocol.md). A missing or unreadable file (a
+    link or FIFO in its place included: never waited on), or a ``log_dir`` that leads out of the run
+    directory (a tampered results file), gives none; unreadable lines are skipped.
     """
     root = run_dir.resolve()
     path = (root / log_dir / TRANSCRIPT_FILE).resolve()
