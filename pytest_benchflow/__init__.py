@@ -23,7 +23,7 @@ from .errors import (
 from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs, SampleResult
 from .task_threads import TaskExecutor, task_context
-from .usage import AgentAnswer
+from .usage import AgentAnswer, AgentMessage
 
 __version__ = "0.2.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "AgentBadResponse",
     "AgentError",
     "AgentHTTPError",
+    "AgentMessage",
     "AgentOverloaded",
     "AgentServer",
     "AgentTimeout",

@@ -17,7 +17,7 @@ from typing import Any
 from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentOverloaded
 from .redaction import redact
-from .usage import USAGE_HEADER, AgentAnswer
+from .usage import USAGE_HEADER, AgentAnswer, AgentMessage
 
 __all__ = ["IDLE_TIMEOUT", "MAX_BODY_BYTES", "MAX_CONNECTIONS", "REQUEST_TIMEOUT", "AgentServer", "BaseAgent"]
 
@@ -244,7 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         try:
             answer = self.server.agent.call_api(payload)
-            usage = json.dumps(answer.usage) if isinstance(answer, AgentAnswer) and answer.usage else None
+            usage = (
+                json.dumps(answer.usage) if isinstance(answer, (AgentAnswer, AgentMessage)) and answer.usage else None
+            )
             self._send_json(200, answer, headers={USAGE_HEADER: usage} if usage else None)
         except AgentOverloaded as e:
             retry_after = None if e.retry_after is None else str(max(1, math.ceil(e.retry_after)))
@@ -347,8 +349,9 @@ class BaseAgent(ABC):
     """
 
     @abstractmethod
-    def call_api(self, task_step_inputs: dict[str, Any]) -> str:
-        """Answer one request of the benchmark; the keys are documented by the benchmark."""
+    def call_api(self, task_step_inputs: dict[str, Any]) -> str | dict[str, Any]:
+        """Answer one request of the benchmark; the keys are documented by the benchmark. A multi-step
+        request (``messages`` in it) is answered with an assistant message (``AgentMessage``) or a string."""
 
     def info(self) -> dict[str, Any]:
         """What this agent is, served at ``GET /info`` and kept in the run's summary: its name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ from .client import backoff_delay, excerpt, keepalive_session, retry_after_secon
 from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentOverloaded
 from .redaction import public_url, redact, url_secrets
-from .usage import AgentAnswer
+from .usage import AgentAnswer, AgentMessage
 
 __all__ = ["OpenAIChatAgent"]
 
@@ -126,6 +127,9 @@ class OpenAIChatAgent(BaseAgent):
     def _excerpt(self, response: requests.Response) -> str:
         return excerpt(self._masked(response.text))
 
+    def _shown(self, data: dict[str, Any]) -> str:
+        return excerpt(self._masked(json.dumps(data, default=str)))
+
     def _read_capped(self, response: requests.Response, url: str) -> requests.Response:
         """``response`` with its body read, refusing more than ``max_response_bytes`` (declared or sent).
 
@@ -149,39 +153,69 @@ class OpenAIChatAgent(BaseAgent):
     def __repr__(self) -> str:
         return f"OpenAIChatAgent(base_url={self.base_url!r}, model={self.model!r})"
 
-    def call_api(self, task_step_inputs: dict[str, Any]) -> AgentAnswer:
+    def call_api(self, task_step_inputs: dict[str, Any]) -> AgentAnswer | AgentMessage:
+        if "messages" in task_step_inputs:  # a multi-step task (docs/protocol.md): function calling
+            return self._chat(task_step_inputs)
         prompt, text = task_step_inputs.get("prompt") or "", task_step_inputs.get("input_text", "")
         if self.message_form == "system" and prompt:
             messages = [{"role": "system", "content": prompt}, {"role": "user", "content": text}]
         else:
             messages = [{"role": "user", "content": prompt + text}]
+        data = self._complete({"messages": messages})
+        try:
+            text = str(data["choices"][0]["message"]["content"])
+        except (KeyError, IndexError, TypeError):
+            raise RuntimeError(
+                self._masked(f"{self._url} answered without choices[0].message.content: ") + self._shown(data)
+            ) from None
+        return AgentAnswer(text, _usage(data))
+
+    def _chat(self, request: dict[str, Any]) -> AgentMessage:
+        """Forward the history and the tools; answer the assistant message (content and/or tool_calls)."""
+        messages, tools = request.get("messages"), request.get("tools") or []
+        if not isinstance(messages, list) or not isinstance(tools, list):
+            raise ValueError("a multi-step request needs messages and tools as lists (docs/protocol.md)")
+        data = self._complete({"messages": messages, **({"tools": tools} if tools else {})})
+        try:
+            message = data["choices"][0]["message"]
+            if not isinstance(message, dict):
+                raise TypeError
+        except (KeyError, IndexError, TypeError):
+            raise RuntimeError(
+                self._masked(f"{self._url} answered without choices[0].message: ") + self._shown(data)
+            ) from None
+        # Only what the chat format defines goes back: the history is resent to the provider every turn.
+        answer = {"role": "assistant", "content": message.get("content")}
+        if message.get("tool_calls"):
+            answer["tool_calls"] = message["tool_calls"]
+        return AgentMessage(answer, _usage(data))
+
+    @property
+    def _url(self) -> str:
+        return self.base_url + "/chat/completions"
+
+    def _complete(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """One chat completion with the configured model and settings; its JSON object."""
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        url = self.base_url + "/chat/completions"
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        response = self._post(url, body, headers)
+        body = {"model": self.model, **fields, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        response = self._post(self._url, body, headers)
         # Masked before the excerpt is cut: a key cut in two would not be recognised.
         if response.status_code != 200:
-            raise RuntimeError(self._masked(f"{url} answered HTTP {response.status_code}: ") + self._excerpt(response))
+            raise RuntimeError(
+                self._masked(f"{self._url} answered HTTP {response.status_code}: ") + self._excerpt(response)
+            )
         try:
             data = response.json()
-            text = str(data["choices"][0]["message"]["content"])
-        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
-            raise RuntimeError(
-                self._masked(f"{url} answered without choices[0].message.content: ") + self._excerpt(response)
-            ) from None
-        usage = data.get("usage") if isinstance(data, dict) else None
-        if not isinstance(usage, dict):
-            return AgentAnswer(text)
-        # The provider's own counts, passed on to the benchmark (OpenAI names them prompt/completion).
-        return AgentAnswer(
-            text,
-            {
-                "input_tokens": usage.get("prompt_tokens", 0) or 0,
-                "output_tokens": usage.get("completion_tokens", 0) or 0,
-            },
-        )
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise RuntimeError(self._masked(f"{self._url} answered without a JSON object: ") + self._excerpt(response))
+        return data
+
+
+def _usage(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The provider's own counts, passed on to the benchmark (OpenAI names them prompt/completion)."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return {"input_tokens": usage.get("prompt_tokens", 0) or 0, "output_tokens": usage.get("completion_tokens", 0) or 0}

@@ -44,11 +44,13 @@ class Transcript:
         response: Any,
         parsed: Any,
         latency: float,
-        attempts: int,
+        attempts: int | None,
         usage: tuple[int, int] | None,
         cached: bool,
         error: str | None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """Append one exchange; ``extra`` adds fields of its own (an agent loop's ``step`` and ``tool_calls``)."""
         entry = {
             "time": round(time.time(), 3),
             "sample_id": sample_id,
@@ -60,6 +62,7 @@ class Transcript:
             "usage": {"input_tokens": usage[0], "output_tokens": usage[1]} if usage else None,
             "cached": cached,
             "error": error,
+            **(extra or {}),
         }
         try:
             line = json_line(entry, allow_nan=True, default=str)

@@ -18,6 +18,7 @@ __all__ = [
     "USAGE_FILE",
     "USAGE_HEADER",
     "AgentAnswer",
+    "AgentMessage",
     "UsageMeter",
     "current_meter",
     "parse_usage",
@@ -58,8 +59,23 @@ class AgentAnswer(str):
 
     def __new__(cls, text: str, usage: Mapping[str, Any] | None = None) -> AgentAnswer:
         answer = super().__new__(cls, text)
-        answer.usage = {k: token_count(v) for k, v in (usage or {}).items() if k in ("input_tokens", "output_tokens")}
+        answer.usage = _counts(usage)
         return answer
+
+
+class AgentMessage(dict[str, Any]):
+    """What ``call_api`` may return to a multi-step request (``messages`` in it): the assistant message
+    (``role``, ``content``, ``tool_calls``), with its token usage sent in the ``X-Benchflow-Usage`` header."""
+
+    usage: dict[str, int | None]
+
+    def __init__(self, message: Mapping[str, Any], usage: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.usage = _counts(usage)
+
+
+def _counts(usage: Mapping[str, Any] | None) -> dict[str, int | None]:
+    return {k: token_count(v) for k, v in (usage or {}).items() if k in ("input_tokens", "output_tokens")}
 
 
 def parse_usage(header: str | None) -> tuple[int, int] | None:
@@ -108,6 +124,16 @@ class UsageMeter:
             if tokens is not None:
                 self.input_tokens += tokens[0]
                 self.output_tokens += tokens[1]
+
+    def merge(self, other: UsageMeter) -> None:
+        """Add what ``other`` counted (a step counted apart first, as the agent loop does for its transcript)."""
+        with self._lock:
+            self.requests += other.requests
+            self.ignored += other.ignored
+            self.input_tokens += other.input_tokens
+            self.output_tokens += other.output_tokens
+            self.cache_hits += other.cache_hits
+            self.cache_misses += other.cache_misses
 
     def notes(self) -> list[str]:
         """What the task's record says about usage left out (none when every report was readable)."""

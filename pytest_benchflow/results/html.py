@@ -198,7 +198,8 @@ def _task_rows(run: RunData) -> list[dict[str, Any]]:
 def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
     """Samples per task row and the transcripts of as many as ``budget`` characters allow, wrong ones first.
 
-    ``samples``: ``[task index, sample id, score, metadata text, transcript index or -1]``;
+    ``samples``: ``[task index, sample id, score, metadata text, [transcript indices]]`` (every exchange of
+    the sample in order: an agentic task's whole trajectory, then its verifier's output);
     ``exchanges``: per task index, transcripts of exchanges without a sample id.
     """
     groups = group_samples(run.samples)
@@ -209,7 +210,7 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
         key=lambda i: (run.records[i].outcome == "passed" and all(s.score == 1 for s in per_task[i]), i),
     )
     transcripts: list[dict[str, Any]] = []
-    by_sample: dict[tuple[int, str], int] = {}
+    by_sample: dict[tuple[int, str], list[int]] = {}
     exchanges: dict[int, list[int]] = {}
     used = 0
     capped = False
@@ -224,7 +225,7 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
             if exchange["sample_id"] is None:
                 exchanges.setdefault(i, []).append(len(transcripts) - 1)
             else:
-                by_sample[i, exchange["sample_id"]] = len(transcripts) - 1
+                by_sample.setdefault((i, exchange["sample_id"]), []).append(len(transcripts) - 1)
         if capped:
             break
     samples = [
@@ -233,7 +234,7 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
             s.sample_id,
             s.score,
             json.dumps(s.metadata, ensure_ascii=False) if s.metadata else "",
-            by_sample.get((i, s.sample_id), -1),
+            by_sample.get((i, s.sample_id), []),
         ]
         for i, group in enumerate(per_task)
         for s in group

@@ -34,13 +34,39 @@ def _trim(value: Any) -> str:
     )
 
 
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _tool_calls(value: Any) -> list[dict[str, Any]] | None:
+    """An agent loop's tool calls of one turn (name, arguments, exit code, duration, output), trimmed."""
+    if not isinstance(value, list):
+        return None
+    calls = []
+    for call in value:
+        if isinstance(call, dict):
+            calls.append(
+                {
+                    "name": _trim(call.get("name") or ""),
+                    "arguments": _trim(call.get("arguments") or ""),
+                    "exit_code": _number(call.get("exit_code")),
+                    "timed_out": call.get("timed_out") is True,
+                    "duration": _number(call.get("duration")),
+                    "output": _trim(call.get("output") or ""),
+                    "error": None if call.get("error") is None else _trim(call.get("error")),
+                }
+            )
+    return calls
+
+
 def read_transcript(run_dir: Path, log_dir: str) -> list[dict[str, Any]]:
     """The exchanges of the task whose log directory is ``log_dir`` (relative to ``run_dir``), trimmed.
 
     Each is ``{"sample_id", "request", "response", "parsed", "error", "latency", "attempts"}`` with
-    texts cut at ``FIELD_LIMIT``. A missing or unreadable file (a link or FIFO in its place
-    included: never waited on), or a ``log_dir`` that leads out of the run directory (a tampered
-    results file), gives none; unreadable lines are skipped.
+    texts cut at ``FIELD_LIMIT``; a turn of an agent loop adds ``step`` and ``tool_calls``, and a
+    verifier's line ``verifier`` and ``exit_code`` (docs/protocol.md). A missing or unreadable file (a
+    link or FIFO in its place included: never waited on), or a ``log_dir`` that leads out of the run
+    directory (a tampered results file), gives none; unreadable lines are skipped.
     """
     root = run_dir.resolve()
     path = (root / log_dir / TRANSCRIPT_FILE).resolve()
@@ -68,6 +94,11 @@ def read_transcript(run_dir: Path, log_dir: str) -> list[dict[str, Any]]:
                 "error": None if entry.get("error") is None else _trim(entry.get("error")),
                 "latency": entry.get("latency") if isinstance(entry.get("latency"), (int, float)) else None,
                 "attempts": entry.get("attempts") if isinstance(entry.get("attempts"), int) else None,
+                "step": entry.get("step") if isinstance(entry.get("step"), int) else None,
+                "tool_calls": _tool_calls(entry.get("tool_calls")),
+                "verifier": entry.get("verifier") is True,
+                "exit_code": _number(entry.get("exit_code")),
+                "cached": entry.get("cached") is True,
             }
         )
     return exchanges

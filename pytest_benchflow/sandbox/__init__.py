@@ -69,6 +69,11 @@ class SandboxSpec:
     network: Network = "none"
     workdir: str = "/"
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Largest file a command may write, in MiB (a write past it fails with "File too large").
+    max_file_mb: int = 1024
+    #: Sandboxes of one group (a task's) share one engine and one of its slots: a task that opens a
+    #: verifier sandbox next to its agent's never waits for a slot it already holds.
+    group: str = ""
     #: Labels of the task the sandbox belongs to (added to the provider's own, values made safe by it).
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -139,3 +144,7 @@ class SandboxProvider(ABC):
     @abstractmethod
     def close_all(self) -> None:
         """Remove every sandbox this provider opened and has not closed (end of session, Ctrl-C, SIGTERM)."""
+
+    def sweep(self) -> None:  # noqa: B027 - optional: a provider whose sandboxes die with its process has nothing to do
+        """In the session's controller at its end: remove whatever any process of the run left (a crashed
+        xdist worker's sandboxes), found by the run's labels."""

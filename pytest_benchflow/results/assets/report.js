@@ -20,14 +20,26 @@ function render(){
   shown.textContent='showing '+rows.length+' of '+tasks.length+' tasks';
   document.querySelectorAll('#task-table th').forEach(th=>{th.classList.toggle('sorted',th.dataset.key===sortKey);th.classList.toggle('asc',asc);});
 }
+function toolCallHtml(c){
+  const head=esc(c.name)+' '+esc(c.arguments)+(c.error!=null?' — error':' — exit '+esc(c.exit_code)+(c.timed_out?' (timed out)':'')+(c.duration!=null?', '+esc(Number(c.duration).toFixed(2))+' s':''));
+  return '<li class="tool-call"><code>'+head+'</code><pre class="tool-output">'+esc(c.output)+'</pre></li>';
+}
 function exchangeHtml(x){
   if(!x) return '<p class="note">no transcript embedded for this sample (see the task\'s transcript.jsonl)</p>';
-  let h='<dl class="exchange">';
-  for(const [k,label] of [['request','prompt (request)'],['response','answer'],['parsed','parsed result'],['error','error']]){
-    if(x[k]!=null&&x[k]!=='') h+='<dt>'+label+'</dt><dd class="'+k+'">'+esc(x[k])+'</dd>';
+  if(x.verifier) return '<dl class="exchange verifier"><dt>verifier</dt><dd class="request">'+esc(x.request)+'</dd>'
+    +'<dt>exit code '+esc(x.exit_code)+'</dt><dd class="response">'+esc(x.response)+'</dd></dl>';
+  let h='<dl class="exchange'+(x.step!=null?' step':'')+'">';
+  if(x.step!=null) h+='<dt>step</dt><dd class="step-index">'+esc(x.step)+(x.cached?' (from the cache)':'')+'</dd>';
+  for(const [k,label] of [['request',x.step!=null?'new messages':'prompt (request)'],['response','answer'],['parsed','parsed result'],['error','error']]){
+    if(x[k]!=null&&x[k]!==''&&x[k]!=='null') h+='<dt>'+label+'</dt><dd class="'+k+'">'+esc(x[k])+'</dd>';
   }
+  if(x.tool_calls&&x.tool_calls.length) h+='<dt>tool calls</dt><dd><ol class="tool-calls">'+x.tool_calls.map(toolCallHtml).join('')+'</ol></dd>';
   h+='<dt>latency</dt><dd>'+esc(x.latency==null?'':Number(x.latency).toFixed(3)+' s')+(x.attempts>1?' ('+esc(x.attempts)+' attempts)':'')+'</dd>';
   return h+'</dl>';
+}
+function trajectoryHtml(indices){
+  if(!indices.length) return exchangeHtml(null);
+  return indices.map(i=>exchangeHtml(transcripts[i])).join('');
 }
 function samplesHtml(t, filter){
   const all=samplesOf[t.index]||[];
@@ -37,7 +49,7 @@ function samplesHtml(t, filter){
     +'</select></label> <span class="sample-count">'+rows.length+' of '+all.length+' samples</span>'
     +'<table class="sample-table"><thead><tr><th>sample</th><th class="num">score</th><th>metadata</th></tr></thead><tbody>';
   for(const s of rows){
-    h+='<tr class="sample '+(s[2]>=1?'correct':'wrong')+'" data-sample="'+esc(s[1])+'" data-transcript="'+esc(s[4])+'">'
+    h+='<tr class="sample '+(s[2]>=1?'correct':'wrong')+'" data-sample="'+esc(s[1])+'" data-transcript="'+esc(s[4].join(','))+'">'
       +'<td>'+esc(s[1])+'</td><td class="num">'+esc(s[2])+'</td><td>'+esc(s[3])+'</td></tr>';
   }
   return h+'</tbody></table></div>';
@@ -60,8 +72,9 @@ body.addEventListener('click',e=>{
   if(sample){
     const next=sample.nextElementSibling;
     if(next&&next.classList.contains('transcript')){next.remove();return;}
-    const i=+sample.dataset.transcript; const d=document.createElement('tr'); d.className='transcript';
-    d.innerHTML='<td colspan="3">'+exchangeHtml(i>=0?transcripts[i]:null)+'</td>'; sample.after(d); return;
+    const indices=sample.dataset.transcript?sample.dataset.transcript.split(',').map(Number):[];
+    const d=document.createElement('tr'); d.className='transcript';
+    d.innerHTML='<td colspan="3">'+trajectoryHtml(indices)+'</td>'; sample.after(d); return;
   }
   const tr=e.target.closest('tr.task.has-details'); if(!tr) return;
   const next=tr.nextElementSibling;
