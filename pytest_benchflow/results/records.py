@@ -620,5 +620,5 @@ class BenchTally:
                 if kind in INFRASTRUCTURE_KINDS:
                     continue
             evaluated.setdefault(record.task_id, []).append(record.outcome == "passed")
-        order = {kind: i for i, kind in enumerate(ERROR_KINDS)}
+        order: dict[str, int] = {kind: i for i, kind in enumerate(ERROR_KINDS)}
         return dict(sorted(kinds.items(), key=lambda kv: order.get(kv[0], len(order)))), evaluated
