@@ -316,7 +316,7 @@ def test_an_engine_killed_mid_run_with_a_rerun_ends_with_no_error(
         (attempt,) = record["attempts"]
         assert (attempt["error_kind"], attempt["engine"]) == ("infra", doomed)
         assert f"lost the Docker engine {doomed} while it ran" in attempt["reason"]
-    bench = json.loads((run / "summary.json").read_text())["benches"]["ToyBench"]
+    bench = json.loads((run / "summary.json").read_text())["benches"]["DockerToy"]
     assert (bench["errors"], bench["reruns"]) == (0, 2)
     assert labelled(MAIN, run) == []
 
