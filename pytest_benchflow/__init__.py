@@ -14,11 +14,13 @@ from .errors import (
     ArgumentError,
     BenchflowError,
     ConfigurationError,
+    InfraError,
     ResultError,
     TaskCancelled,
     TaskError,
     TaskListError,
     TaskTimeout,
+    VerifierError,
 )
 from .runners import LocalRunner, TaskSpec, collect_result, prepare_task, run_task
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs, SampleResult
@@ -48,6 +50,7 @@ __all__ = [
     "BenchflowError",
     "BenchmarkResult",
     "ConfigurationError",
+    "InfraError",
     "LocalRunner",
     "ResolvedArgs",
     "ResultError",
@@ -59,6 +62,7 @@ __all__ = [
     "TaskListError",
     "TaskSpec",
     "TaskTimeout",
+    "VerifierError",
     "collect_result",
     "prepare_task",
     "report_progress",

@@ -16,20 +16,33 @@ Our exceptions::
     │   ├── AgentTimeout          no answer in time
     │   └── AgentUnreachable      no connection
     ├── TaskError                 a task could not be evaluated (its run broke)
+    │   ├── BudgetError           not started: the run's cost limit was reached
+    │   ├── InfraError            where it ran failed: engine lost, image missing, container not started
     │   ├── TaskCancelled         a request not sent: its task was already stopped
+    │   ├── TaskInterrupted       Ctrl-C or SIGTERM arrived while it ran
     │   ├── TaskTimeout           the task ran past its time limit
-    │   └── UnsafeArchive         a container's archive escaped its directory or was too large
+    │   ├── UnsafeArchive         a container's archive escaped its directory or was too large
+    │   └── VerifierError         a verifier step crashed or timed out (agentic benches)
     ├── ResultError               a benchmark produced no valid BenchmarkResult
     └── ResultsFormatError        a results directory is missing, malformed or newer than this reader
 
 The plugin turns a ConfigurationError raised while the session is set up (``pytest_configure``,
 ``pytest_sessionstart``, collection) into ``pytest.UsageError`` in one place (``plugin/hooks.py``);
 raised while a task runs, any of these makes that task an error, with its one-line reason.
+
+Why a task errored is its error's ``kind`` (one of :data:`ERROR_KINDS`), a class attribute declared
+once per class below and read by :func:`error_kind`: ``agent`` (AgentError), ``infra`` (InfraError),
+``timeout`` (TaskTimeout, TaskCancelled), ``verifier``, ``budget``, ``interrupted``; everything else,
+a non-benchflow exception included, is ``bench`` (the bench's code raised, its result missing or invalid).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal, get_args
+
 __all__ = [
+    "ERROR_KINDS",
+    "INFRASTRUCTURE_KINDS",
     "AgentBadResponse",
     "AgentError",
     "AgentHTTPError",
@@ -40,22 +53,39 @@ __all__ = [
     "ArgumentError",
     "BenchLoadError",
     "BenchflowError",
+    "BudgetError",
     "ConfigurationError",
+    "ErrorKind",
+    "InfraError",
     "ResultError",
     "ResultsFormatError",
     "RunnerError",
     "TaskCancelled",
     "TaskError",
+    "TaskInterrupted",
     "TaskListError",
     "TaskTimeout",
     "UnsafeArchive",
+    "VerifierError",
+    "error_kind",
     "first_line",
     "one_line_reason",
 ]
 
 
+ErrorKind = Literal["agent", "infra", "bench", "verifier", "timeout", "budget", "interrupted"]
+#: Why a task errored, as its record's ``error_kind`` says (docs/results.md).
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+#: The kinds that say nothing about the agent: the task was not evaluated for reasons outside it and the
+#: bench. The summary's second resolution rate leaves these tasks out.
+INFRASTRUCTURE_KINDS: tuple[ErrorKind, ...] = ("infra", "budget", "interrupted")
+
+
 class BenchflowError(Exception):
     """Base class of every error raised by pytest-benchflow."""
+
+    #: Why a task that raised it errored (``error_kind``): declared once per class, here and below.
+    kind: ClassVar[ErrorKind] = "bench"
 
 
 class ConfigurationError(BenchflowError):
@@ -65,6 +95,8 @@ class ConfigurationError(BenchflowError):
 
 class AgentError(BenchflowError):
     """The agent (the *intelligence*) could not give a usable answer."""
+
+    kind = "agent"
 
     def __init__(self, message: str, *, url: str) -> None:
         super().__init__(message)
@@ -125,9 +157,38 @@ class TaskError(BenchflowError):
 class TaskTimeout(TaskError):
     """A task ran past its time limit and was stopped."""
 
+    kind = "timeout"
+
 
 class TaskCancelled(TaskError):
     """A request was not sent because its task had already been stopped (at its time limit)."""
+
+    kind = "timeout"
+
+
+class InfraError(TaskError):
+    """Where the task runs failed it: an engine lost, an image missing or not pulled, a container that
+    could not start, a sandbox that died. Rerun by default (``--benchflow-rerun-infra``)."""
+
+    kind = "infra"
+
+
+class VerifierError(TaskError):
+    """A verifier step (the check of an agentic bench's outcome) crashed or timed out."""
+
+    kind = "verifier"
+
+
+class BudgetError(TaskError):
+    """The task was not started: the run's cost limit (``--benchflow-max-cost``) was reached."""
+
+    kind = "budget"
+
+
+class TaskInterrupted(TaskError):
+    """Ctrl-C or SIGTERM arrived while the task ran: it was stopped, not evaluated."""
+
+    kind = "interrupted"
 
 
 class UnsafeArchive(TaskError):
@@ -148,6 +209,17 @@ class AgentLaunchError(ConfigurationError):
 
 class RunnerError(ConfigurationError):
     """A runner is unknown, or its settings are invalid (reported as a usage error)."""
+
+
+def error_kind(error: BaseException) -> ErrorKind:
+    """Why ``error`` made its task error: its class's ``kind``. A plain :class:`TaskError` raised from
+    another of ours (``raise TaskError(f"task …: {e}") from e``) only adds words: its cause's kind counts.
+    An interrupt is ``interrupted``; any other exception is the bench's code raising: ``bench``."""
+    while type(error) is TaskError and isinstance(error.__cause__, BenchflowError):
+        error = error.__cause__
+    if isinstance(error, BenchflowError):
+        return error.kind
+    return "interrupted" if isinstance(error, KeyboardInterrupt) else "bench"
 
 
 def first_line(text: str) -> str:

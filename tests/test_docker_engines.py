@@ -172,13 +172,15 @@ def wait_for_running(pytester: pytest.Pytester, proc: Any, host: str, count: int
         time.sleep(0.2)
 
 
-def kill_mid_run(pytester: pytest.Pytester, command: list[str], name: str, host: str, running: int) -> Path:
+def kill_mid_run(
+    pytester: pytest.Pytester, command: list[str], name: str, host: str, running: int, exit_code: int = 1
+) -> Path:
     """Run ``command``, SIGKILL engine ``name`` once ``running`` of its containers run; the run directory."""
     proc = pytester.popen(command, **INTERRUPTIBLE)
     try:
         run = wait_for_running(pytester, proc, host, running)
         subprocess.run(["bash", str(SCRIPT), "kill", name], check=True, timeout=120)
-        assert proc.wait(timeout=300) == 1
+        assert proc.wait(timeout=300) == exit_code
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -243,23 +245,28 @@ def test_an_image_missing_on_one_engine_with_pull_never_names_that_engine(
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(6)]))
     monkeypatch.setenv("NAP", "1")
     hosts = [f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={second_engine}"]
+    common = [*ARGS, *hosts, "--benchflow-docker-slots=1", "--benchflow-pull=never", "-n", "2"]
+    missing = f"image 'benchflow-test/only-main:1' is not present on {second_engine} and --benchflow-pull=never"
     try:
-        result = docker_toy.runpytest_subprocess(
-            *ARGS, *hosts, "--benchflow-docker-slots=1", "--benchflow-pull=never", "-n", "2"
-        )
+        result = docker_toy.runpytest_subprocess(*common, "--benchflow-rerun-infra=0")
+        run = runs_by_start(docker_toy)[-1]
+        # Rerun (the default): each task that met the missing image runs again, on the other engine.
+        rerun = docker_toy.runpytest_subprocess(*common)
     finally:
         engine().images.remove("benchflow-test/only-main:1")  # the tag only: the image is the toy's
-    run = runs_by_start(docker_toy)[-1]
     found = records(run)
     assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN}
     errors = [r for r in found if r["outcome"] == "error"]
     assert errors and all(r["engine"] == second_engine for r in errors)
-    assert all(
-        r["reason"]
-        == f"image 'benchflow-test/only-main:1' is not present on {second_engine} and --benchflow-pull=never"
-        for r in errors
-    )
+    assert all(r["reason"] == missing and r["error_kind"] == "infra" for r in errors)
     assert result.ret == 1
+    assert rerun.ret == 0
+    again = records(runs_by_start(docker_toy)[-1])
+    assert all(r["outcome"] == "passed" and r["engine"] == MAIN for r in again)
+    rerun_tasks = [r for r in again if "attempts" in r]
+    assert all(
+        r["attempts"][0]["engine"] == second_engine and r["attempts"][0]["reason"] == missing for r in rerun_tasks
+    )
 
 
 def test_an_engine_killed_mid_run_fails_only_its_tasks(
@@ -279,15 +286,38 @@ def test_an_engine_killed_mid_run_fails_only_its_tasks(
         "-n",
         "4",
     ]
-    run = kill_mid_run(docker_toy, command, "d3", doomed, running=2)
+    run = kill_mid_run(docker_toy, [*command, "--benchflow-rerun-infra=0"], "d3", doomed, running=2)
     found = records(run)
     assert len(found) == 10
     lost = [r for r in found if r["outcome"] == "error"]
     assert len(lost) == 2, found
-    assert all(r["engine"] == doomed for r in lost)
+    assert all(r["engine"] == doomed and r["error_kind"] == "infra" for r in lost)
     assert all(f"lost the Docker engine {doomed} while it ran" in r["reason"] for r in lost)
     # Every other task ran, on the engine that remained, and left no container behind.
     assert {r["engine"] for r in found if r["outcome"] == "passed"} == {MAIN} and len(found) - len(lost) == 8
+    assert labelled(MAIN, run) == []
+
+
+def test_an_engine_killed_mid_run_with_a_rerun_ends_with_no_error(
+    docker_toy: pytest.Pytester, toy_image: str, monkeypatch: pytest.MonkeyPatch, private_engine: Any
+) -> None:
+    # An engine of its own (d5): the tests around kill d3 and d4, perhaps at the same time in another worker.
+    doomed = private_engine("d5", toy_image)
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(6)]))
+    monkeypatch.setenv("NAP", "6")
+    hosts = [f"--benchflow-docker-host={MAIN}", f"--benchflow-docker-host={doomed}"]
+    command = [sys.executable, "-m", "pytest", *ARGS, *hosts, "--benchflow-docker-slots=2", "-n", "4"]
+    run = kill_mid_run(docker_toy, [*command, "--benchflow-rerun-infra=1"], "d5", doomed, running=2, exit_code=0)
+    found = records(run)
+    assert len(found) == 6 and all(r["outcome"] == "passed" and r["engine"] == MAIN for r in found), found
+    rerun = [r for r in found if "attempts" in r]
+    assert len(rerun) == 2
+    for record in rerun:
+        (attempt,) = record["attempts"]
+        assert (attempt["error_kind"], attempt["engine"]) == ("infra", doomed)
+        assert f"lost the Docker engine {doomed} while it ran" in attempt["reason"]
+    bench = json.loads((run / "summary.json").read_text())["benches"]["DockerToy"]
+    assert (bench["errors"], bench["reruns"]) == (0, 2)
     assert labelled(MAIN, run) == []
 
 
@@ -299,10 +329,12 @@ def test_when_the_only_engine_dies_the_remaining_tasks_say_so(
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
     monkeypatch.setenv("NAP", "30")
     command = [sys.executable, "-m", "pytest", *ARGS, f"--benchflow-docker-host={only}", "--benchflow-docker-slots=1"]
+    command.append("--benchflow-rerun-infra=0")  # the first task's own error, not its rerun's
     first, *rest = records(kill_mid_run(docker_toy, command, "d4", only, running=1))
     assert first["outcome"] == "error" and f"lost the Docker engine {only} while it ran" in first["reason"]
     assert len(rest) == 3 and all(r["outcome"] == "error" for r in rest)
     assert all(r["reason"].startswith(f"no Docker engine left to run the task ({only}: ") for r in rest)
+    assert all(r["error_kind"] == "infra" for r in [first, *rest])
 
 
 def test_interrupting_removes_the_containers_on_every_engine(

@@ -30,7 +30,7 @@ def documented_tree() -> dict[str, str]:
     for line in (errors.__doc__ or "").splitlines():
         found = re.match(r"^(\s*(?:[│ ]\s*)*(?:[├└]── )?)([A-Z]\w+)(\s|$)", line)
         if not found or not found.group(2).endswith(
-            ("Error", "Overloaded", "Cancelled", "Timeout", "Unreachable", "Response", "Archive")
+            ("Error", "Overloaded", "Cancelled", "Interrupted", "Timeout", "Unreachable", "Response", "Archive")
         ):
             continue
         depth = len(found.group(1))

@@ -100,6 +100,8 @@ def test_no_hook_no_extra_fields(toy: pytest.Pytester) -> None:
         "notes",
         "samples",
         "engine",
+        "error_kind",
+        "attempts",
     }
 
 

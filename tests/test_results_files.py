@@ -51,7 +51,7 @@ def test_terminal_summary(toy: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*benchflow summary*",
-            "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 error; resolution rate 33.3% (95% CI 6.1%–79.2%)",
+            "ToyBench (test): 3 tasks, 1 resolved, 1 failed, 1 error (1 bench); resolution rate 33.3% (95% CI 6.1%–79.2%)",
             "  score: 0.5 ± 0.5 (macro mean over 2 tasks, ± one standard error)",
             "results: */.benchflow/* (results.jsonl, summary.json)",
         ]
@@ -101,9 +101,13 @@ def test_ctrl_c_keeps_finished_results(toy: pytest.Pytester, monkeypatch: pytest
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == pytest.ExitCode.INTERRUPTED
-    assert [json.loads(line)["task_id"] for line in jsonl.read_text().splitlines()] == ["t0", "t1"]
+    found = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["task_id"] for r in found] == ["t0", "t1", "sleep30"]  # t3 never started
+    # The task that was running is an error of its own kind: not evaluated, not the agent's fault.
+    assert (found[2]["outcome"], found[2]["error_kind"]) == ("error", "interrupted")
     summary = json.loads((jsonl.parent / "summary.json").read_text())
-    assert summary["interrupted"] is True and summary["benches"]["ToyBench"]["tasks"] == 2
+    bench = summary["benches"]["ToyBench"]
+    assert summary["interrupted"] is True and bench["tasks"] == 3 and bench["error_kinds"] == {"interrupted": 1}
 
 
 def test_hooks_change_environment_and_see_results(toy: pytest.Pytester) -> None:

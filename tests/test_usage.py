@@ -66,8 +66,18 @@ def test_a_cost_limit_starts_no_new_task(
     )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*cost limit $2.5 reached ($3.0000 spent): no new task started*"])
-    finished = len(records(priced))
-    assert 3 <= finished <= (3 if not xdist else 6)  # under -n 2 the tasks already running finish
+    found = records(priced)
+    finished = [r for r in found if r["outcome"] != "error"]
+    assert 3 <= len(finished) <= (3 if not xdist else 6)  # under -n 2 the tasks already running finish
+    # Every task not started is accounted for: an error of kind budget, which a resumed run starts.
+    assert len(found) == 12 and {r["task_id"] for r in found} == {f"good{i}" for i in range(12)}
+    assert all(
+        r["error_kind"] == "budget" and r["reason"].startswith("not started: cost limit")
+        for r in found[len(finished) :]
+    )
+    (summary,) = priced.path.glob(".benchflow/*/summary.json")
+    bench = json.loads(summary.read_text())["benches"]["ToyBench"]
+    assert bench["error_kinds"] == {"budget": 12 - len(finished)} and bench["resolution_rate_without_infra"] == 1.0
 
 
 @pytest.mark.parametrize(

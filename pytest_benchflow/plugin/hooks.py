@@ -24,7 +24,7 @@ from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
-from .reporter import ResultsReporter
+from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter
 from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record
@@ -174,6 +174,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if info_note:
         reporter.notes.append(run.redact(info_note))
     config.pluginmanager.register(reporter, "benchflow-results")
+    config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
 
 
 def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
@@ -300,7 +301,12 @@ def pytest_runtest_makereport(
     # Secrets reach the bench; whatever it printed or raised is redacted before anyone reports it.
     run.redact_report(report)
     if (call.when == "setup" and report.failed) or call.when == "call":
-        attach_record(report, *run.record(item, call, report))
+        record, samples = run.record(item, call, report)
+        attach_record(report, record, samples)
+        if record.error_kind:
+            # The JUnit <error> says why: its type (set where JUnit is written, see JunitErrorKinds) and a property.
+            report.__dict__[ERROR_KIND_ATTRIBUTE] = record.error_kind
+            item.user_properties.append(("error_kind", record.error_kind))
         item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report
 

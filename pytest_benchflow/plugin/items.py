@@ -173,6 +173,8 @@ class BenchItem(pytest.Item):
         self.notes: list[str] = []
         self.duration: float | None = None
         self.engine: str | None = None
+        #: The attempts before the last, when the task was run again (``TaskRecord.attempts``).
+        self.attempts: list[dict[str, Any]] = []
         self.add_marker(pytest.mark.benchflow)
         self.keywords[bench_name] = True
         self.user_properties.append(("bench", bench_name))

@@ -21,6 +21,7 @@ from ..runners.bench_container import CONTAINER_METHODS, NO_CONTAINER
 from ..runners.registry import default_image_runner, usable_runners
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
+from .reruns import rerun_policy
 from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
 
@@ -61,6 +62,7 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
         epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
         transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
+        rerun=rerun_policy(config),
     )
     runners: dict[str, Runner] = {}
 

@@ -12,12 +12,16 @@ from ..errors import ResultsFormatError
 from ..results.records import BenchStats, EpochStats, agent_label
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
+from .items import NODE_PREFIX
 from .session import BenchflowRun, take_record
 
 if TYPE_CHECKING:
     from ..results.compare import BenchComparison
 
-__all__ = ["ResultsReporter"]
+__all__ = ["ERROR_KIND_ATTRIBUTE", "JunitErrorKinds", "ResultsReporter"]
+
+#: The report attribute that carries an errored task's kind from the process that ran it to the one writing JUnit.
+ERROR_KIND_ATTRIBUTE = "benchflow_error_kind"
 
 
 class ResultsReporter:
@@ -41,6 +45,21 @@ class ResultsReporter:
         self.notes: list[str] = []
         #: Why the session failed although its tests may have passed (a baseline gate), None otherwise.
         self.failure: str | None = None
+        #: With a cost limit: the tasks collected, and those with a record (the others are recorded as
+        #: not started, ``budget``, when the limit stops the run).
+        self.collected: list[str] = []
+        self.recorded: set[str] = set()
+        #: Why no new task started (the cost limit), None while tasks may start.
+        self.over_budget: str | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.max_cost:
+            self.collected = [item.nodeid for item in session.items]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if self.max_cost and not self.collected:  # every worker collects the same items
+            self.collected = list(ids)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         taken = take_record(report)
@@ -49,6 +68,8 @@ class ResultsReporter:
         if taken is not None:
             record, samples = taken
             self.writer.add(record, samples)
+            if self.max_cost:
+                self.recorded.add(record.nodeid)
             if self.max_cost and record.usage:
                 self._stop_when_over_budget()
 
@@ -59,6 +80,7 @@ class ResultsReporter:
         reason = f"cost limit ${self.max_cost:g} reached (${spent:.4f} spent): no new task started"
         if reason not in self.notes:
             self.notes.append(reason)
+        self.over_budget = self.over_budget or reason
         # Tasks already running finish; pytest (or xdist's controller) starts no other.
         for name in ("session", "dsession"):
             stopper = self.run.config.pluginmanager.get_plugin(name)
@@ -76,6 +98,8 @@ class ResultsReporter:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
+        if self.over_budget:
+            self._record_not_started(self.over_budget)
         summary = self.writer.finish(
             exit_status=int(exitstatus),
             interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
@@ -88,6 +112,13 @@ class ResultsReporter:
         self.summary = summary
         if self.html or self.baseline:
             self._after_summary(session)
+
+    def _record_not_started(self, reason: str) -> None:
+        """An error record (``budget``) for each collected task the cost limit kept from starting: the run
+        accounts for every task, and a resumed run starts them."""
+        for nodeid in self.collected:
+            if nodeid.startswith(NODE_PREFIX) and nodeid not in self.recorded:
+                self.writer.add(self.run.crash_record(nodeid, f"not started: {reason}", "budget"))
 
     def _breakdown(self, name: str, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
         rows, problem = self.run.benches[name].breakdown(records)
@@ -154,6 +185,8 @@ class ResultsReporter:
         for name, bench in self.summary.benches.items():
             b = bench.stats
             tr.line(f"{name} ({self.run.split}): {outcome_line(b)}")
+            if b.infra_errors:
+                tr.line("  " + without_infra_line(b))
             if b.samples is not None:
                 tr.line("  " + sample_line(b.samples))
             if b.epochs is not None:
@@ -164,7 +197,8 @@ class ResultsReporter:
                     f"(macro mean over {_count(stats.count, 'task')}, ± one standard error)"
                 )
             if b.usage:
-                tr.line("  " + _usage_line(b.usage, self.writer.price))
+                reruns = f"; {_count(b.reruns, 'rerun')} included (each attempt's usage once)" if b.reruns else ""
+                tr.line("  " + _usage_line(b.usage, self.writer.price) + reruns)
             if b.engines and len(b.engines) > 1:
                 tr.line("  " + engines_line(b.engines))
             if bench.info.breakdown:
@@ -176,6 +210,30 @@ class ResultsReporter:
             tr.section("benchflow comparison with baseline")
             for line in self.comparison.splitlines():
                 tr.line(line, red="REGRESSION" in line)
+
+
+class JunitErrorKinds:
+    """Gives an errored task's JUnit ``<error>`` its kind as ``type`` (pytest's junitxml writes none), in the
+    process that writes JUnit, after junitxml has added the element."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        kind = report.__dict__.get(ERROR_KIND_ATTRIBUTE)
+        if kind is None:
+            return
+        try:
+            from _pytest.junitxml import xml_key
+        except ImportError:  # a pytest without it: the property still says the kind
+            return
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        for node in xml.node_reporter(report).nodes:
+            if node.tag == "error":
+                node.set("type", kind)
 
 
 class _FailureLine:
@@ -202,12 +260,32 @@ def outcome_line(b: BenchStats) -> str:
         tasks = f"{_count(b.task_ids, 'task')} × {b.epochs_per_task} epochs"
         if b.tasks != b.task_ids * b.epochs_per_task:
             tasks = f"{_count(b.task_ids, 'task')} × up to {b.epochs_per_task} epochs ({b.tasks} runs)"
-    line = f"{tasks}, {b.resolved} resolved, {b.failed} failed, {_count(b.errors, 'error')}; resolution rate "
+    kinds = f" ({kinds_text(b.error_kinds)})" if b.error_kinds else ""
+    strict = " (strict: every error unresolved)" if b.infra_errors else ""
+    errors = _count(b.errors, "error") + kinds
+    line = f"{tasks}, {b.resolved} resolved, {b.failed} failed, {errors}; resolution rate{strict} "
     if b.resolution_rate is None:
         return line + "n/a"
-    low, high = b.resolution_rate_ci95
-    how = ", clustered by task" if b.epochs_per_task > 1 else ""
-    return line + f"{percent(b.resolution_rate)} (95% CI {percent(low)}–{percent(high)}{how})"
+    return line + _rate(b.resolution_rate, b.resolution_rate_ci95, b.epochs_per_task)
+
+
+def without_infra_line(b: BenchStats) -> str:
+    """The resolution rate over the task runs without an infrastructure error, labelled as such."""
+    left_out = f"{_count(b.infra_errors, 'task run')} with infrastructure errors (infra, budget, interrupted) left out"
+    rate = b.resolution_rate_without_infra
+    shown = "n/a" if rate is None else _rate(rate, b.resolution_rate_without_infra_ci95, b.epochs_per_task)
+    return f"resolution rate without infrastructure errors {shown}: {left_out}"
+
+
+def kinds_text(kinds: dict[str, int]) -> str:
+    """Errors per kind: ``2 infra, 1 bench``."""
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+
+
+def _rate(rate: float, ci95: tuple[float, float], epochs_per_task: int) -> str:
+    low, high = ci95
+    how = ", clustered by task" if epochs_per_task > 1 else ""
+    return f"{percent(rate)} (95% CI {percent(low)}–{percent(high)}{how})"
 
 
 def sample_line(s: ClusteredMean) -> str:

@@ -17,12 +17,23 @@ import pytest
 from ..bench import BaseBench, list_task_ids
 from ..cache import ResponseCache
 from ..environment import ProgressCallback
-from ..errors import ArgumentError, BenchflowError, BenchLoadError, TaskError, first_line, one_line_reason
+from ..errors import (
+    ArgumentError,
+    BenchflowError,
+    BenchLoadError,
+    ErrorKind,
+    TaskError,
+    TaskInterrupted,
+    error_kind,
+    first_line,
+    one_line_reason,
+)
 from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
 from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
+from .reruns import RerunPolicy, attempt_json, with_reruns
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
 
@@ -179,6 +190,8 @@ class BenchflowRun:
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
+    #: Which errored tasks run again, how often (--benchflow-rerun-infra, --benchflow-rerun-kinds).
+    rerun: RerunPolicy = field(default_factory=RerunPolicy)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -195,8 +208,40 @@ class BenchflowRun:
         return list({id(ctx.runner): ctx.runner for ctx in self.benches.values()}.values())
 
     def run_item(self, item: BenchItem) -> None:
-        """Run ``item``'s task; set its result, duration and JUnit properties."""
+        """Run ``item``'s task (again after an error its rerun policy allows); set its result, duration and
+        JUnit properties. Usage sums every attempt's: each was paid for."""
         ctx = self.benches[item.bench_name]
+        started = time.perf_counter()
+        tried: list[_Tried] = []
+
+        def errored(error: BaseException) -> str | None:
+            last = tried[-1]
+            reason = self.redact(one_line_reason(error))
+            item.attempts.append(attempt_json(error, reason, last.engine, last.duration, last.usage))
+            return last.engine
+
+        try:
+            result = with_reruns(self.rerun, lambda avoid: self._attempt(ctx, item, avoid, tried), errored)
+        except KeyboardInterrupt:
+            # Recorded as interrupted (not lost), and no other task starts: the session ends as interrupted.
+            item.session.shouldstop = "interrupted: no new task started"
+            raise TaskInterrupted(f"task {item.task_id!r} was interrupted while it ran") from None
+        finally:
+            item.duration = time.perf_counter() - started
+            item.user_properties.append(("duration", f"{item.duration:.3f}"))
+            item.usage, item.notes = _summed(tried)
+            item.engine = tried[-1].engine if tried else None
+            if item.engine is not None:
+                item.user_properties.append(("engine", item.engine))
+            if item.attempts:
+                item.user_properties.append(("attempts", str(len(item.attempts) + 1)))
+        item.result = result
+        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
+        for name, value in result.metrics.items():
+            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+
+    def _attempt(self, ctx: BenchContext, item: BenchItem, avoid: tuple[str, ...], tried: list[_Tried]) -> Any:
+        """One attempt at ``item``'s task: its result; what it spent and where it ran appended to ``tried``."""
         started = time.perf_counter()
         spec: TaskSpec | None = None
         try:
@@ -217,6 +262,7 @@ class BenchflowRun:
                 cache=self.cache,
                 epoch=item.epoch,
                 transcripts=self.transcripts,
+                avoid_engines=avoid,
                 run_dir=self.run_dir,
             )
             env = prepare_task(spec)
@@ -229,26 +275,21 @@ class BenchflowRun:
                 redact_files(spec.log_dir, self.secrets)
             result = collect_result(ctx.bench, spec)
             self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
+            return result
         except ArgumentError as e:
             raise TaskError(str(e)) from None
         finally:
-            item.duration = time.perf_counter() - started
-            item.user_properties.append(("duration", f"{item.duration:.3f}"))
-            if spec is not None:  # whatever the outcome: an errored task's requests were paid for too
-                item.usage, item.notes = task_usage(spec)
-            if spec is not None and spec.engine is not None:
-                item.engine = spec.engine
-                item.user_properties.append(("engine", spec.engine))
-        item.result = result
-        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
-        for name, value in result.metrics.items():
-            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+            # Whatever the outcome: an errored attempt's requests were paid for too.
+            usage, notes = task_usage(spec) if spec is not None else (None, [])
+            engine = spec.engine if spec is not None else None
+            tried.append(_Tried(engine, usage, notes, time.perf_counter() - started))
 
     def record(
         self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport
     ) -> tuple[TaskRecord, list[SampleRecord]]:
         """The record of ``item``'s finished task, from its final report, and its samples (secrets redacted)."""
         outcome: Outcome
+        kind: ErrorKind | None = None
         if report.passed:
             outcome, reason = "passed", None
         elif call.excinfo is not None and isinstance(call.excinfo.value, TaskUnresolved):
@@ -259,6 +300,7 @@ class BenchflowRun:
             if isinstance(error, TaskBroken):
                 error = error.error
             reason = one_line_reason(error) if error is not None else None
+            kind = error_kind(error) if error is not None and outcome == "error" else None
         result = item.result
         details = str(report.longrepr) if report.longrepr is not None else None
         samples = [
@@ -290,6 +332,8 @@ class BenchflowRun:
             notes=item.notes or None,
             epoch=item.epoch,
             engine=item.engine,
+            error_kind=kind,
+            attempts=item.attempts or None,
         )
         if self.config.hook.pytest_benchflow_record.get_hookimpls():  # none: nothing to call, copy or check
             self._add_plugin_fields(record, item)
@@ -325,8 +369,9 @@ class BenchflowRun:
             record.notes = [*(record.notes or []), message]
             warnings.warn(pytest.PytestWarning(message), stacklevel=1)
 
-    def crash_record(self, nodeid: str, reason: str) -> TaskRecord:
-        """The error record of a task whose process died while running it (an xdist worker killed)."""
+    def crash_record(self, nodeid: str, reason: str, kind: ErrorKind = "infra") -> TaskRecord:
+        """The error record of a task whose process died while running it (an xdist worker killed: ``infra``),
+        or of one never started (``budget``)."""
         bench, _, full_name = nodeid.removeprefix(NODE_PREFIX).partition("::")
         name, epoch = split_epoch(full_name)
         ctx = self.benches.get(bench)
@@ -345,6 +390,7 @@ class BenchflowRun:
             log_dir=f"{bench}/logs/{dir_name}",
             finished_at=time.time(),
             epoch=epoch or 1,
+            error_kind=kind,
         )
 
     def redact_report(self, report: pytest.TestReport) -> None:
@@ -355,6 +401,25 @@ class BenchflowRun:
             redacted = self.redact(text)
             if redacted != text:
                 report.longrepr = redacted
+
+
+@dataclass(frozen=True)
+class _Tried:
+    """One attempt at a task: where it ran, what it spent, how long it took."""
+
+    engine: str | None
+    usage: dict[str, int] | None
+    notes: list[str]
+    duration: float
+
+
+def _summed(tried: list[_Tried]) -> tuple[dict[str, int] | None, list[str]]:
+    """The usage of every attempt added up (None when none reported any), and their notes."""
+    total: dict[str, int] = {}
+    for attempt in tried:
+        for key, value in (attempt.usage or {}).items():
+            total[key] = total.get(key, 0) + value
+    return total or None, [note for attempt in tried for note in attempt.notes]
 
 
 RUN_KEY = pytest.StashKey[BenchflowRun]()

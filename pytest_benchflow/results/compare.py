@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import INFRASTRUCTURE_KINDS
 from ..stats import (
     RateInterval,
     clustered_mean,
@@ -85,6 +86,11 @@ class BenchComparison:
     samples: SampleComparison | None = None
     #: Whether the task-level test alone found a regression (``regression`` also counts samples).
     task_regression: bool = False
+    #: What both rates and the paired test count: ``strict`` (every error unresolved) or, when either run had
+    #: infrastructure errors (infra, budget, interrupted), ``without infrastructure errors`` in either run.
+    basis: str = "strict"
+    #: Task runs left out of that basis, in the base and the new run.
+    left_out: tuple[int, int] = (0, 0)
 
     @property
     def decided_by(self) -> list[str]:
@@ -102,8 +108,20 @@ class BenchComparison:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
-def _resolved(records: list[TaskRecord], bench: str) -> dict[tuple[str, int], bool]:
-    return {(r.task_id, r.epoch): r.outcome == "passed" for r in records if r.bench == bench}
+#: The comparison's basis when either run had infrastructure errors.
+_WITHOUT_INFRA = "without infrastructure errors"
+
+
+def _resolved(records: list[TaskRecord], bench: str, without_infra: bool) -> dict[tuple[str, int], bool]:
+    """Whether each (task, epoch) was resolved; ``without_infra``: runs with an infrastructure error left out."""
+    found: dict[tuple[str, int], bool] = {}
+    for r in records:
+        if r.bench == bench:
+            # The last record of a task's epoch counts (a resumed run reruns errors).
+            found.pop((r.task_id, r.epoch), None)
+            if not (without_infra and r.outcome == "error" and r.error_kind in INFRASTRUCTURE_KINDS):
+                found[(r.task_id, r.epoch)] = r.outcome == "passed"
+    return found
 
 
 def _task_label(task: tuple[str, int], epochs: bool) -> str:
@@ -171,8 +189,10 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     comparisons = []
     for name in [b for b in new_benches if b in base_benches]:
         b, n = base_benches[name].stats, new_benches[name].stats
-        diff, low, high = difference_interval(_rate(b), _rate(n))
-        before, after = _resolved(base.records, name), _resolved(new.records, name)
+        # The same basis in both runs: if either had infrastructure errors, neither rate counts them.
+        without_infra = bool(b.infra_errors or n.infra_errors)
+        diff, low, high = difference_interval(_rate(b, without_infra), _rate(n, without_infra))
+        before, after = _resolved(base.records, name, without_infra), _resolved(new.records, name, without_infra)
         shared = [t for t in after if t in before]
         epochs = any(e > 1 for _, e in [*before, *after])
         regressed = [_task_label(t, epochs) for t in shared if before[t] and not after[t]]
@@ -180,7 +200,10 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
         if shared:
             test, p = "mcnemar-exact", mcnemar_exact(len(regressed), len(fixed))
         else:
-            test, p = "two-proportion-z", two_proportion_p(b.resolved, b.tasks, n.resolved, n.tasks)
+            b_tasks, n_tasks = (
+                (b.tasks - b.infra_errors, n.tasks - n.infra_errors) if without_infra else (b.tasks, n.tasks)
+            )
+            test, p = "two-proportion-z", two_proportion_p(b.resolved, b_tasks, n.resolved, n_tasks)
         drop = -diff if not math.isnan(diff) else 0.0
         samples = compare_samples(base.samples, new.samples, name, alpha=alpha, max_drop=max_drop)
         task_regression = drop > max_drop and p < alpha
@@ -193,8 +216,8 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
         comparisons.append(
             BenchComparison(
                 bench=name,
-                base_rate=b.resolution_rate,
-                new_rate=n.resolution_rate,
+                base_rate=b.resolution_rate_without_infra if without_infra else b.resolution_rate,
+                new_rate=n.resolution_rate_without_infra if without_infra else n.resolution_rate,
                 difference=diff,
                 ci95=(low, high),
                 paired_tasks=len(shared),
@@ -206,14 +229,29 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
                 metrics=metrics,
                 samples=samples,
                 task_regression=task_regression,
+                basis=_WITHOUT_INFRA if without_infra else "strict",
+                left_out=(b.infra_errors, n.infra_errors) if without_infra else (0, 0),
             )
         )
     return comparisons
 
 
-def _rate(stats: BenchStats) -> RateInterval:
+def _rate(stats: BenchStats, without_infra: bool) -> RateInterval:
     # The summary's interval: Wilson's, with a task's epochs clustered.
+    if without_infra:
+        tasks = float(stats.tasks - stats.infra_errors)
+        return RateInterval(stats.resolution_rate_without_infra, *stats.resolution_rate_without_infra_ci95, tasks)
     return RateInterval(stats.resolution_rate, *stats.resolution_rate_ci95, effective_n=float(stats.tasks))
+
+
+def _basis_line(c: BenchComparison) -> str:
+    """Which basis both rates and the paired test used, in words nobody takes for the other."""
+    if c.basis == "strict":
+        return "  compared strictly in both runs: every error counts as unresolved"
+    return (
+        f"  compared {_WITHOUT_INFRA} in both runs (infra, budget, interrupted left out: "
+        f"{c.left_out[0]} task runs of the base, {c.left_out[1]} of the new run)"
+    )
 
 
 def deciding_level(c: BenchComparison) -> str:
@@ -256,8 +294,9 @@ def format_comparison(comparisons: list[BenchComparison], base: RunData, new: Ru
     if not comparisons:
         return "\n".join([*lines, "no benchmark appears in both runs"])
     for c in comparisons:
+        rate = "resolution rate" if c.basis == "strict" else f"resolution rate {_WITHOUT_INFRA}"
         lines.append(
-            f"{c.bench}: resolution rate {percent(c.base_rate)} -> {percent(c.new_rate)} "
+            f"{c.bench}: {rate} {percent(c.base_rate)} -> {percent(c.new_rate)} "
             f"({_signed(c.difference)}, 95% CI {_signed(c.ci95[0])} to {_signed(c.ci95[1])}): {verdict(c)}"
         )
         tasks = "REGRESSION" if c.task_regression else "no significant regression at task level"
@@ -265,6 +304,7 @@ def format_comparison(comparisons: list[BenchComparison], base: RunData, new: Ru
             f"  {c.paired_tasks} tasks in both runs: {len(c.regressed)} resolved -> unresolved, "
             f"{len(c.fixed)} unresolved -> resolved; {c.test} p={c.p_value:.3g}: {tasks}"
         )
+        lines.append(_basis_line(c))
         for task in c.regressed[:10]:
             lines.append(f"    - {task}")
         if len(c.regressed) > 10:

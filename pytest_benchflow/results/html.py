@@ -96,6 +96,10 @@ def _svg_chart(bench_name: str, rows: list[tuple[str, float, float, float, bool]
     return "".join(parts)
 
 
+def _kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+
+
 def _bench_section(name: str, bench: BenchSummary) -> str:
     stats = bench.stats
     low, high = stats.resolution_rate_ci95
@@ -110,9 +114,21 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
         tasks,
         (str(stats.resolved), "resolved", "passed"),
         (str(stats.failed), "unresolved", "failed"),
-        (str(stats.errors), "errors", "error"),
+        (str(stats.errors), "errors" + (f" ({_kinds(stats.error_kinds)})" if stats.error_kinds else ""), "error"),
         (percent(stats.resolution_rate), rate_label, ""),
     ]
+    if stats.infra_errors:
+        # Beside the strict rate, never in its place: labelled so neither is taken for the other.
+        cards[-1] = (cards[-1][0], rate_label.replace("resolution rate", "strict resolution rate", 1), "")
+        f_low, f_high = stats.resolution_rate_without_infra_ci95
+        cards.append(
+            (
+                percent(stats.resolution_rate_without_infra),
+                f"resolution rate without infrastructure errors, 95% CI {percent(f_low)}–{percent(f_high)} "
+                f"({stats.infra_errors} task runs with infra, budget or interrupted errors left out)",
+                "without-infra",
+            )
+        )
     if stats.samples is not None:
         s_low, s_high = stats.samples.ci95
         cards.append(

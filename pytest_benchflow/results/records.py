@@ -8,7 +8,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from types import UnionType
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from ..errors import ResultsFormatError
+from ..errors import ERROR_KINDS, INFRASTRUCTURE_KINDS, ErrorKind, ResultsFormatError
 from ..stats import (
     ClusteredMean,
     clustered_mean,
@@ -109,6 +109,27 @@ def _check_usage(usage: Any, where: str) -> None:
     for key, value in (usage or {}).items():
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_USAGE:
             raise ResultsFormatError(f"{where}: 'usage.{key}' must be a whole number from 0 to below 1e18")
+
+
+# What an earlier attempt of a rerun task may say (``TaskRecord.attempts``).
+_ATTEMPT_TYPES: dict[str, tuple[type, ...]] = {
+    "reason": (str,),
+    "engine": (str,),
+    "duration": (int, float),
+    "usage": (dict,),
+}
+
+
+def _check_attempts(attempts: Any, where: str) -> None:
+    for i, attempt in enumerate(attempts or []):
+        at = f"{where}: 'attempts[{i}]'"
+        if not isinstance(attempt, dict):
+            raise ResultsFormatError(f"{at} must be an object, not {json_type(attempt)}")
+        if attempt.get("error_kind") not in ERROR_KINDS:
+            kinds = ", ".join(ERROR_KINDS)
+            raise ResultsFormatError(f"{at}.error_kind {attempt.get('error_kind')!r} is not one of {kinds}")
+        _check_types(attempt, _ATTEMPT_TYPES, at)
+        _check_usage(attempt.get("usage"), at)
 
 
 # The keys of a field's metadata that the record schema reads (dataclasses.field(metadata=...)).
@@ -315,6 +336,11 @@ class TaskRecord(_Record):
     samples: int | None = optional()
     #: Where the task ran (a container engine, a cluster node), None in-process.
     engine: str | None = optional()
+    #: Why the task errored (``error`` outcomes): agent, infra, bench, verifier, timeout, budget or interrupted.
+    error_kind: ErrorKind | None = optional()
+    #: The attempts before the last, when the task was rerun (``--benchflow-rerun-infra``): each its
+    #: ``error_kind``, ``reason``, ``engine``, ``duration`` and ``usage``; ``usage`` above sums all attempts'.
+    attempts: list[dict[str, Any]] | None = optional(check=_check_attempts)
     #: Fields a ``pytest_benchflow_record`` hook added, written at the top level of the line after the
     #: declared ones (whose names they may not take); read back, the fields this version does not declare.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -436,6 +462,16 @@ class BenchStats:
     epochs: EpochStats | None = None
     #: Per engine (container engine, cluster node): ``tasks``, ``errors``, ``seconds`` (None when all in-process).
     engines: dict[str, dict[str, float]] | None = None
+    #: Errors per kind (``error_kind``; ``unknown`` for records written without one).
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    #: The resolution rate over the task runs without an infrastructure error (kinds infra, budget,
+    #: interrupted), with its interval: beside the strict ``resolution_rate``, where every error is unresolved.
+    resolution_rate_without_infra: float | None = None
+    resolution_rate_without_infra_ci95: tuple[float, float] = (0.0, 1.0)
+    #: The task runs that rate leaves out.
+    infra_errors: int = 0
+    #: Attempts run again after an error (``--benchflow-rerun-infra``); their usage is in ``usage``, once each.
+    reruns: int = 0
 
 
 @_declared
@@ -468,6 +504,7 @@ class BenchSummary:
     def to_json(self) -> dict[str, Any]:
         stats = asdict(self.stats)
         stats["resolution_rate_ci95"] = list(self.stats.resolution_rate_ci95)
+        stats["resolution_rate_without_infra_ci95"] = list(self.stats.resolution_rate_without_infra_ci95)
         if self.stats.samples is not None:
             stats["samples"]["ci95"] = list(self.stats.samples.ci95)
         for optional in ("samples", "epochs", "engines"):
@@ -546,6 +583,9 @@ class BenchTally:
         for record in self.last.values():
             by_task.setdefault(record.task_id, []).append(record.outcome == "passed")
         rate = clustered_rate(list(by_task.values()))
+        kinds, evaluated = self.error_kinds()
+        fair = clustered_rate(list(evaluated.values()))
+        fair_runs = sum(map(len, evaluated.values()))
         return BenchStats(
             tasks=tasks,
             resolved=resolved,
@@ -562,4 +602,23 @@ class BenchTally:
             samples=self.sample_stats(),
             epochs=epoch_stats(self.last.values()),
             engines=self.engines(),
+            error_kinds=kinds,
+            resolution_rate_without_infra=fair.rate if fair_runs else None,
+            resolution_rate_without_infra_ci95=(fair.low, fair.high),
+            infra_errors=tasks - fair_runs,
+            reruns=sum(len(r.attempts or ()) for r in self.last.values()),
         )
+
+    def error_kinds(self) -> tuple[dict[str, int], dict[str, list[bool]]]:
+        """Errors per kind, and each task's outcomes (resolved or not) over its runs without an infrastructure error."""
+        kinds: dict[str, int] = {}
+        evaluated: dict[str, list[bool]] = {}
+        for record in self.last.values():
+            if record.outcome == "error":
+                kind = record.error_kind or "unknown"
+                kinds[kind] = kinds.get(kind, 0) + 1
+                if kind in INFRASTRUCTURE_KINDS:
+                    continue
+            evaluated.setdefault(record.task_id, []).append(record.outcome == "passed")
+        order: dict[str, int] = {kind: i for i, kind in enumerate(ERROR_KINDS)}
+        return dict(sorted(kinds.items(), key=lambda kv: order.get(kv[0], len(order)))), evaluated

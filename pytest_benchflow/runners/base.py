@@ -65,6 +65,9 @@ class TaskSpec:
     transcripts: bool = True
     #: Where the task ran, set by a runner that has several places (the Docker engine's URL, no credentials).
     engine: str | None = None
+    #: Where earlier attempts of this task failed (``--benchflow-rerun-infra``): a runner with several places
+    #: runs this attempt elsewhere when it can.
+    avoid_engines: tuple[str, ...] = ()
     #: The run directory the task's directories are below: every level between is checked to be a real directory.
     run_dir: Path | None = None
     transcript: Transcript | None = field(init=False, default=None)

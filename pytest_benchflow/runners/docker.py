@@ -18,7 +18,7 @@ import requests
 from ..bench import BaseBench
 from ..environment import TaskEnvironment
 from ..envnumbers import in_range, parse_number, shown_value
-from ..errors import RunnerError, TaskError, TaskTimeout, first_line
+from ..errors import InfraError, RunnerError, TaskError, TaskTimeout, first_line
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
 from .bench_container import BenchContainer, bench_container
@@ -211,7 +211,7 @@ class DockerRunner(Runner):
             try:
                 self.ensure_image(engine, image)
                 return  # tasks can run there; an engine without it fails only its own tasks
-            except TaskError as e:
+            except InfraError as e:
                 failures.append(str(e))
         raise RunnerError("; ".join(failures))
 
@@ -222,7 +222,7 @@ class DockerRunner(Runner):
             if key in self._pulled:
                 return
             if key in self._unpullable:
-                raise TaskError(self._unpullable[key])  # the next task need not wait for the same failure
+                raise InfraError(self._unpullable[key])  # the next task need not wait for the same failure
             client = engine.client()
             present = True
             try:
@@ -234,9 +234,9 @@ class DockerRunner(Runner):
                     client.images.pull(image)
                 except errors.DockerException as e:
                     self._unpullable[key] = f"cannot pull image {image!r} on {engine.shown}: {_reason(e)}"
-                    raise TaskError(self._unpullable[key]) from None
+                    raise InfraError(self._unpullable[key]) from None
             elif not present:
-                raise TaskError(f"image {image!r} is not present on {engine.shown} and --benchflow-pull=never")
+                raise InfraError(f"image {image!r} is not present on {engine.shown} and --benchflow-pull=never")
             self._pulled.add(key)
 
     def network_mode(self, agent_url: str) -> str | None:
@@ -247,7 +247,7 @@ class DockerRunner(Runner):
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         box = bench_container(bench, spec)
         while True:
-            with self.pool.slot() as engine:
+            with self.pool.slot(spec.avoid_engines) as engine:
                 spec.engine = engine.shown
                 try:
                     self._execute_on(engine, box, spec, env)
@@ -281,13 +281,14 @@ class DockerRunner(Runner):
                 detach=True,
             )
         except errors.ImageNotFound:
-            raise TaskError(f"image {image!r} not found on {engine.shown}") from None
+            raise InfraError(f"image {image!r} not found on {engine.shown}") from None
         except (errors.DockerException, requests.exceptions.RequestException, TaskError) as e:
             if not engine.answers():
                 raise _EngineDown(first_line(str(e))) from None
             if isinstance(e, TaskError):
                 raise
-            raise TaskError(f"cannot create a container of {image!r} on {engine.shown}: {first_line(str(e))}") from None
+            reason = first_line(str(e))
+            raise InfraError(f"cannot create a container of {image!r} on {engine.shown}: {reason}") from None
         container_id = str(container.id)
         self._running[container_id] = engine
         try:
@@ -295,9 +296,9 @@ class DockerRunner(Runner):
         except (errors.DockerException, requests.exceptions.RequestException) as e:
             reason = first_line(str(e))
             if engine.answers():
-                raise TaskError(f"task {spec.task_id!r}: Docker engine {engine.shown} failed: {reason}") from None
+                raise InfraError(f"task {spec.task_id!r}: Docker engine {engine.shown} failed: {reason}") from None
             self._lose(engine, reason)
-            raise TaskError(
+            raise InfraError(
                 f"task {spec.task_id!r}: lost the Docker engine {engine.shown} while it ran: {reason}"
             ) from None
         finally:
@@ -343,7 +344,7 @@ class DockerRunner(Runner):
                 return  # the bench wrote nothing there: get_result decides what that means
             if response.status_code >= 400:
                 reason = f"HTTP {response.status_code}: {first_line(response.text)}"
-                raise TaskError(f"cannot copy {path} out of the container: {reason}")
+                raise InfraError(f"cannot copy {path} out of the container: {reason}")
             with tempfile.TemporaryFile() as archive:
                 spool(response.iter_content(1024 * 1024), archive, f"{what} archive of {path}")
                 extract_archive(archive, dest, f"{what} archive of {path}")

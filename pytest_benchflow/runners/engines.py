@@ -12,7 +12,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..deadline import within
-from ..errors import RunnerError, TaskError, first_line
+from ..errors import InfraError, RunnerError, first_line
 from ..redaction import public_url
 from .loopback import is_local_url, is_loopback_url
 
@@ -205,7 +205,7 @@ class EnginePool:
             pass
         info = os.lstat(self.directory)
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-            raise TaskError(
+            raise InfraError(
                 f"{self.directory} (the run's Docker engine slots) is not a directory of this user's; remove it"
             )
 
@@ -221,11 +221,13 @@ class EnginePool:
         return [e for e in self.engines if not self.is_lost(e)]
 
     @contextmanager
-    def slot(self) -> Iterator[Engine]:
+    def slot(self, avoid: Collection[str] = ()) -> Iterator[Engine]:
         """Hold a free slot of a remaining engine for the duration of the block; wait while all are busy.
+        Engines named in ``avoid`` (by ``shown``: where the task's earlier attempts failed) are used only
+        when no other remains.
 
         Raises:
-            TaskError: every engine was lost, or the slot directory is not ours.
+            InfraError: every engine was lost, or the slot directory is not ours.
         """
         self._own_directory()
         while True:
@@ -235,7 +237,8 @@ class EnginePool:
                     f"{e.shown}: {(self.directory / f'e{e.index}.lost').read_text(encoding='utf-8')}"
                     for e in self.engines
                 )
-                raise TaskError(f"no Docker engine left to run the task ({lost})")
+                raise InfraError(f"no Docker engine left to run the task ({lost})")
+            remaining = [e for e in remaining if e.shown not in avoid] or remaining
             with self._lock:
                 self._turn += 1
                 start = self._turn

@@ -1,0 +1,93 @@
+"""Running a task again when it errored for a reason worth another try (``--benchflow-rerun-infra``).
+
+One attempt is a callable; :func:`with_reruns` wraps it, so whatever runs a task (today
+``BenchflowRun.run_item``) keeps its own shape and only hands its attempt over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+
+from ..envnumbers import in_range, parse_number, shown_value
+from ..errors import ERROR_KINDS, error_kind
+from .options import value
+
+__all__ = ["MAX_RERUNS", "RERUNNABLE_KINDS", "RerunPolicy", "attempt_json", "rerun_policy", "with_reruns"]
+
+#: More reruns than this is a typo: a task that failed this often on its infrastructure will not pass the next time.
+MAX_RERUNS = 10
+#: A task not started (budget) or stopped by its user (interrupted) is never run again in the same session.
+RERUNNABLE_KINDS = tuple(k for k in ERROR_KINDS if k not in ("budget", "interrupted"))
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RerunPolicy:
+    """How many times a task is run again, and after errors of which kinds."""
+
+    reruns: int = 1
+    kinds: frozenset[str] = field(default_factory=lambda: frozenset({"infra"}))
+
+    def allows(self, error: BaseException, done: int) -> bool:
+        """Whether a task that already ran ``done`` reruns is run again after ``error``."""
+        return done < self.reruns and error_kind(error) in self.kinds
+
+
+def rerun_policy(config: pytest.Config) -> RerunPolicy:
+    """``--benchflow-rerun-infra N`` and ``--benchflow-rerun-kinds K,K`` (ini too); a usage error when invalid."""
+    raw = str(value(config, "benchflow_rerun_infra")).strip()
+    count = parse_number(raw, int)
+    if count is None or not in_range(count, maximum=MAX_RERUNS):
+        raise pytest.UsageError(
+            f"--benchflow-rerun-infra {shown_value(raw)!r}: give how many times an errored task is run again, "
+            f"a whole number from 0 to {MAX_RERUNS}"
+        )
+    kinds = [k.strip() for k in str(value(config, "benchflow_rerun_kinds")).split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in RERUNNABLE_KINDS]
+    if unknown or not kinds:
+        shown = shown_value(unknown[0]) if unknown else ""
+        raise pytest.UsageError(
+            f"--benchflow-rerun-kinds: {shown!r} is not a kind that can be rerun; choose among "
+            f"{', '.join(RERUNNABLE_KINDS)} (comma-separated)"
+        )
+    return RerunPolicy(count, frozenset(kinds))
+
+
+def with_reruns(
+    policy: RerunPolicy,
+    attempt: Callable[[tuple[str, ...]], T],
+    errored: Callable[[BaseException], str | None],
+) -> T:
+    """``attempt(avoid)``'s result, calling it again while it raises an error ``policy`` reruns.
+
+    ``errored(error)`` is told of each attempt that is run again (to keep it in the record) and
+    returns where that attempt ran, if anywhere in particular: the next attempt is asked to avoid it.
+    Interrupts (not ``Exception``) are never caught.
+    """
+    avoid: tuple[str, ...] = ()
+    done = 0
+    while True:
+        try:
+            return attempt(avoid)
+        except Exception as e:
+            if not policy.allows(e, done):
+                raise
+            where = errored(e)
+            if where and where not in avoid:
+                avoid = (*avoid, where)
+            done += 1
+
+
+def attempt_json(error: BaseException, reason: str, engine: str | None, duration: float, usage: Any) -> dict[str, Any]:
+    """What a record keeps of an attempt that was run again (``TaskRecord.attempts``); empty values left out."""
+    found: dict[str, Any] = {"error_kind": error_kind(error), "reason": reason, "duration": round(duration, 6)}
+    if engine:
+        found["engine"] = engine
+    if usage:
+        found["usage"] = usage
+    return found
