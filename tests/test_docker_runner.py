@@ -490,7 +490,7 @@ def test_an_engine_that_dies_mid_task_ends_the_run_normally(
     output = docker_toy.path / "out.txt"
     with open(output, "w") as out:
         proc = docker_toy.popen(
-            [sys.executable, "-m", "pytest", *ARGS, "--benchflow-timeout=60"],
+            [sys.executable, "-m", "pytest", *ARGS, "--benchflow-timeout=60", "--benchflow-rerun-infra=0"],
             stdout=out,
             stderr=out,
             preexec_fn=INTERRUPTIBLE["preexec_fn"],
