@@ -11,10 +11,12 @@ from typing import Any
 import requests
 
 from .agent_server import BaseAgent
-from .client import backoff_delay, excerpt, keepalive_session, retry_after_seconds
+from .client._pool import keepalive_session
+from .client._settings import backoff_delay, retry_after_seconds
 from .envnumbers import MAX_SECONDS, env_number
 from .errors import AgentOverloaded
 from .redaction import public_url, redact, url_secrets
+from .untrusted import excerpt
 from .usage import AgentAnswer, AgentMessage
 
 __all__ = ["OpenAIChatAgent"]

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "TOO_DEEP", "bounded_info", "map_strings", "printable"]
+__all__ = ["MAX_DEPTH", "TOO_DEEP", "bounded_info", "excerpt", "map_strings", "printable"]
 
 #: Containers nested deeper than this are replaced by :data:`TOO_DEEP`: far beyond any real record, far within
 #: what ``json.dumps`` can write back (Python's recursion limit is 1000).
@@ -16,6 +16,8 @@ TOO_DEEP = "(cut: nested too deeply)"
 _INFO_DEPTH = 8
 _INFO_STRING = 500
 _INFO_BYTES = 16 * 1024
+# How much of an agent's text an error message quotes.
+_EXCERPT = 200
 
 
 def map_strings(value: Any, fn: Callable[[str], str], max_depth: int = MAX_DEPTH) -> Any:
@@ -58,6 +60,13 @@ def printable(text: str, limit: int | None = None) -> str:
     if not text.isprintable():
         text = "".join(c if c.isprintable() else "?" for c in text)
     return text + "…" if cut else text
+
+
+def excerpt(text: str, limit: int = _EXCERPT) -> str:
+    """A one-line excerpt of ``text`` short enough for an error message, printable: it quotes what an agent
+    sent, and a terminal would act on its escape codes (OSC 52 writes the clipboard)."""
+    flat = " ".join(text.split())
+    return printable(flat, limit - 1 if len(flat) > limit else None)
 
 
 def bounded_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -291,7 +291,7 @@ def test_redirects_are_not_followed(scripted: ScriptedServer, echo_agent: str) -
 
 def test_cancelled_scope_sends_nothing(echo_agent: str) -> None:
     from pytest_benchflow import TaskCancelled
-    from pytest_benchflow.client import cancel_scope
+    from pytest_benchflow.client._cancel import cancel_scope
 
     stop = threading.Event()
     stop.set()

@@ -83,7 +83,7 @@ def test_a_served_agent_still_answers_its_overload_status() -> None:
 def test_a_cancelled_request_is_a_task_error(echo_agent: str) -> None:
     from test_client import fast
 
-    from pytest_benchflow.client import cancel_scope
+    from pytest_benchflow.client._cancel import cancel_scope
 
     stop = threading.Event()
     stop.set()

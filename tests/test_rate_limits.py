@@ -15,7 +15,7 @@ import requests
 from conftest import Reply, ScriptedServer, json_reply
 from pytest_benchflow import AgentHTTPError, AgentOverloaded, BenchClient
 from pytest_benchflow.agents import OpenAIChatAgent
-from pytest_benchflow.client import AdaptiveLimit
+from pytest_benchflow.client._limit import AdaptiveLimit
 
 
 class QAClient(BenchClient):

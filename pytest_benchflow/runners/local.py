@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 
 from ..bench import BaseBench
-from ..client import cancel_scope
+from ..client._cancel import cancel_scope
 from ..environment import TaskEnvironment
 from ..errors import BenchflowError, TaskError, TaskTimeout
 from ..schemas import BenchmarkResult
