@@ -301,7 +301,7 @@ def pytest_runtest_makereport(
     run.redact_report(report)
     if (call.when == "setup" and report.failed) or call.when == "call":
         attach_record(report, *run.record(item, call, report))
-        item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
+        item.task_run = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report
 
 

@@ -23,6 +23,7 @@ from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
 from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
+from .taskrun import TaskRun
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
 
@@ -195,9 +196,27 @@ class BenchflowRun:
         return list({id(ctx.runner): ctx.runner for ctx in self.benches.values()}.values())
 
     def run_item(self, item: BenchItem) -> None:
-        """Run ``item``'s task; set its result, duration and JUnit properties."""
+        """Run ``item``'s task (or take its run from the pool running tasks ahead); give the item its
+        ``TaskRun`` and JUnit properties; raise the run's error."""
+        task_run = self.execute(item)
+        item.task_run = task_run
+        item.user_properties.append(("duration", f"{task_run.duration:.3f}"))
+        if task_run.engine is not None:
+            item.user_properties.append(("engine", task_run.engine))
+        if task_run.error is not None:
+            raise task_run.error
+        result = task_run.result
+        assert result is not None
+        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
+        for name, value in result.metrics.items():
+            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+
+    def execute(self, item: BenchItem) -> TaskRun:
+        """Run ``item``'s task in the calling thread: its ``TaskRun``, whatever the outcome (only an
+        interrupt propagates)."""
         ctx = self.benches[item.bench_name]
         started = time.perf_counter()
+        task_run = TaskRun()
         spec: TaskSpec | None = None
         try:
             args = ctx.resolve(item.task_id)
@@ -227,22 +246,20 @@ class BenchflowRun:
                 spec.close()
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
-            result = collect_result(ctx.bench, spec)
-            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
+            task_run.result = collect_result(ctx.bench, spec)
+            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=task_run.result)
         except ArgumentError as e:
-            raise TaskError(str(e)) from None
+            task_run.error = TaskError(str(e))
+        except Exception as e:
+            task_run.error = e
         finally:
-            item.duration = time.perf_counter() - started
-            item.user_properties.append(("duration", f"{item.duration:.3f}"))
+            task_run.duration = time.perf_counter() - started
             if spec is not None:  # whatever the outcome: an errored task's requests were paid for too
-                item.usage, item.notes = task_usage(spec)
-            if spec is not None and spec.engine is not None:
-                item.engine = spec.engine
-                item.user_properties.append(("engine", spec.engine))
-        item.result = result
-        item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
-        for name, value in result.metrics.items():
-            item.user_properties.append((f"metric.{name}", self.redact(str(value))))
+                task_run.usage, task_run.notes = task_usage(spec)
+                task_run.engine = spec.engine
+        if task_run.error is not None:
+            task_run.result = None  # a result the task_result hook refused is no result
+        return task_run
 
     def record(
         self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport
@@ -259,7 +276,8 @@ class BenchflowRun:
             if isinstance(error, TaskBroken):
                 error = error.error
             reason = one_line_reason(error) if error is not None else None
-        result = item.result
+        task_run = item.task_run or TaskRun()
+        result = task_run.result
         details = str(report.longrepr) if report.longrepr is not None else None
         samples = [
             SampleRecord(
@@ -270,7 +288,7 @@ class BenchflowRun:
                 item.epoch,
                 self.redact_data(s.metadata) if s.metadata else None,
             )
-            for s in (result.samples or [] if result else [])
+            for s in task_run.samples
         ]
         record = TaskRecord(
             bench=item.bench_name,
@@ -279,17 +297,17 @@ class BenchflowRun:
             outcome=outcome,
             is_resolved=result.is_resolved if result else None,
             metrics=self.redact_data(result.metrics) if result else {},
-            duration=round(item.duration or 0.0, 6),
+            duration=round(task_run.duration, 6),
             reason=self.redact(reason) if reason else None,
             results_dir=f"{item.bench_name}/results/{item.dir_name}",
             log_dir=f"{item.bench_name}/logs/{item.dir_name}",
             finished_at=time.time(),
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
-            usage=item.usage,
-            notes=item.notes or None,
+            usage=task_run.usage,
+            notes=task_run.notes or None,
             epoch=item.epoch,
-            engine=item.engine,
+            engine=task_run.engine,
         )
         if self.config.hook.pytest_benchflow_record.get_hookimpls():  # none: nothing to call, copy or check
             self._add_plugin_fields(record, item)
