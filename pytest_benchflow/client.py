@@ -59,6 +59,11 @@ def cancel_scope(event: threading.Event) -> contextvars.Context:
     return context
 
 
+def current_cancel() -> threading.Event | None:
+    """The event that stops the calling task's clients (None outside a cancel scope)."""
+    return _CANCEL.get()
+
+
 def excerpt(text: str, limit: int = _EXCERPT) -> str:
     """A one-line excerpt of ``text`` short enough for an error message, printable: it quotes what an agent
     sent, and a terminal would act on its escape codes (OSC 52 writes the clipboard)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -22,10 +23,31 @@ from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
-from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
+from .concurrency import TaskPool
+from .items import (
+    NODE_PREFIX,
+    BenchItem,
+    TaskBroken,
+    TaskUnresolved,
+    failure_report,
+    item_name,
+    run_names,
+    split_epoch,
+)
+from .progress import ProgressDisplay
 from .taskrun import TaskRun
 
-__all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
+__all__ = [
+    "INTERRUPTED",
+    "RUN_KEY",
+    "BenchContext",
+    "BenchflowRun",
+    "attach_record",
+    "new_run_id",
+    "packed_record",
+    "take_record",
+    "unpacked_record",
+]
 
 # The end of a failure's report kept in results.jsonl: enough to see why, small enough for 12k tasks.
 _DETAILS_LIMIT = 4000
@@ -33,6 +55,11 @@ _DETAILS_LIMIT = 4000
 # serialises every report attribute).
 _RECORD_ATTRIBUTE = "benchflow_record"
 _SAMPLES_ATTRIBUTE = "benchflow_samples"
+#: The reason of a task started ahead and cancelled when the session stopped (Ctrl-C, SIGTERM, -x, --maxfail).
+INTERRUPTED = "interrupted: the session stopped while the task ran"
+
+
+_SECRETS_LOCK = threading.Lock()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -58,25 +85,36 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def attach_record(report: pytest.TestReport, record: TaskRecord, samples: list[SampleRecord]) -> None:
-    report.__dict__[_RECORD_ATTRIBUTE] = record.to_json()
+def packed_record(record: TaskRecord, samples: list[SampleRecord]) -> dict[str, Any]:
+    """``record`` and its samples as plain JSON, to travel from the process that ran the task to the one that writes."""
+    packed: dict[str, Any] = {_RECORD_ATTRIBUTE: record.to_json()}
     if samples:
         # Compact: the record names the bench, task and epoch.
-        report.__dict__[_SAMPLES_ATTRIBUTE] = [[s.sample_id, s.score, s.metadata] for s in samples]
+        packed[_SAMPLES_ATTRIBUTE] = [[s.sample_id, s.score, s.metadata] for s in samples]
+    return packed
+
+
+def unpacked_record(packed: dict[str, Any]) -> tuple[TaskRecord, list[SampleRecord]] | None:
+    """What :func:`packed_record` packed (None when ``packed`` holds no record), removed from ``packed``."""
+    data = packed.pop(_RECORD_ATTRIBUTE, None)
+    if data is None:
+        return None
+    # Written by packed_record in one of this session's processes: no need to validate it again.
+    record = TaskRecord.from_written(data)
+    samples = [
+        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
+        for sample_id, score, metadata in packed.pop(_SAMPLES_ATTRIBUTE, None) or []
+    ]
+    return record, samples
+
+
+def attach_record(report: pytest.TestReport, record: TaskRecord, samples: list[SampleRecord]) -> None:
+    report.__dict__.update(packed_record(record, samples))
 
 
 def take_record(report: pytest.TestReport) -> tuple[TaskRecord, list[SampleRecord]] | None:
     """The record and samples attached to ``report``, removed from it (pytest keeps every report until the end)."""
-    data = report.__dict__.pop(_RECORD_ATTRIBUTE, None)
-    if data is None:
-        return None
-    # Written by attach_record in one of this session's processes: no need to validate it again.
-    record = TaskRecord.from_written(data)
-    samples = [
-        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
-        for sample_id, score, metadata in report.__dict__.pop(_SAMPLES_ATTRIBUTE, None) or []
-    ]
-    return record, samples
+    return unpacked_record(report.__dict__)
 
 
 @dataclass
@@ -180,6 +218,25 @@ class BenchflowRun:
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
+    #: Tasks run at once by this process (``--benchflow-concurrency``, "auto" resolved by the controller).
+    concurrency: int = 1
+    #: The threads running tasks ahead of pytest while the items run (None: each item runs its own task).
+    pool: TaskPool | None = None
+    #: The live progress display, when the session shows one.
+    display: ProgressDisplay | None = None
+
+    def pool_changed(self, status: str) -> None:
+        """A task of the pool started or finished: the live progress line says how many run, are done, wait."""
+        if self.display is not None:
+            self.display.pool_status(status)
+
+    def _add_secrets(self, given: list[str]) -> None:
+        values = set(given)
+        # Tasks run in threads (--benchflow-concurrency) while others iterate the set: it changes under a lock,
+        # and only when a task brings a secret not seen yet (rare: most tasks share the session's arguments).
+        if not values <= self.secrets:
+            with _SECRETS_LOCK:
+                self.secrets.update(values)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -198,7 +255,7 @@ class BenchflowRun:
     def run_item(self, item: BenchItem) -> None:
         """Run ``item``'s task (or take its run from the pool running tasks ahead); give the item its
         ``TaskRun`` and JUnit properties; raise the run's error."""
-        task_run = self.execute(item)
+        task_run = self.pool.take(item) if self.pool is not None else self.execute(item)
         item.task_run = task_run
         item.user_properties.append(("duration", f"{task_run.duration:.3f}"))
         if task_run.engine is not None:
@@ -220,7 +277,7 @@ class BenchflowRun:
         spec: TaskSpec | None = None
         try:
             args = ctx.resolve(item.task_id)
-            self.secrets.update(args.secret_values())
+            self._add_secrets(args.secret_values())
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,
@@ -276,9 +333,30 @@ class BenchflowRun:
             if isinstance(error, TaskBroken):
                 error = error.error
             reason = one_line_reason(error) if error is not None else None
-        task_run = item.task_run or TaskRun()
-        result = task_run.result
         details = str(report.longrepr) if report.longrepr is not None else None
+        return self._build_record(item, item.task_run or TaskRun(), outcome, reason, details)
+
+    def unreported_record(self, item: BenchItem, task_run: TaskRun) -> tuple[TaskRecord, list[SampleRecord]]:
+        """The record of a task run ahead that pytest never reported (the session stopped first): as it
+        finished, or an ``interrupted`` error when it was cancelled or still running."""
+        outcome: Outcome
+        if task_run.interrupted:
+            outcome, reason, details = "error", INTERRUPTED, None
+            task_run.result = None  # what a cancelled run left says nothing of the agent
+        elif task_run.error is not None:
+            error = task_run.error
+            outcome, reason = "error", one_line_reason(error)
+            details = str(TaskBroken(error)) if isinstance(error, BenchflowError) else reason
+        elif task_run.result is not None and not task_run.result.is_resolved:
+            outcome, reason, details = "failed", "unresolved", failure_report(task_run.result)
+        else:
+            outcome, reason, details = "passed", None, None
+        return self._build_record(item, task_run, outcome, reason, details)
+
+    def _build_record(
+        self, item: BenchItem, task_run: TaskRun, outcome: Outcome, reason: str | None, details: str | None
+    ) -> tuple[TaskRecord, list[SampleRecord]]:
+        result = task_run.result
         samples = [
             SampleRecord(
                 item.bench_name,
