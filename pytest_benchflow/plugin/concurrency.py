@@ -12,6 +12,7 @@ scheduler (:class:`AheadScheduling`) keeps every worker given 2 × N items, so `
 
 from __future__ import annotations
 
+import importlib
 import queue
 import threading
 import time
@@ -238,9 +239,10 @@ def xdist_upcoming(config: pytest.Config) -> Callable[[], list[Any]] | None:
 
 
 def _load_scheduling() -> type:
-    from xdist.scheduler import LoadScheduling
-
-    return LoadScheduling
+    # By name: xdist ships no type information, and is imported only by a session that uses it.
+    scheduler: Any = importlib.import_module("xdist.scheduler")
+    found: type = scheduler.LoadScheduling
+    return found
 
 
 def AheadScheduling(config: pytest.Config, log: Any, concurrency: int) -> Any:

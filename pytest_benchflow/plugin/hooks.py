@@ -188,12 +188,13 @@ def _choose_concurrency(
 ) -> list[str]:
     """Set how many tasks each process runs at once; the notes saying what was decided for the user."""
     notes: list[str] = []
-    if given == "auto":
-        given, how = _capacity(run, info)
-        if given is None:
-            given = 1
+    if isinstance(given, int):
+        run.concurrency = given
+    else:
+        capacity, how = _capacity(run, info)
+        if capacity is None:
             notes.append(f"--benchflow-concurrency auto: {how}; tasks run one at a time")
-    run.concurrency = int(given)
+        run.concurrency = capacity or 1
     if run.concurrency > 1 and config.getoption("dist", None) == "worksteal":
         # worksteal takes items back from a worker that may already be running them.
         run.concurrency = 1
