@@ -1,6 +1,7 @@
 """pytest-benchflow's benchmarks: `python3 dev.py bench [section ...]` prints each figure as a ratio.
 
-Sections: client, server, concurrency, scale, docker, adapter (default: all that can run here).
+Sections: client, server, concurrency, scale, docker, adapter, transcripts, engines, many (default: all).
+MANY_QUESTIONS, MANY_TASKS and MANY_SLOTS scale `many` down (default 2000, 128, 32).
 BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`;
 BENCH_OUTPUT the results directory of `scale` (default: a temporary directory on disk).
 Every comparison runs its contenders side by side, alternating, in the same run; figures
@@ -611,6 +612,118 @@ def bench_engines() -> None:
         row(f"{tasks} tasks: one engine {one:.1f}s, two {two:.1f}s ({rates})", f"{one / two:.2f}x", "goal >= 1.7x")
 
 
+# 9 -------------------------------------------------------------------------------------------
+def tree_peak_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak MiB of the RSS of the process and all its descendants summed), sampled every 0.1 s."""
+
+    def tree_rss(root: int) -> int:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        total, stack = 0, [root]
+        while stack:
+            pid = stack.pop()
+            total += rss.get(pid, 0)
+            stack += [child for child, parent in parents.items() if parent == pid]
+        return total
+
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.1)
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{argv} failed: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    return wall, peak / 2**20
+
+
+def bench_many() -> None:
+    """--benchflow-concurrency: per-question items many at once vs one grouped task; containers from one
+    process vs one process per container."""
+    questions = int(os.environ.get("MANY_QUESTIONS", "2000"))
+    print(f"\n9. many tasks from one process: {questions} per-question items at --benchflow-concurrency 64 vs one")
+    print("   category task at MAX_CONCURRENCY=64 (agent latency 100 ms)")
+    argv, port = ours("slow", 0.1)
+    quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
+    with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "pytest.ini").write_text("[pytest]\n")
+        data = tmp / "data.json"
+        data.write_text(json.dumps(synthetic_questions(questions, categories=1)))
+        output = tmp / "out"
+        common = [*per_question_run(url, data, output, quiet), "--benchflow-arg=MAX_CONCURRENCY=64"]
+        commands = {
+            "items": [*common, "--benchflow-concurrency=64"],
+            "task": [arg for arg in common if "TASK_UNIT" not in arg],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(min(ROUNDS, 3)):
+            for name in random.sample(list(commands), 2):
+                walls[name].append(timed(commands[name], tmp, dict(os.environ))[0])
+                shutil.rmtree(output, ignore_errors=True)
+        items, task = statistics.median(walls["items"]), statistics.median(walls["task"])
+        row(
+            f"{questions} items at 64: {items:.1f}s, one task at 64: {task:.1f}s",
+            f"{items / task:.2f}x",
+            "goal <= 1.3x",
+        )
+    bench_many_containers()
+
+
+def bench_many_containers() -> None:
+    tasks, slots = int(os.environ.get("MANY_TASKS", "128")), int(os.environ.get("MANY_SLOTS", "32"))
+    print(
+        f"\n   {tasks} container tasks of 2 s, one engine with {slots} slots: "
+        f"--benchflow-concurrency {slots} vs -n {slots}"
+    )
+    try:
+        import docker
+
+        client = docker.from_env()
+        base = os.environ.get("BENCHFLOW_BASE_IMAGE") or "benchflow/base:bookworm"
+        client.images.get(base)
+    except Exception as e:
+        row(f"skipped: {type(e).__name__} (needs an engine and scripts/build-images.sh)", "")
+        return
+    with tempfile.TemporaryDirectory() as ctx:
+        (Path(ctx) / "nap.py").write_text(NAP_SCRIPT)
+        (Path(ctx) / "Dockerfile").write_text(f'FROM {base}\nCOPY nap.py /nap.py\nENTRYPOINT ["python3", "/nap.py"]\n')
+        client.images.build(path=ctx, tag="benchflow-perf/nap:1", rm=True)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "nap_bench.py").write_text(NAP_BENCH)
+        (tmp / "pytest.ini").write_text("[pytest]\n")
+        command = [PY, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle", "-q"]
+        command += ["--benchflow-runner=docker", f"--benchflow-docker-slots={slots}", "-p", "no:cacheprovider"]
+        command += [f"--benchflow-output={tmp / 'out'}", "--benchflow-arg=NAP=2"]
+        variants = {"threads": [f"--benchflow-concurrency={slots}"], "processes": ["-n", str(slots)]}
+        env = {**os.environ, "PYTHONPATH": str(tmp), "NAP_TASKS": str(tasks)}
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for _ in range(min(ROUNDS, 3)):
+            for name in random.sample(list(variants), 2):
+                runs[name].append(tree_peak_rss([*command, *variants[name]], tmp, env))
+        wall = {name: statistics.median(w for w, _ in found) for name, found in runs.items()}
+        memory = {name: statistics.median(m for _, m in found) for name, found in runs.items()}
+        row(
+            f"wall: one process {wall['threads']:.1f}s, {slots} processes {wall['processes']:.1f}s",
+            f"{wall['threads'] / wall['processes']:.2f}x",
+            "goal <= 1.1x",
+        )
+        row(
+            f"harness peak RSS (all processes): {memory['threads']:.0f} vs {memory['processes']:.0f} MiB",
+            f"{memory['threads'] / memory['processes']:.2f}x",
+            "goal <= 0.2x",
+        )
+
+
 SECTIONS: dict[str, Callable[[], None]] = {
     "client": bench_client,
     "server": bench_server,
@@ -620,6 +733,7 @@ SECTIONS: dict[str, Callable[[], None]] = {
     "adapter": bench_adapter,
     "transcripts": bench_transcripts,
     "engines": bench_engines,
+    "many": bench_many,
 }
 
 

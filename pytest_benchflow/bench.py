@@ -49,6 +49,12 @@ class BaseBench(ABC):
     #: Leave out bookkeeping figures (counts, totals, standard errors): their mean means nothing.
     summary_metrics: ClassVar[tuple[str, ...] | None] = None
 
+    #: Whether several of this bench's tasks may run at once in one process (``--benchflow-concurrency``).
+    #: A bench that keeps per-task state in module globals or in ``self`` (other than ``results_dir`` and
+    #: ``log_files_dir``, which the harness keeps per task thread) sets it to False: its tasks then run one
+    #: at a time, and the session says so in one line.
+    concurrent_safe: ClassVar[bool] = True
+
     def __init__(self) -> None:
         self.logger = logging.getLogger(f"benchflow.{type(self).__name__}")
         self.args: ResolvedArgs = ResolvedArgs()

@@ -176,3 +176,27 @@ def test_sample_checks_follow_the_declaration(line: dict[str, Any], message: str
 def test_sample_score_read_as_a_float(tmp_path: Path) -> None:
     sample = SampleRecord.from_json({"bench": "b", "task_id": "t", "sample_id": "s", "score": 1, "other": 1}, "x")
     assert sample == SampleRecord("b", "t", "s", 1.0) and type(sample.score) is float
+
+
+TASK_RUN_FIELDS = """
+def pytest_benchflow_record(record, item):
+    run = item.task_run
+    record.extra["run"] = {
+        "duration": run.duration == record.duration or round(run.duration, 6) == record.duration,
+        "error": type(run.error).__name__ if run.error else None,
+        "samples": len(run.samples),
+        "usage": run.usage == record.usage,
+    }
+"""
+
+
+def test_the_record_is_built_from_the_task_run_the_hook_sees(toy: pytest.Pytester) -> None:
+    # The run returns one TaskRun (result, usage, duration, engine, error, samples): the record is made from it.
+    toy.makeconftest(TASK_RUN_FIELDS)
+    toy.runpytest(*TOY).assert_outcomes(passed=1, failed=1, errors=1)
+    found = {r["task_id"]: r["run"] for r in records(toy)}
+    assert found == {
+        "good": {"duration": True, "error": None, "samples": 0, "usage": True},
+        "bad": {"duration": True, "error": None, "samples": 0, "usage": True},
+        "boom": {"duration": True, "error": "TaskError", "samples": 0, "usage": True},
+    }

@@ -17,6 +17,7 @@ from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
+from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrency_value, concurrent_safe
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
 from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
@@ -27,7 +28,7 @@ from .progress import ProgressDisplay
 from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter
 from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
-from .session import RUN_KEY, BenchflowRun, attach_record
+from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -92,6 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()
     config.pluginmanager.register(_RunnerLifecycle(run, controller=not is_worker(config)), "benchflow-runners")
+    if is_worker(config):
+        run.concurrency = int(config.workerinput.get("benchflow_concurrency", 1))  # type: ignore[attr-defined]
+    config.pluginmanager.register(ConcurrentTasks(run, worker=is_worker(config)), "benchflow-concurrency")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(run), "benchflow-xdist")
 
@@ -116,6 +120,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
     prices, max_cost = price(config), positive(config, "benchflow_max_cost", float)
+    concurrency = concurrency_value(value(config, "benchflow_concurrency"))
     if max_cost and not prices:
         raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
     display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
@@ -138,8 +143,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         except BenchflowError as e:
             raise pytest.UsageError(f"{ctx.name}: {e}") from None
     if display is not None:
-        run.progress = display.callback
+        run.progress, run.display = display.callback, display
     info, info_note = agent_info(run.agent_url)
+    concurrency_notes = _choose_concurrency(config, run, concurrency, info)
     run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
     described = {
         "url": run.public_agent_url(),
@@ -173,8 +179,50 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     if info_note:
         reporter.notes.append(run.redact(info_note))
+    reporter.notes += concurrency_notes
     config.pluginmanager.register(reporter, "benchflow-results")
     config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
+
+
+def _choose_concurrency(
+    config: pytest.Config, run: BenchflowRun, given: int | str, info: dict[str, Any] | None
+) -> list[str]:
+    """Set how many tasks each process runs at once; the notes saying what was decided for the user."""
+    notes: list[str] = []
+    if isinstance(given, int):
+        run.concurrency = given
+    else:
+        capacity, how = _capacity(run, info)
+        if capacity is None:
+            notes.append(f"--benchflow-concurrency auto: {how}; tasks run one at a time")
+        run.concurrency = capacity or 1
+    if run.concurrency > 1 and config.getoption("dist", None) == "worksteal":
+        # worksteal takes items back from a worker that may already be running them.
+        run.concurrency = 1
+        notes.append("--benchflow-concurrency: --dist worksteal takes queued items back; tasks run one at a time")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for name, ctx in run.benches.items():
+        if run.concurrency > 1 and not concurrent_safe(ctx.bench) and reporter is not None:
+            reporter.write_line(
+                f"--benchflow-concurrency {run.concurrency}: {name} declares concurrent_safe = False; "
+                "its tasks run one at a time"
+            )
+    return notes
+
+
+def _capacity(run: BenchflowRun, info: dict[str, Any] | None) -> tuple[int | None, str]:
+    """What ``auto`` means here: the runners' capacity (Docker slots), else the agent's ``max_concurrency``."""
+    capacities = [runner.capacity() for runner in run.runners()]
+    if capacities and all(c is not None for c in capacities):
+        return min(sum(c for c in capacities if c is not None), MAX_CONCURRENCY), "the runners' capacity"
+    announced = (info or {}).get("max_concurrency")
+    if isinstance(announced, int) and not isinstance(announced, bool) and announced >= 1:
+        return min(announced, MAX_CONCURRENCY), "the agent's max_concurrency"
+    names = ", ".join(ctx.runner_name for ctx in run.benches.values())
+    return (
+        None,
+        f"the runner ({names}) cannot say how many tasks it runs at once and the agent announces no max_concurrency",
+    )
 
 
 def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
@@ -307,7 +355,7 @@ def pytest_runtest_makereport(
             # The JUnit <error> says why: its type (set where JUnit is written, see JunitErrorKinds) and a property.
             report.__dict__[ERROR_KIND_ATTRIBUTE] = record.error_kind
             item.user_properties.append(("error_kind", record.error_kind))
-        item.result = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
+        item.task_run = None  # reported: at 12,032 tasks, results (with their logs) would pile up in memory
     return report
 
 
@@ -357,9 +405,23 @@ class _XdistHooks:
             self.run.crashed.add(crashitem)
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        # xdist's "load" gives a worker a few items at a time; a worker running N at once needs 2 × N.
+        if self.run.concurrency > 1 and config.getvalue("dist") == "load":
+            return AheadScheduling(config, log, self.run.concurrency)
+        return None
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         run = node.config.stash[RUN_KEY]
-        skipped = getattr(node, "workeroutput", {}).get("benchflow_cache_skipped")
+        output = getattr(node, "workeroutput", {})
+        reporter = node.config.pluginmanager.get_plugin("benchflow-results")
+        # Tasks the worker ran ahead and never reported (-x, Ctrl-C): their records are written here.
+        for packed in output.get("benchflow_unreported") or []:
+            taken = unpacked_record(packed)
+            if taken is not None and reporter is not None:
+                reporter.writer.add(*taken)
+        skipped = output.get("benchflow_cache_skipped")
         if run.cache is not None and skipped:
             run.cache.count_skipped(*skipped)
 
@@ -368,6 +430,7 @@ class _XdistHooks:
         run = node.config.stash[RUN_KEY]
         node.workerinput["benchflow_run_id"] = run.run_id
         node.workerinput["benchflow_agent_url"] = run.agent_url
+        node.workerinput["benchflow_concurrency"] = run.concurrency
         # What only the controller knows is secret (the served agent's key) is masked by workers too.
         node.workerinput["benchflow_secrets"] = sorted(run.secrets)
         cache = run.cache

@@ -52,6 +52,7 @@ def pytest_benchflow_record(record: TaskRecord, item: BenchItem) -> None:
     with a warning and a note in ``notes`` naming what was refused. Secrets are masked in the values.
 
     ``item`` is the task's pytest item: ``item.bench_name``, ``item.task_id``, ``item.epoch``, ``item.result``
-    (its BenchmarkResult, None when the run broke),
+    (its BenchmarkResult, None when the run broke), ``item.task_run`` (the run's ``TaskRun``: usage, duration,
+    engine, error),
     ``item.config``, its markers and ``user_properties``.
     """

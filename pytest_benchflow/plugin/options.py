@@ -53,6 +53,11 @@ OPTIONS = [
     Option("benchflow_price", "INPUT,OUTPUT: price per million input and output tokens, for a cost line"),
     Option("benchflow_max_cost", "start no new task once the run has cost this much (needs --benchflow-price)"),
     Option("benchflow_epochs", "run every task N times, each an item of its own (pass@k, pass^k, flaky tasks)", "1"),
+    Option(
+        "benchflow_concurrency",
+        "tasks each pytest process runs at once: a number (default 1: one by one) or auto (the runner's capacity)",
+        "1",
+    ),
     Option("benchflow_transcripts", "keep every agent exchange in each task's transcript.jsonl: on or off", "on"),
     Option("benchflow_rerun_infra", "run a task that errored with an infrastructure error again, up to N times", "1"),
     Option("benchflow_rerun_kinds", "the error kinds rerun, comma-separated (e.g. agent,infra)", "infra"),

@@ -25,6 +25,8 @@ class ProgressDisplay:
         self.line_mode = line_mode
         self._lock = threading.Lock()
         self._last = 0.0
+        #: Tasks running, done and queued in this process (``--benchflow-concurrency``), empty without a pool.
+        self._pool = ""
 
     @classmethod
     def create(cls, config: pytest.Config, mode: str) -> ProgressDisplay | None:
@@ -52,9 +54,19 @@ class ProgressDisplay:
                 rate = done / elapsed
                 left = (total - done) / rate if rate > 0 else float("inf")
                 text = f"{bench} {task_id}: {done}/{total}, {rate:.1f}/s, ~{left:.0f}s left"
-                self._write(text)
+                self._write(f"[{self._pool}] {text}" if self._pool else text)
 
         return report
+
+    def pool_status(self, status: str) -> None:
+        """The pool's counts changed (a task started or finished): show them, as often as task progress."""
+        now = time.monotonic()
+        with self._lock:
+            self._pool = status
+            if now - self._last < (2.0 if self.line_mode else 0.25):
+                return
+            self._last = now
+            self._write(f"tasks: {status}")
 
     def _write(self, text: str) -> None:
         reporter: Any = self.config.pluginmanager.get_plugin("terminalreporter")

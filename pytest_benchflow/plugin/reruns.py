@@ -1,20 +1,21 @@
 """Running a task again when it errored for a reason worth another try (``--benchflow-rerun-infra``).
 
-One attempt is a callable; :func:`with_reruns` wraps it, so whatever runs a task (today
-``BenchflowRun.run_item``) keeps its own shape and only hands its attempt over.
+One attempt is a callable returning its ``TaskRun``; :func:`with_reruns` wraps it, so whatever runs a
+task (``BenchflowRun.execute``, in pytest's thread or a pool's) keeps its own shape.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from ..envnumbers import in_range, parse_number, shown_value
-from ..errors import ERROR_KINDS, error_kind
+from ..errors import ERROR_KINDS, error_kind, one_line_reason
 from .options import value
+from .taskrun import TaskRun
 
 __all__ = ["MAX_RERUNS", "RERUNNABLE_KINDS", "RerunPolicy", "attempt_json", "rerun_policy", "with_reruns"]
 
@@ -22,8 +23,6 @@ __all__ = ["MAX_RERUNS", "RERUNNABLE_KINDS", "RerunPolicy", "attempt_json", "rer
 MAX_RERUNS = 10
 #: A task not started (budget) or stopped by its user (interrupted) is never run again in the same session.
 RERUNNABLE_KINDS = tuple(k for k in ERROR_KINDS if k not in ("budget", "interrupted"))
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,28 +58,41 @@ def rerun_policy(config: pytest.Config) -> RerunPolicy:
 
 
 def with_reruns(
-    policy: RerunPolicy,
-    attempt: Callable[[tuple[str, ...]], T],
-    errored: Callable[[BaseException], str | None],
-) -> T:
-    """``attempt(avoid)``'s result, calling it again while it raises an error ``policy`` reruns.
+    policy: RerunPolicy, attempt: Callable[[tuple[str, ...]], TaskRun], redact: Callable[[str], str]
+) -> TaskRun:
+    """The last of ``attempt(avoid)``'s runs, made again while a run errs in a way ``policy`` reruns.
 
-    ``errored(error)`` is told of each attempt that is run again (to keep it in the record) and
-    returns where that attempt ran, if anywhere in particular: the next attempt is asked to avoid it.
-    Interrupts (not ``Exception``) are never caught.
+    Each attempt avoids the places (engines) where the earlier ones failed. The last run carries the
+    earlier ones in ``attempts`` (their reasons passed through ``redact``) and the usage of all of them.
     """
+    earlier: list[TaskRun] = []
     avoid: tuple[str, ...] = ()
-    done = 0
     while True:
-        try:
-            return attempt(avoid)
-        except Exception as e:
-            if not policy.allows(e, done):
-                raise
-            where = errored(e)
-            if where and where not in avoid:
-                avoid = (*avoid, where)
-            done += 1
+        run = attempt(avoid)
+        if run.error is None or run.interrupted or not policy.allows(run.error, len(earlier)):
+            break
+        earlier.append(run)
+        if run.engine and run.engine not in avoid:
+            avoid = (*avoid, run.engine)
+    if earlier:
+        runs = [*earlier, run]
+        run.attempts = [
+            attempt_json(r.error, redact(one_line_reason(r.error)), r.engine, r.duration, r.usage)
+            for r in earlier
+            if r.error is not None
+        ]
+        run.usage, run.notes = _summed(runs)
+        run.duration = sum(r.duration for r in runs)
+    return run
+
+
+def _summed(runs: list[TaskRun]) -> tuple[dict[str, int] | None, list[str]]:
+    """The usage of every attempt added up (None when none reported any), and their notes."""
+    total: dict[str, int] = {}
+    for run in runs:
+        for key, count in (run.usage or {}).items():
+            total[key] = total.get(key, 0) + count
+    return total or None, [note for run in runs for note in run.notes]
 
 
 def attempt_json(error: BaseException, reason: str, engine: str | None, duration: float, usage: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,10 +33,32 @@ from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
-from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
-from .reruns import RerunPolicy, attempt_json, with_reruns
+from .concurrency import TaskPool
+from .items import (
+    NODE_PREFIX,
+    BenchItem,
+    TaskBroken,
+    TaskUnresolved,
+    failure_report,
+    item_name,
+    run_names,
+    split_epoch,
+)
+from .progress import ProgressDisplay
+from .reruns import RerunPolicy, with_reruns
+from .taskrun import TaskRun
 
-__all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
+__all__ = [
+    "INTERRUPTED",
+    "RUN_KEY",
+    "BenchContext",
+    "BenchflowRun",
+    "attach_record",
+    "new_run_id",
+    "packed_record",
+    "take_record",
+    "unpacked_record",
+]
 
 # The end of a failure's report kept in results.jsonl: enough to see why, small enough for 12k tasks.
 _DETAILS_LIMIT = 4000
@@ -43,6 +66,11 @@ _DETAILS_LIMIT = 4000
 # serialises every report attribute).
 _RECORD_ATTRIBUTE = "benchflow_record"
 _SAMPLES_ATTRIBUTE = "benchflow_samples"
+#: The reason of a task started ahead and cancelled when the session stopped (Ctrl-C, SIGTERM, -x, --maxfail).
+INTERRUPTED = "interrupted: the session stopped while the task ran"
+
+
+_SECRETS_LOCK = threading.Lock()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -68,25 +96,36 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def attach_record(report: pytest.TestReport, record: TaskRecord, samples: list[SampleRecord]) -> None:
-    report.__dict__[_RECORD_ATTRIBUTE] = record.to_json()
+def packed_record(record: TaskRecord, samples: list[SampleRecord]) -> dict[str, Any]:
+    """``record`` and its samples as plain JSON, to travel from the process that ran the task to the one that writes."""
+    packed: dict[str, Any] = {_RECORD_ATTRIBUTE: record.to_json()}
     if samples:
         # Compact: the record names the bench, task and epoch.
-        report.__dict__[_SAMPLES_ATTRIBUTE] = [[s.sample_id, s.score, s.metadata] for s in samples]
+        packed[_SAMPLES_ATTRIBUTE] = [[s.sample_id, s.score, s.metadata] for s in samples]
+    return packed
+
+
+def unpacked_record(packed: dict[str, Any]) -> tuple[TaskRecord, list[SampleRecord]] | None:
+    """What :func:`packed_record` packed (None when ``packed`` holds no record), removed from ``packed``."""
+    data = packed.pop(_RECORD_ATTRIBUTE, None)
+    if data is None:
+        return None
+    # Written by packed_record in one of this session's processes: no need to validate it again.
+    record = TaskRecord.from_written(data)
+    samples = [
+        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
+        for sample_id, score, metadata in packed.pop(_SAMPLES_ATTRIBUTE, None) or []
+    ]
+    return record, samples
+
+
+def attach_record(report: pytest.TestReport, record: TaskRecord, samples: list[SampleRecord]) -> None:
+    report.__dict__.update(packed_record(record, samples))
 
 
 def take_record(report: pytest.TestReport) -> tuple[TaskRecord, list[SampleRecord]] | None:
     """The record and samples attached to ``report``, removed from it (pytest keeps every report until the end)."""
-    data = report.__dict__.pop(_RECORD_ATTRIBUTE, None)
-    if data is None:
-        return None
-    # Written by attach_record in one of this session's processes: no need to validate it again.
-    record = TaskRecord.from_written(data)
-    samples = [
-        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
-        for sample_id, score, metadata in report.__dict__.pop(_SAMPLES_ATTRIBUTE, None) or []
-    ]
-    return record, samples
+    return unpacked_record(report.__dict__)
 
 
 @dataclass
@@ -190,8 +229,27 @@ class BenchflowRun:
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
+    #: Tasks run at once by this process (``--benchflow-concurrency``, "auto" resolved by the controller).
+    concurrency: int = 1
     #: Which errored tasks run again, how often (--benchflow-rerun-infra, --benchflow-rerun-kinds).
     rerun: RerunPolicy = field(default_factory=RerunPolicy)
+    #: The threads running tasks ahead of pytest while the items run (None: each item runs its own task).
+    pool: TaskPool | None = None
+    #: The live progress display, when the session shows one.
+    display: ProgressDisplay | None = None
+
+    def pool_changed(self, status: str) -> None:
+        """A task of the pool started or finished: the live progress line says how many run, are done, wait."""
+        if self.display is not None:
+            self.display.pool_status(status)
+
+    def _add_secrets(self, given: list[str]) -> None:
+        values = set(given)
+        # Tasks run in threads (--benchflow-concurrency) while others iterate the set: it changes under a lock,
+        # and only when a task brings a secret not seen yet (rare: most tasks share the session's arguments).
+        if not values <= self.secrets:
+            with _SECRETS_LOCK:
+                self.secrets.update(values)
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -208,45 +266,40 @@ class BenchflowRun:
         return list({id(ctx.runner): ctx.runner for ctx in self.benches.values()}.values())
 
     def run_item(self, item: BenchItem) -> None:
-        """Run ``item``'s task (again after an error its rerun policy allows); set its result, duration and
-        JUnit properties. Usage sums every attempt's: each was paid for."""
-        ctx = self.benches[item.bench_name]
-        started = time.perf_counter()
-        tried: list[_Tried] = []
-
-        def errored(error: BaseException) -> str | None:
-            last = tried[-1]
-            reason = self.redact(one_line_reason(error))
-            item.attempts.append(attempt_json(error, reason, last.engine, last.duration, last.usage))
-            return last.engine
-
-        try:
-            result = with_reruns(self.rerun, lambda avoid: self._attempt(ctx, item, avoid, tried), errored)
-        except KeyboardInterrupt:
-            # Recorded as interrupted (not lost), and no other task starts: the session ends as interrupted.
+        """Run ``item``'s task (or take its run from the pool running tasks ahead); give the item its
+        ``TaskRun`` and JUnit properties; raise the run's error."""
+        task_run = self.pool.take(item) if self.pool is not None else self.execute(item)
+        item.task_run = task_run
+        item.user_properties.append(("duration", f"{task_run.duration:.3f}"))
+        if task_run.engine is not None:
+            item.user_properties.append(("engine", task_run.engine))
+        if task_run.attempts:
+            item.user_properties.append(("attempts", str(len(task_run.attempts) + 1)))
+        if task_run.interrupted and self.pool is None:
+            # Ctrl-C in pytest's thread: this task is recorded as interrupted (not lost) and no other starts.
             item.session.shouldstop = "interrupted: no new task started"
-            raise TaskInterrupted(f"task {item.task_id!r} was interrupted while it ran") from None
-        finally:
-            item.duration = time.perf_counter() - started
-            item.user_properties.append(("duration", f"{item.duration:.3f}"))
-            item.usage, item.notes = _summed(tried)
-            item.engine = tried[-1].engine if tried else None
-            if item.engine is not None:
-                item.user_properties.append(("engine", item.engine))
-            if item.attempts:
-                item.user_properties.append(("attempts", str(len(item.attempts) + 1)))
-        item.result = result
+        if task_run.error is not None:
+            raise task_run.error
+        result = task_run.result
+        assert result is not None
         item.user_properties.append(("is_resolved", str(result.is_resolved).lower()))
         for name, value in result.metrics.items():
             item.user_properties.append((f"metric.{name}", self.redact(str(value))))
 
-    def _attempt(self, ctx: BenchContext, item: BenchItem, avoid: tuple[str, ...], tried: list[_Tried]) -> Any:
-        """One attempt at ``item``'s task: its result; what it spent and where it ran appended to ``tried``."""
+    def execute(self, item: BenchItem) -> TaskRun:
+        """Run ``item``'s task in the calling thread, again after an error its rerun policy allows: its
+        ``TaskRun``, whatever the outcome. Usage sums every attempt's: each was paid for."""
+        return with_reruns(self.rerun, lambda avoid: self._attempt(item, avoid), self.redact)
+
+    def _attempt(self, item: BenchItem, avoid: tuple[str, ...]) -> TaskRun:
+        """One attempt at ``item``'s task, on none of the engines in ``avoid`` where the runner has a choice."""
+        ctx = self.benches[item.bench_name]
         started = time.perf_counter()
+        task_run = TaskRun()
         spec: TaskSpec | None = None
         try:
             args = ctx.resolve(item.task_id)
-            self.secrets.update(args.secret_values())
+            self._add_secrets(args.secret_values())
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,
@@ -273,16 +326,23 @@ class BenchflowRun:
                 spec.close()
                 # Logs are files people share: no secret stays in them, whatever the bench wrote.
                 redact_files(spec.log_dir, self.secrets)
-            result = collect_result(ctx.bench, spec)
-            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=result)
-            return result
+            task_run.result = collect_result(ctx.bench, spec)
+            self.config.hook.pytest_benchflow_task_result(bench=ctx.bench, task_id=item.task_id, result=task_run.result)
         except ArgumentError as e:
-            raise TaskError(str(e)) from None
+            task_run.error = TaskError(str(e))
+        except Exception as e:
+            task_run.error = e
+        except KeyboardInterrupt:
+            task_run.error = TaskInterrupted(f"task {item.task_id!r} was interrupted while it ran")
+            task_run.interrupted = True
         finally:
-            # Whatever the outcome: an errored attempt's requests were paid for too.
-            usage, notes = task_usage(spec) if spec is not None else (None, [])
-            engine = spec.engine if spec is not None else None
-            tried.append(_Tried(engine, usage, notes, time.perf_counter() - started))
+            task_run.duration = time.perf_counter() - started
+            if spec is not None:  # whatever the outcome: an errored task's requests were paid for too
+                task_run.usage, task_run.notes = task_usage(spec)
+                task_run.engine = spec.engine
+        if task_run.error is not None:
+            task_run.result = None  # a result the task_result hook refused is no result
+        return task_run
 
     def record(
         self, item: BenchItem, call: pytest.CallInfo[None], report: pytest.TestReport
@@ -301,8 +361,37 @@ class BenchflowRun:
                 error = error.error
             reason = one_line_reason(error) if error is not None else None
             kind = error_kind(error) if error is not None and outcome == "error" else None
-        result = item.result
         details = str(report.longrepr) if report.longrepr is not None else None
+        return self._build_record(item, item.task_run or TaskRun(), outcome, reason, details, kind)
+
+    def unreported_record(self, item: BenchItem, task_run: TaskRun) -> tuple[TaskRecord, list[SampleRecord]]:
+        """The record of a task run ahead that pytest never reported (the session stopped first): as it
+        finished, or an ``interrupted`` error when it was cancelled or still running."""
+        outcome: Outcome
+        kind: ErrorKind | None = None
+        if task_run.interrupted:
+            outcome, reason, details, kind = "error", INTERRUPTED, None, "interrupted"
+            task_run.result = None  # what a cancelled run left says nothing of the agent
+        elif task_run.error is not None:
+            error = task_run.error
+            outcome, reason, kind = "error", one_line_reason(error), error_kind(error)
+            details = str(TaskBroken(error)) if isinstance(error, BenchflowError) else reason
+        elif task_run.result is not None and not task_run.result.is_resolved:
+            outcome, reason, details = "failed", "unresolved", failure_report(task_run.result)
+        else:
+            outcome, reason, details = "passed", None, None
+        return self._build_record(item, task_run, outcome, reason, details, kind)
+
+    def _build_record(
+        self,
+        item: BenchItem,
+        task_run: TaskRun,
+        outcome: Outcome,
+        reason: str | None,
+        details: str | None,
+        kind: ErrorKind | None,
+    ) -> tuple[TaskRecord, list[SampleRecord]]:
+        result = task_run.result
         samples = [
             SampleRecord(
                 item.bench_name,
@@ -312,7 +401,7 @@ class BenchflowRun:
                 item.epoch,
                 self.redact_data(s.metadata) if s.metadata else None,
             )
-            for s in (result.samples or [] if result else [])
+            for s in task_run.samples
         ]
         record = TaskRecord(
             bench=item.bench_name,
@@ -321,19 +410,19 @@ class BenchflowRun:
             outcome=outcome,
             is_resolved=result.is_resolved if result else None,
             metrics=self.redact_data(result.metrics) if result else {},
-            duration=round(item.duration or 0.0, 6),
+            duration=round(task_run.duration, 6),
             reason=self.redact(reason) if reason else None,
             results_dir=f"{item.bench_name}/results/{item.dir_name}",
             log_dir=f"{item.bench_name}/logs/{item.dir_name}",
             finished_at=time.time(),
             details=self.redact(details[-_DETAILS_LIMIT:]) if details else None,
             other=self.redact_data(result.other) if result and result.other else None,
-            usage=item.usage,
-            notes=item.notes or None,
+            usage=task_run.usage,
+            notes=task_run.notes or None,
             epoch=item.epoch,
-            engine=item.engine,
+            engine=task_run.engine,
             error_kind=kind,
-            attempts=item.attempts or None,
+            attempts=task_run.attempts or None,
         )
         if self.config.hook.pytest_benchflow_record.get_hookimpls():  # none: nothing to call, copy or check
             self._add_plugin_fields(record, item)
@@ -401,25 +490,6 @@ class BenchflowRun:
             redacted = self.redact(text)
             if redacted != text:
                 report.longrepr = redacted
-
-
-@dataclass(frozen=True)
-class _Tried:
-    """One attempt at a task: where it ran, what it spent, how long it took."""
-
-    engine: str | None
-    usage: dict[str, int] | None
-    notes: list[str]
-    duration: float
-
-
-def _summed(tried: list[_Tried]) -> tuple[dict[str, int] | None, list[str]]:
-    """The usage of every attempt added up (None when none reported any), and their notes."""
-    total: dict[str, int] = {}
-    for attempt in tried:
-        for key, value in (attempt.usage or {}).items():
-            total[key] = total.get(key, 0) + value
-    return total or None, [note for attempt in tried for note in attempt.notes]
 
 
 RUN_KEY = pytest.StashKey[BenchflowRun]()

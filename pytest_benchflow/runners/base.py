@@ -136,6 +136,11 @@ class Runner(ABC):
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         """Run one task's evaluation; raise a :class:`~pytest_benchflow.errors.TaskError` when it breaks."""
 
+    def capacity(self) -> int | None:
+        """How many tasks this runner runs at once, after :meth:`start` (``--benchflow-concurrency auto``);
+        None (the default): it cannot say."""
+        return None
+
     def interrupt(self) -> None:  # noqa: B027 - optional step of the lifecycle
         """Ctrl-C or SIGTERM: stop the tasks running in this process now (``execute`` then unwinds)."""
 

@@ -351,6 +351,11 @@ class DockerRunner(Runner):
         # get_result runs on the host and reads this directory: no link in it may lead out.
         check_links(dest, f"{what} of the container")
 
+    def capacity(self) -> int | None:
+        """The slots of every engine (each engine's CPU count unless --benchflow-docker-slots says)."""
+        slots = [engine.slots for engine in self.pool.engines]
+        return sum(s for s in slots if s is not None) if all(s is not None for s in slots) else None
+
     def interrupt(self) -> None:
         for container_id, engine in list(self._running.items()):
             _remove(engine, container_id)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 
 from ..bench import BaseBench
-from ..client._cancel import cancel_scope
+from ..client._cancel import cancel_scope, current_cancel
 from ..environment import TaskEnvironment
-from ..errors import BenchflowError, TaskError, TaskTimeout
+from ..errors import BenchflowError, TaskCancelled, TaskError, TaskTimeout
 from ..schemas import BenchmarkResult
 from .base import Runner, TaskSpec, collect_result, prepare_task
 
@@ -83,12 +84,37 @@ class LocalRunner(Runner):
             daemon=True,
         )
         thread.start()
-        thread.join(spec.timeout)
+        _wait(thread, spec.timeout, current_cancel())
         if thread.is_alive():
             stop.set()
+            if _session_stopped():
+                raise TaskCancelled(f"task {spec.task_id!r} stopped: the session stopped while it ran")
             raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s")
         if failure:
             raise _evaluation_error(spec, failure[0]) from failure[0]
+
+
+# How often a task with a time limit looks whether its session stopped (--benchflow-concurrency's Ctrl-C, -x).
+_STOP_POLL = 0.1
+
+
+def _wait(thread: threading.Thread, timeout: float, session_stop: threading.Event | None) -> None:
+    """Wait for ``thread`` at most ``timeout`` seconds, or until ``session_stop`` is set."""
+    if session_stop is None:
+        thread.join(timeout)
+        return
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and not session_stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        thread.join(min(left, _STOP_POLL))
+
+
+def _session_stopped() -> bool:
+    """Whether the calling thread's task was stopped by its session."""
+    event = current_cancel()
+    return event is not None and event.is_set()
 
 
 def _evaluation_error(spec: TaskSpec, e: BaseException) -> TaskError:
