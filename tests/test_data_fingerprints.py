@@ -49,6 +49,8 @@ class FileBench(BaseBench):
         return evaluate
 
     def data_fingerprint(self, split):
+        with open("fingerprint-calls.log", "a") as calls:  # in the directory pytest runs in
+            calls.write(f"{os.getpid()}\\n")
         mode = os.environ.get("FP_MODE", "")
         if mode == "raise":
             open("/nonexistent/words-index.bin")
@@ -235,6 +237,8 @@ def test_a_broken_fingerprint_errors_each_task_in_one_line_and_runs_none(
     assert "Traceback" not in out and "file_bench.py" not in out  # no traceback, per task or at all
     # One line per task as its error report, and one note at the end of the benchflow summary.
     assert sum(1 for shown in out.splitlines() if shown.startswith(line)) == 3 + 1
+    # Once per session, in the controller: xdist workers are told, they do not ask again.
+    assert len((words.path / "fingerprint-calls.log").read_text().splitlines()) == 1
     records = [json.loads(r) for r in next(words.path.glob(".benchflow/*/results.jsonl")).read_text().splitlines()]
     assert [r["outcome"] for r in records] == ["error"] * 3
     assert all(r["reason"].startswith(line) for r in records)

@@ -201,7 +201,7 @@ def _check_same_data(where: str, name: str, then: dict[str, str] | None, now: Da
     if then is None or now is None or then.get("digest") == now.digest:
         return
     raise pytest.UsageError(
-        f"{where}: {name}'s data changed since that run ({printable(then.get('digest', ''), 80)} then, "
+        f"{where}: {name}'s data changed since that run ({printable(str(then.get('digest')))} then, "
         f"{now.digest} now); resume only on the same data, or start a new run"
     )
 
