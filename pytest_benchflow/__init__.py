@@ -1,7 +1,7 @@
 """pytest-benchflow: run AI benchmarks as pytest test suites, with a BenchFlow-compatible SDK."""
 
 from .agent_server import AgentServer, BaseAgent
-from .bench import BaseBench
+from .bench import BaseBench, DataFingerprint, fingerprint_files, fingerprint_records
 from .client import BenchClient
 from .environment import TaskEnvironment, report_progress
 from .errors import (
@@ -50,6 +50,7 @@ __all__ = [
     "BenchflowError",
     "BenchmarkResult",
     "ConfigurationError",
+    "DataFingerprint",
     "InfraError",
     "LocalRunner",
     "ResolvedArgs",
@@ -64,6 +65,8 @@ __all__ = [
     "TaskTimeout",
     "VerifierError",
     "collect_result",
+    "fingerprint_files",
+    "fingerprint_records",
     "prepare_task",
     "report_progress",
     "run_task",
