@@ -23,6 +23,7 @@ from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
 from ..schemas import BenchArgs, ResolvedArgs
 from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
+from .settings import SessionSettings
 
 __all__ = ["RUN_KEY", "BenchContext", "BenchflowRun", "attach_record", "new_run_id", "take_record"]
 
@@ -154,13 +155,10 @@ class BenchflowRun:
     """Everything the hooks share, kept in ``config.stash[RUN_KEY]``."""
 
     config: pytest.Config
+    #: The session's options, read once (also in ``config.stash[SETTINGS_KEY]``).
+    settings: SessionSettings
     run_id: str
     run_dir: Path
-    split: str
-    timeout: float | None
-    limit: int | None
-    epochs: int = 1
-    transcripts: bool = True
     benches: dict[str, BenchContext] = field(default_factory=dict)
     agent_url: str = ""
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
@@ -179,6 +177,23 @@ class BenchflowRun:
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
+
+    # The settings the task path reads (run_item, crash_record), under the names it has always used.
+    @property
+    def split(self) -> str:
+        return self.settings.split
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
+
+    @property
+    def epochs(self) -> int:
+        return self.settings.epochs
+
+    @property
+    def transcripts(self) -> bool:
+        return self.settings.transcripts
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
