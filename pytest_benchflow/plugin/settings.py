@@ -78,6 +78,11 @@ def _path(raw: Any, setting: Setting, cwd: Path) -> Path | None:
     return path if path.is_absolute() else cwd / path
 
 
+def _path_as_given(raw: Any, setting: Setting, cwd: Path) -> Path | None:
+    """A path kept as the user typed it (errors quote it so), None when not given."""
+    return Path(raw) if raw else None
+
+
 def _number(
     kind: type[int] | type[float],
     maximum: int | None,
@@ -226,7 +231,9 @@ class SessionSettings:
         )
     )
     cache_path: Path | None = field(
-        metadata=_option("benchflow_cache_path", "the cache file (default: cache.sqlite in --benchflow-output)", _path)
+        metadata=_option(
+            "benchflow_cache_path", "the cache file (default: cache.sqlite in --benchflow-output)", _path_as_given
+        )
     )
     resume: Path | None = field(
         metadata=_option(
