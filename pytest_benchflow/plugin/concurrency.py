@@ -25,7 +25,7 @@ import pytest
 
 from ..client._cancel import cancel_scope
 from ..envnumbers import parse_number, shown_value
-from ..errors import TaskCancelled, TaskError
+from ..errors import ConfigurationError, TaskCancelled, TaskError
 from .items import BenchItem
 from .taskrun import TaskRun
 
@@ -58,14 +58,14 @@ def concurrency_value(raw: Any) -> int | str:
         return "auto"
     number = parse_number(text, int)
     if number is None:
-        raise pytest.UsageError(
+        raise ConfigurationError(
             f"--benchflow-concurrency {shown_value(text)!r}: give a whole number of tasks at once (1 runs them one "
             "by one) or auto"
         )
     if number < 1:
-        raise pytest.UsageError(f"--benchflow-concurrency {number}: at least 1 task must run at once")
+        raise ConfigurationError(f"--benchflow-concurrency {number}: at least 1 task must run at once")
     if number > MAX_CONCURRENCY:
-        raise pytest.UsageError(
+        raise ConfigurationError(
             f"--benchflow-concurrency {number}: at most {MAX_CONCURRENCY:,} tasks at once in one process "
             "(add processes with -n for more)"
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..cache import CACHE_MODES, ResponseCache, describe
+from ..cache import ResponseCache, describe
 from ..errors import BenchflowError, ConfigurationError, one_line_reason
 from ..redaction import url_secrets
 from ..results.records import agent_label
@@ -17,18 +17,17 @@ from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
-from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrency_value, concurrent_safe
+from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrent_safe
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
 from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
-from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
-from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter, check_baseline_data
 from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
+from .settings import SETTINGS_KEY, add_options, read_settings
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -83,12 +82,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
         for reason in broken_runners().values():
             config.issue_config_time_warning(pytest.PytestConfigWarning(reason), stacklevel=2)
-    run = load_session(config)
-    if run is None:
-        return
+    settings = read_settings(config)
+    if settings is None:
+        return  # no benchmark: the plugin stays out of the way
+    config.stash[SETTINGS_KEY] = settings
+    run = load_session(config, settings)
     cache = getattr(config, "workerinput", {}).get("benchflow_cache")
     if cache:
-        run.cache = _open_cache(config, run, cache[1], cache[0])
+        run.cache = _open_cache(run, cache[1], cache[0])
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()
@@ -103,7 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) -> Runner:
     cls = runner_class(name)
-    return cls.from_options({o.name: setting(config, o) for o in cls.options()}, run_id)
+    return cls.from_options(config.stash[SETTINGS_KEY].runner_values(cls), run_id)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -114,20 +115,37 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # The tasks are listed here, in the controller, before any agent or xdist worker starts: a bad
     # argument or node id is then one usage error with or without -n (a worker's collection error
     # would reach the user as "0 items"), and nothing is written.
-    run.plan = plan_runs(config, run)
+    run.plan = plan_runs(run)
     # --collect-only runs nothing: no agent is started (a started command would outlive the session).
     if config.option.collectonly:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
     # Once per bench, before any agent or task: what the data is, and whether the baseline ran on the same.
     run.fingerprint_data()
-    check_baseline_data(run, value(config, "benchflow_baseline") or None)
-    prices, max_cost = price(config), positive(config, "benchflow_max_cost", float)
-    concurrency = concurrency_value(value(config, "benchflow_concurrency"))
-    if max_cost and not prices:
-        raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
-    display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
-    run.agent_url, agent = provide_agent(value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd"))
+    check_baseline_data(run, run.settings.baseline)
+    display = ProgressDisplay.create(config, run.settings.progress)
+    _start_agent(config, run)
+    _start_runners(run)
+    if display is not None:
+        run.progress, run.display = display.callback, display
+    info, info_note = agent_info(run.agent_url)
+    concurrency_notes = _choose_concurrency(config, run, run.settings.concurrency, info)
+    run.cache = _open_cache(run, describe(info, _agent_given(run)))
+    if run.cache is not None:
+        _say_where_the_cache_is_unused(config, run)
+    reporter = _results_reporter(run, _described_agent(run, info))
+    if info_note:
+        reporter.notes.append(run.redact(info_note))
+    reporter.notes += concurrency_notes
+    reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]
+    config.pluginmanager.register(reporter, "benchflow-results")
+    config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
+
+
+def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
+    """Name or start the session's agent (stopped with the session) and check that it answers."""
+    settings = run.settings
+    run.agent_url, agent = provide_agent(settings.agent_url, settings.agent, settings.agent_cmd)
     if agent is not None:
         config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
     # The agent's own key is a secret too: its provider may quote it in any answer or error.
@@ -135,6 +153,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = check_agent(run.agent_url)
     if problem:
         raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+
+
+def _start_runners(run: BenchflowRun) -> None:
+    """Each runner's and each bench's start, before any task: what would fail every task is one usage error."""
     for runner in run.runners():
         try:
             runner.start(run.agent_url)
@@ -145,47 +167,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             ctx.runner.start_bench(ctx.bench)
         except BenchflowError as e:
             raise pytest.UsageError(f"{ctx.name}: {e}") from None
-    if display is not None:
-        run.progress, run.display = display.callback, display
-    info, info_note = agent_info(run.agent_url)
-    concurrency_notes = _choose_concurrency(config, run, concurrency, info)
-    run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
+
+
+def _described_agent(run: BenchflowRun, info: dict[str, Any] | None) -> dict[str, Any]:
+    """The agent as the run's summary keeps it; a usage error when a resumed run evaluated another one."""
     described = {
         "url": run.public_agent_url(),
         "info": run.redact_data(info) if info else None,
-        "given": _agent_given(config, run),
+        "given": _agent_given(run),
     }
-    if run.cache is not None:
-        _say_where_the_cache_is_unused(config, run)
     if run.resumed_agent is not None:
         _check_same_agent(run, run.resumed_agent, described)
+    return described
+
+
+def _results_reporter(run: BenchflowRun, agent: dict[str, Any]) -> ResultsReporter:
+    """The controller's reporter, with the writer of the run's files (their directory already checked)."""
+    settings = run.settings
     metadata = {
         "run_id": run.run_id,
-        "split": run.split,
+        "split": settings.split,
         "agent_url": run.public_agent_url(),
-        "agent": described,
-        "epochs": run.epochs,
-        "argv": [run.redact(a) for a in config.invocation_params.args],
+        "agent": agent,
+        "epochs": settings.epochs,
+        "argv": [run.redact(a) for a in run.config.invocation_params.args],
     }
     try:
         writer = ResultsWriter(
-            run.run_dir, metadata, price=prices, earlier=run.resumed, earlier_samples=run.resumed_samples
+            run.run_dir, metadata, price=settings.price, earlier=run.resumed, earlier_samples=run.resumed_samples
         )
     except OSError as e:  # a link or FIFO planted at results.jsonl or samples.jsonl: never written through
         raise pytest.UsageError(f"--benchflow-output: cannot write the run's results: {e}") from None
-    reporter = ResultsReporter(
-        run,
-        writer,
-        html=value(config, "benchflow_html") or None,
-        baseline=value(config, "benchflow_baseline") or None,
-        max_cost=max_cost,
-    )
-    if info_note:
-        reporter.notes.append(run.redact(info_note))
-    reporter.notes += concurrency_notes
-    reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]
-    config.pluginmanager.register(reporter, "benchflow-results")
-    config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
+    return ResultsReporter(run, writer, html=settings.html, baseline=settings.baseline, max_cost=settings.max_cost)
 
 
 def _choose_concurrency(
@@ -229,16 +242,16 @@ def _capacity(run: BenchflowRun, info: dict[str, Any] | None) -> tuple[int | Non
     )
 
 
-def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
+def _agent_given(run: BenchflowRun) -> str:
     """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
 
     The URL of a served agent changes every session (a free port): this is what stays the same, so
     resume checks it and the response cache keys on it.
     """
-    for name in ("agent", "agent_cmd"):
-        given = value(config, name)
-        if given:
-            return f"--{name.replace('_', '-')} {run.redact(str(given))}"
+    if run.settings.agent:
+        return f"--agent {run.redact(run.settings.agent)}"
+    if run.settings.agent_cmd:
+        return f"--agent-cmd {run.redact(run.settings.agent_cmd)}"
     return f"--agent-url {run.public_agent_url()}"
 
 
@@ -271,15 +284,14 @@ def _say_where_the_cache_is_unused(config: pytest.Config, run: BenchflowRun) -> 
         )
 
 
-def _open_cache(
-    config: pytest.Config, run: BenchflowRun, identity: str, path: str | None = None
-) -> ResponseCache | None:
-    mode = choice(config, "benchflow_cache", CACHE_MODES)
+def _open_cache(run: BenchflowRun, identity: str, path: str | None = None) -> ResponseCache | None:
+    """The response cache of ``--benchflow-cache`` (a worker opens the file its controller chose), or None."""
+    mode = run.settings.cache
     if mode == "off":
         return None
     import sqlite3  # only a session that uses the cache loads SQLite
 
-    where = Path(path or value(config, "benchflow_cache_path") or run.run_dir.parent / "cache.sqlite")
+    where = Path(path) if path else run.settings.cache_path or run.run_dir.parent / "cache.sqlite"
     if where.is_symlink() and not where.exists():
         # SQLite would create the database wherever the dangling link points, outside the output directory.
         raise pytest.UsageError(f"--benchflow-cache: {where} is a link to nothing; remove it or give another path")
@@ -319,7 +331,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     bench_items: list[pytest.Item] = []
     # The controller planned the runs at session start; an xdist worker plans its own (the same).
-    plan = run.plan if run.plan is not None else plan_runs(config, run)
+    plan = run.plan if run.plan is not None else plan_runs(run)
     run.plan = None  # used once: at 12,032 tasks the pairs are worth freeing
     for name, runs in plan.items():
         collector = BenchCollector.from_parent(

@@ -1,9 +1,9 @@
-"""Loading the session from its options: settings, benchmarks (classes, instances, arguments) and runners."""
+"""Loading the session from its settings: benchmarks (classes, instances, arguments), runners, a resumed run."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,6 @@ import pytest
 
 from ..bench import BaseBench, DataFingerprint, list_task_ids
 from ..bench_lookup import load_bench_class
-from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
@@ -21,95 +20,91 @@ from ..runners.bench_container import CONTAINER_METHODS, NO_CONTAINER
 from ..runners.registry import default_image_runner, usable_runners
 from ..untrusted import printable
 from .items import NODE_PREFIX
-from .options import arg_values, choice, positive, value
-from .reruns import rerun_policy
 from .selection import select_tasks, selected_benches
 from .session import BenchContext, BenchflowRun, new_run_id
+from .settings import SessionSettings
 
-__all__ = ["MAX_EPOCHS", "MAX_LIMIT", "MAX_TIMEOUT", "load_benches", "load_session", "plan_runs"]
-
-#: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
-MAX_EPOCHS = 1000
-#: More tasks than any benchmark has: a larger --benchflow-limit is a typo.
-MAX_LIMIT = 10**9
-#: Seconds: a longer --benchflow-timeout is a typo, and one past ~10^9 s is no wait a socket or lock can express.
-MAX_TIMEOUT = MAX_SECONDS
+__all__ = ["load_benches", "load_session", "plan_runs"]
 
 
-def load_session(config: pytest.Config) -> BenchflowRun | None:
-    """The session's state from its options: settings, benches with arguments and runners; None without benches.
-
-    Every problem is a usage error. On an xdist worker the run id and agent URL come from the controller.
-    """
-    refs = value(config, "benchflow") or selected_benches(config)
-    if not refs:
-        return None
+def load_session(config: pytest.Config, settings: SessionSettings) -> BenchflowRun:
+    """The session's state from its settings: benches with their arguments and runners, and what an earlier run
+    of a resumed session or (on an xdist worker) the controller already knows. Every problem is a usage error."""
     workerinput: dict[str, Any] = getattr(config, "workerinput", {})
+    previous = None if workerinput else _previous_run(settings.resume)
     run_id = workerinput.get("benchflow_run_id") or new_run_id()
-    output = Path(value(config, "benchflow_output"))
-    if not output.is_absolute():
-        output = config.invocation_params.dir / output
-    previous = None if workerinput else _previous_run(config)
-    if previous is not None:
-        run_id, output = previous.path.name, previous.path.parent
-    run = BenchflowRun(
-        config=config,
-        run_id=run_id,
-        run_dir=output / run_id,
-        split=value(config, "benchflow_split"),
-        timeout=positive(
-            config, "benchflow_timeout", float, MAX_TIMEOUT, "over three years; leave it out for no limit"
-        ),
-        limit=positive(config, "benchflow_limit", int, MAX_LIMIT, "more tasks than any benchmark has"),
-        epochs=positive(config, "benchflow_epochs", int, MAX_EPOCHS, "each epoch is an item per task") or 1,
-        transcripts=choice(config, "benchflow_transcripts", ("on", "off")) == "on",
-        rerun=rerun_policy(config),
-    )
-    runners: dict[str, Runner] = {}
+    run_dir = previous.path if previous is not None else settings.output / run_id
+    run = BenchflowRun(config=config, settings=settings, run_id=run_dir.name, run_dir=run_dir)
+    make_runner = _RunnerMaker(config, run.run_id)
+    benches = load_benches(list(settings.benches), config.rootpath, settings.args, settings.runner, make_runner)
+    run.benches.update(benches)
+    for name, ctx in run.benches.items():
+        _check_split(name, ctx.bench, settings.split)
+    _check_runner_settings(settings, make_runner)
+    _check_selected_benches(settings, run)
+    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
+    if workerinput:
+        _continue_from_controller(run, workerinput)
+    elif previous is not None:
+        _continue_from_previous(run, previous)
+    return run
 
-    def make_runner(name: str) -> Runner:
-        if name not in runners:
-            made = config.hook.pytest_benchflow_make_runner(config=config, name=name, run_id=run_id)
+
+class _RunnerMaker:
+    """Each runner of the session, made once (by the ``pytest_benchflow_make_runner`` hook) when first named."""
+
+    def __init__(self, config: pytest.Config, run_id: str) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.made: dict[str, Runner] = {}
+
+    def __call__(self, name: str) -> Runner:
+        if name not in self.made:
+            made = self.config.hook.pytest_benchflow_make_runner(config=self.config, name=name, run_id=self.run_id)
             if made is None:
                 raise RunnerError(f"--benchflow-runner {name!r}: no installed runner or plugin provides it")
-            runners[name] = made
-        return runners[name]
+            self.made[name] = made
+        return self.made[name]
 
-    run.benches.update(
-        load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
-    )
-    for name, ctx in run.benches.items():
-        _check_split(name, ctx.bench, run.split)
-    # A runner's settings are checked when given, even if no bench of this session uses the runner.
+
+def _check_runner_settings(settings: SessionSettings, make_runner: _RunnerMaker) -> None:
+    """A runner's settings are checked when given, even if no bench of this session uses the runner."""
     for name, cls in usable_runners().items():
-        if name not in runners and any(value(config, o.name) not in (None, "", o.default) for o in cls.options()):
+        if name not in make_runner.made and settings.configures(cls):
             try:
                 make_runner(name)
             except BenchflowError as e:
                 raise pytest.UsageError(str(e)) from None
-    stray = [n for n in selected_benches(config) if n not in run.benches]
+
+
+def _check_selected_benches(settings: SessionSettings, run: BenchflowRun) -> None:
+    stray = [n for n in selected_benches(settings.selected) if n not in run.benches]
     if stray:
         raise pytest.UsageError(
             f"node id {NODE_PREFIX}{stray[0]}::… names a benchmark this session does not run "
             f"(running: {', '.join(run.benches)}); give --benchflow for it"
         )
-    run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
-    if workerinput:
-        run.agent_url = workerinput["benchflow_agent_url"]
-        run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
-        for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
-            run.finished.setdefault(bench, set()).add((task_id, epoch))
-        for bench, problem in workerinput.get("benchflow_data_problems", {}).items():
-            run.benches[bench].fingerprint_problem = problem
-    elif previous is not None:
-        _check_resumable(previous, run)
-        run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
-        agent = previous.metadata.get("agent")
-        run.resumed_agent = agent if isinstance(agent, dict) else {}
-        for record in run.resumed:
-            if record.outcome != "error":  # errors are run again: the last record of a task counts
-                run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
-    return run
+
+
+def _continue_from_controller(run: BenchflowRun, workerinput: dict[str, Any]) -> None:
+    """An xdist worker: the agent, the secrets and the finished tasks of a resumed run are the controller's."""
+    run.agent_url = workerinput["benchflow_agent_url"]
+    run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
+    for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
+        run.finished.setdefault(bench, set()).add((task_id, epoch))
+    for bench, problem in workerinput.get("benchflow_data_problems", {}).items():
+        run.benches[bench].fingerprint_problem = problem
+
+
+def _continue_from_previous(run: BenchflowRun, previous: RunData) -> None:
+    """Resuming, in the controller: what the earlier run evaluated must be what this session does."""
+    _check_resumable(previous, run)
+    run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
+    agent = previous.metadata.get("agent")
+    run.resumed_agent = agent if isinstance(agent, dict) else {}
+    for record in run.resumed:
+        if record.outcome != "error":  # errors are run again: the last record of a task counts
+            run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
 
 
 def _check_split(name: str, bench: BaseBench, split: str) -> None:
@@ -124,7 +119,7 @@ def _check_split(name: str, bench: BaseBench, split: str) -> None:
         )
 
 
-def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
+def plan_runs(run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
     """Each bench's (task id, epoch) runs this session collects: listed, limited, selected by node ids, without
     those a resumed run finished. Every problem is a usage error naming the bench."""
     plan: dict[str, list[tuple[str, int]]] = {}
@@ -133,22 +128,18 @@ def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[
             task_ids = list_task_ids(ctx.bench, run.split)
         except BenchflowError as e:
             raise pytest.UsageError(f"{name}: {e}") from None
-        task_ids = task_ids[: run.limit] if run.limit else task_ids
+        task_ids = task_ids[: run.settings.limit] if run.settings.limit else task_ids
         # Epoch by epoch: an interrupted (or cost-capped) run has whole epochs first.
         runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
-        runs = select_tasks(config, name, runs, run.epochs)
+        runs = select_tasks(run.settings.selected, name, runs, run.epochs)
         done = run.finished.get(name)
         plan[name] = [r for r in runs if r not in done] if done else runs
     return plan
 
 
-def _previous_run(config: pytest.Config) -> RunData | None:
-    given = value(config, "benchflow_resume")
-    if not given:
+def _previous_run(path: Path | None) -> RunData | None:
+    if path is None:
         return None
-    path = Path(given)
-    if not path.is_absolute():
-        path = config.invocation_params.dir / path
     try:
         return load_run(path)
     except ResultsFormatError as e:
@@ -243,7 +234,7 @@ def _no_container(name: str, runner: str, in_process: bool) -> None:
 def load_benches(
     refs: list[str],
     rootdir: Path,
-    cli_values: dict[str, str],
+    cli_values: Mapping[str, str],
     runner_name: str | None,
     make_runner: Callable[[str], Runner],
 ) -> dict[str, BenchContext]:

@@ -10,14 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from ..envnumbers import in_range, parse_number, shown_value
-from ..errors import ERROR_KINDS, error_kind, one_line_reason
-from .options import value
+from ..errors import ERROR_KINDS, ConfigurationError, error_kind, one_line_reason
 from .taskrun import TaskRun
 
-__all__ = ["MAX_RERUNS", "RERUNNABLE_KINDS", "RerunPolicy", "attempt_json", "rerun_policy", "with_reruns"]
+__all__ = [
+    "MAX_RERUNS",
+    "RERUNNABLE_KINDS",
+    "RerunPolicy",
+    "attempt_json",
+    "parse_rerun_kinds",
+    "parse_reruns",
+    "with_reruns",
+]
 
 #: More reruns than this is a typo: a task that failed this often on its infrastructure will not pass the next time.
 MAX_RERUNS = 10
@@ -37,24 +42,29 @@ class RerunPolicy:
         return done < self.reruns and error_kind(error) in self.kinds
 
 
-def rerun_policy(config: pytest.Config) -> RerunPolicy:
-    """``--benchflow-rerun-infra N`` and ``--benchflow-rerun-kinds K,K`` (ini too); a usage error when invalid."""
-    raw = str(value(config, "benchflow_rerun_infra")).strip()
-    count = parse_number(raw, int)
+def parse_reruns(raw: Any) -> int:
+    """``--benchflow-rerun-infra N``: how many times an errored task is run again (ConfigurationError if invalid)."""
+    text = str(raw).strip()
+    count = parse_number(text, int)
     if count is None or not in_range(count, maximum=MAX_RERUNS):
-        raise pytest.UsageError(
-            f"--benchflow-rerun-infra {shown_value(raw)!r}: give how many times an errored task is run again, "
+        raise ConfigurationError(
+            f"--benchflow-rerun-infra {shown_value(text)!r}: give how many times an errored task is run again, "
             f"a whole number from 0 to {MAX_RERUNS}"
         )
-    kinds = [k.strip() for k in str(value(config, "benchflow_rerun_kinds")).split(",") if k.strip()]
+    return int(count)
+
+
+def parse_rerun_kinds(raw: Any) -> frozenset[str]:
+    """``--benchflow-rerun-kinds K,K``: the error kinds run again (ConfigurationError if one is unknown)."""
+    kinds = [k.strip() for k in str(raw).split(",") if k.strip()]
     unknown = [k for k in kinds if k not in RERUNNABLE_KINDS]
     if unknown or not kinds:
         shown = shown_value(unknown[0]) if unknown else ""
-        raise pytest.UsageError(
+        raise ConfigurationError(
             f"--benchflow-rerun-kinds: {shown!r} is not a kind that can be rerun; choose among "
             f"{', '.join(RERUNNABLE_KINDS)} (comma-separated)"
         )
-    return RerunPolicy(count, frozenset(kinds))
+    return frozenset(kinds)
 
 
 def with_reruns(

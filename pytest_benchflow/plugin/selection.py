@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
 from .items import NODE_PREFIX, run_names, split_epoch
@@ -21,15 +23,15 @@ def rewrite_node_id_arguments(config: pytest.Config, args: list[str]) -> None:
             args[i] = f"--benchflow-select={arg}"
 
 
-def selected_benches(config: pytest.Config) -> list[str]:
+def selected_benches(nodeids: Iterable[str]) -> list[str]:
     """Bench names of the node ids given as arguments (``benchflow:<bench>[::<task>]``)."""
-    nodeids = config.getoption("benchflow_select", None) or []
     return list(dict.fromkeys(nodeid[len(NODE_PREFIX) :].partition("::")[0] for nodeid in nodeids))
 
 
-def select_tasks(config: pytest.Config, bench: str, runs: list[tuple[str, int]], epochs: int) -> list[tuple[str, int]]:
-    """The (task, epoch) runs of ``bench`` the node id arguments name: all for ``benchflow:<bench>`` or no node ids."""
-    selected = set(config.getoption("benchflow_select", None) or [])
+def select_tasks(nodeids: Iterable[str], bench: str, runs: list[tuple[str, int]], epochs: int) -> list[tuple[str, int]]:
+    """The (task, epoch) runs of ``bench`` the node ids given as arguments name: all for ``benchflow:<bench>``
+    or no node ids."""
+    selected = set(nodeids)
     prefix = f"{NODE_PREFIX}{bench}"
     if not selected or prefix in selected:
         return runs

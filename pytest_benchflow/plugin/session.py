@@ -45,7 +45,8 @@ from .items import (
     split_epoch,
 )
 from .progress import ProgressDisplay
-from .reruns import RerunPolicy, with_reruns
+from .reruns import with_reruns
+from .settings import SessionSettings
 from .taskrun import TaskRun
 
 __all__ = [
@@ -223,13 +224,10 @@ class BenchflowRun:
     """Everything the hooks share, kept in ``config.stash[RUN_KEY]``."""
 
     config: pytest.Config
+    #: The session's options, read once (also in ``config.stash[SETTINGS_KEY]``).
+    settings: SessionSettings
     run_id: str
     run_dir: Path
-    split: str
-    timeout: float | None
-    limit: int | None
-    epochs: int = 1
-    transcripts: bool = True
     benches: dict[str, BenchContext] = field(default_factory=dict)
     agent_url: str = ""
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
@@ -250,8 +248,6 @@ class BenchflowRun:
     plan: dict[str, list[tuple[str, int]]] | None = None
     #: Tasks run at once by this process (``--benchflow-concurrency``, "auto" resolved by the controller).
     concurrency: int = 1
-    #: Which errored tasks run again, how often (--benchflow-rerun-infra, --benchflow-rerun-kinds).
-    rerun: RerunPolicy = field(default_factory=RerunPolicy)
     #: The threads running tasks ahead of pytest while the items run (None: each item runs its own task).
     pool: TaskPool | None = None
     #: The live progress display, when the session shows one.
@@ -269,6 +265,23 @@ class BenchflowRun:
         if not values <= self.secrets:
             with _SECRETS_LOCK:
                 self.secrets.update(values)
+
+    # The settings the task path reads (run_item, crash_record), under the names it has always used.
+    @property
+    def split(self) -> str:
+        return self.settings.split
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
+
+    @property
+    def epochs(self) -> int:
+        return self.settings.epochs
+
+    @property
+    def transcripts(self) -> bool:
+        return self.settings.transcripts
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -313,7 +326,7 @@ class BenchflowRun:
     def execute(self, item: BenchItem) -> TaskRun:
         """Run ``item``'s task in the calling thread, again after an error its rerun policy allows: its
         ``TaskRun``, whatever the outcome. Usage sums every attempt's: each was paid for."""
-        return with_reruns(self.rerun, lambda avoid: self._attempt(item, avoid), self.redact)
+        return with_reruns(self.settings.rerun, lambda avoid: self._attempt(item, avoid), self.redact)
 
     def _attempt(self, item: BenchItem, avoid: tuple[str, ...]) -> TaskRun:
         """One attempt at ``item``'s task, on none of the engines in ``avoid`` where the runner has a choice."""

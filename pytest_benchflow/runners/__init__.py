@@ -1,6 +1,6 @@
 """Runners: where a task's evaluation runs (in-process, in a container, or a runner of your own)."""
 
-from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task, task_usage
+from .base import Runner, RunnerOption, Setting, TaskSpec, collect_result, prepare_task, task_usage
 from .local import LocalRunner, run_task
 from .registry import RUNNERS_GROUP, installed_runners, runner_class
 
@@ -9,6 +9,7 @@ __all__ = [
     "LocalRunner",
     "Runner",
     "RunnerOption",
+    "Setting",
     "TaskSpec",
     "collect_result",
     "installed_runners",

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from ..bench import BaseBench
 from ..cache import ResponseCache
+from ..configuration import Setting
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
 from ..runfiles import remove_planted
@@ -19,24 +20,11 @@ from ..transcript import TRANSCRIPT_FILE, TRANSCRIPTS_ENV, Transcript, no_transc
 from ..usage import UsageMeter, read_usage_file
 from .archive import make_task_dir
 
-__all__ = ["Runner", "RunnerOption", "TaskSpec", "collect_result", "prepare_task", "task_usage"]
+__all__ = ["Runner", "RunnerOption", "Setting", "TaskSpec", "collect_result", "prepare_task", "task_usage"]
 
 
-@dataclass(frozen=True)
-class RunnerOption:
-    """A setting of a runner: an ini option ``name`` (and a ``--name-with-dashes`` flag when ``flag``).
-
-    The flag is ``--flag-name-with-dashes`` when ``flag_name`` is given; a ``repeatable`` flag may
-    be given several times, and its values reach the runner joined by spaces, as the ini
-    setting's whitespace-separated words do.
-    """
-
-    name: str
-    help: str
-    default: str = ""
-    flag: bool = False
-    flag_name: str = ""
-    repeatable: bool = False
+#: The name runners written before :class:`~pytest_benchflow.configuration.Setting` import: the same type.
+RunnerOption = Setting
 
 
 @dataclass
@@ -115,8 +103,8 @@ class Runner(ABC):
     in_process: ClassVar[bool] = False
 
     @classmethod
-    def options(cls) -> list[RunnerOption]:
-        """The runner's settings (none by default)."""
+    def options(cls) -> list[Setting]:
+        """The runner's settings (none by default); their values reach :meth:`from_options` as strings."""
         return []
 
     @classmethod
