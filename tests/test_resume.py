@@ -59,7 +59,9 @@ def interrupted_run(toy: pytest.Pytester) -> Path:
 def test_a_resumed_run_ends_as_an_uninterrupted_one(controlled: pytest.Pytester, xdist: list[str]) -> None:
     run_dir = interrupted_run(controlled)
     before = lines(run_dir)
-    assert [r["task_id"] for r in before] == ["good", "bad"]
+    # The task running at Ctrl-C is kept as interrupted (an error, so resuming runs it again).
+    assert [r["task_id"] for r in before] == ["good", "bad", "slow"]
+    assert (before[2]["outcome"], before[2]["error_kind"]) == ("error", "interrupted")
     result = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", *xdist)
     result.assert_outcomes(passed=3, errors=1)  # slow, good2, flaky pass, boom errors; good and bad do not run again
     assert sorted(p.name for p in (controlled.path / ".benchflow").iterdir()) == [run_dir.name]
