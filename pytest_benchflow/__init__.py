@@ -1,7 +1,7 @@
 """pytest-benchflow: run AI benchmarks as pytest test suites, with a BenchFlow-compatible SDK."""
 
 from .agent_server import AgentServer, BaseAgent
-from .bench import BaseBench
+from .bench import BaseBench, DataFingerprint, fingerprint_files, fingerprint_records
 from .client import BenchClient
 from .environment import TaskEnvironment, report_progress
 from .errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "BenchflowError",
     "BenchmarkResult",
     "ConfigurationError",
+    "DataFingerprint",
     "LocalRunner",
     "ResolvedArgs",
     "ResultError",
@@ -59,6 +60,8 @@ __all__ = [
     "TaskSpec",
     "TaskTimeout",
     "collect_result",
+    "fingerprint_files",
+    "fingerprint_records",
     "prepare_task",
     "report_progress",
     "run_task",

@@ -2,19 +2,80 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
-from .errors import TaskListError
+from .errors import BenchLoadError, TaskListError, one_line_reason
 from .schemas import BenchArgs, BenchmarkResult, ResolvedArgs
+from .untrusted import printable
 
-__all__ = ["BaseBench", "Entrance", "list_task_ids"]
+__all__ = [
+    "MAX_FINGERPRINT_CHARS",
+    "BaseBench",
+    "DataFingerprint",
+    "Entrance",
+    "fingerprint_files",
+    "fingerprint_records",
+    "list_task_ids",
+    "read_fingerprint",
+]
 
 #: An in-process evaluation entrance: takes the environment a container would get.
 Entrance = Callable[[Mapping[str, str]], Any]
+
+#: A fingerprint's digest and its label are short text; longer is a mistake (the data passed instead of its digest).
+MAX_FINGERPRINT_CHARS = 256
+# Files are hashed in pieces: a data set of gigabytes is never read into memory at once.
+_CHUNK = 1 << 20
+
+
+class DataFingerprint(NamedTuple):
+    """What a bench's data is: a short ``digest`` (``sha256:<hex>``) and a ``label`` saying what was hashed.
+
+    Two runs whose digests differ evaluated different data: ``pytest-benchflow compare``, ``--benchflow-baseline``
+    and ``--benchflow-resume`` refuse to put them together.
+    """
+
+    digest: str
+    label: str
+
+
+#: What ``BaseBench.data_fingerprint`` may return: a fingerprint, a (digest, label) pair, a digest alone, or None.
+FingerprintValue = DataFingerprint | tuple[str, str] | str | None
+
+
+def fingerprint_files(paths: Iterable[str | os.PathLike[str]], label: str | None = None) -> DataFingerprint:
+    """The sha256 of the files' contents, in the order given (each one's size first, so that moving bytes from one
+    file to the next changes it); the label names them (``sha256 of 2 files: test.json, fewshot.json``)."""
+    digest = hashlib.sha256()
+    names = []
+    for path in map(Path, paths):
+        digest.update(f"{path.stat().st_size}\n".encode())
+        with path.open("rb") as data:
+            while chunk := data.read(_CHUNK):
+                digest.update(chunk)
+        names.append(path.name)
+    described = f"sha256 of {len(names)} file{'s' if len(names) != 1 else ''}: {', '.join(names)}"
+    return DataFingerprint(f"sha256:{digest.hexdigest()}", _short(label or described))
+
+
+def fingerprint_records(records: Any, label: str) -> DataFingerprint:
+    """The sha256 of ``records`` (JSON-like data: questions, examples) as canonical JSON: keys sorted, so the
+    same data hashes the same wherever it was loaded from (a file, a parquet table, Hugging Face)."""
+    text = json.dumps(records, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return DataFingerprint(f"sha256:{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()}", _short(label))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_FINGERPRINT_CHARS else text[: MAX_FINGERPRINT_CHARS - 1] + "…"
+
 
 _local_lock = threading.Lock()
 
@@ -40,9 +101,9 @@ class BaseBench(ABC):
     session (from ``get_args(None)``) when ``get_all_tasks`` runs.
     """
 
-    #: One line shown by ``benchflow list`` and in reports.
+    #: One line shown by ``pytest-benchflow list`` and in reports.
     description: ClassVar[str] = ""
-    #: The splits ``get_all_tasks`` accepts, shown by ``benchflow list``. A bench that declares them
+    #: The splits ``get_all_tasks`` accepts, shown by ``pytest-benchflow list``. A bench that declares them
     #: refuses any other ``--benchflow-split``; inherited (0.1.x benches), any split is passed on.
     splits: ClassVar[tuple[str, ...]] = ("test",)
     #: The metrics the summary averages over tasks (a macro mean); None: every numeric metric.
@@ -115,6 +176,59 @@ class BaseBench(ABC):
         ``overall`` is the pooled total of the others (a micro average); the terminal labels it so.
         """
         return None
+
+    def data_fingerprint(self, split: str) -> FingerprintValue:
+        """Optional: what the data of ``split`` is, as a :class:`DataFingerprint` (a short digest and a label);
+        ``(digest, label)`` or a digest alone are accepted too. None (the default): the bench declares nothing.
+
+        Called once per session, in the controller, after ``get_all_tasks`` could list the tasks (``self.args``
+        resolved). It goes into ``summary.json`` and the report; runs whose digests differ are not compared or
+        resumed. :func:`fingerprint_files` hashes data files, :func:`fingerprint_records` loaded records.
+        When it raises, every task of the bench errors with that one line, and none runs.
+        """
+        return None
+
+
+def _fingerprint_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` cannot be a fingerprint's ``what`` (digest or label), or None when it can."""
+    if not isinstance(value, str):
+        return f"a {what} of type {type(value).__name__}"
+    if len(value) > MAX_FINGERPRINT_CHARS:
+        return f"a {what} of {len(value):,} characters (at most {MAX_FINGERPRINT_CHARS})"
+    if what == "digest" and not value.strip():
+        return "an empty digest"
+    if not value.isprintable():
+        return f"a {what} with unprintable characters"
+    return None
+
+
+def read_fingerprint(bench: BaseBench, name: str, split: str) -> DataFingerprint | None:
+    """``bench.data_fingerprint(split)``, checked: None or a :class:`DataFingerprint` of short printable strings.
+
+    Raises:
+        BenchLoadError: one line naming the bench, when it raised or returned anything else.
+    """
+    call = f"{name}: {type(bench).__name__}.data_fingerprint({split!r})"
+    try:
+        value = bench.data_fingerprint(split)
+    except Exception as e:
+        raise BenchLoadError(
+            f"{call} raised {printable(one_line_reason(e), 500)}; "
+            "the bench's data cannot be identified, so none of its tasks runs"
+        ) from None
+    if value is None:
+        return None
+    expected = "it must return a short digest and a label (a DataFingerprint, e.g. fingerprint_files(paths)), or None"
+    if isinstance(value, str):
+        digest, label = value, ""
+    elif isinstance(value, tuple) and len(value) == 2:
+        digest, label = value
+    else:
+        raise BenchLoadError(f"{call} returned {type(value).__name__}; {expected}")
+    problem = _fingerprint_problem(digest, "digest") or _fingerprint_problem(label, "label")
+    if problem:
+        raise BenchLoadError(f"{call} returned {problem}; {expected}")
+    return DataFingerprint(digest, label)
 
 
 def list_task_ids(bench: BaseBench, split: str) -> list[str]:

@@ -1,9 +1,10 @@
-"""`benchflow compare` / `report` / `list` and --benchflow-baseline: planted regressions, unchanged reruns, bad input."""
+"""`pytest-benchflow compare` / `report` / `list` and --benchflow-baseline: planted regressions, unchanged reruns, bad input."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_baseline_inside_pytest(pytester: pytest.Pytester, runs: dict[str, Path]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest_benchflow.results.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pytest_benchflow", *args], capture_output=True, text=True)
 
 
 def test_bad_results_directories(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_bad_results_directories(tmp_path: Path) -> None:
 @pytest.mark.parametrize("command", ["report", "compare", "list"])
 def test_help_for_each_subcommand(command: str) -> None:
     result = cli(command, "--help")
-    assert result.returncode == 0 and f"usage: benchflow {command}" in result.stdout
+    assert result.returncode == 0 and f"usage: pytest-benchflow {command}" in result.stdout
 
 
 def test_list_shows_installed_benchmarks() -> None:
@@ -252,3 +253,27 @@ def test_runs_started_in_the_same_second_are_ordered_by_their_start(tmp_path: Pa
     )
     write_run(tmp_path / "20251231T235959-zzzzzz", [GOOD], {"exit_status": 0, "benches": {}})
     assert load_run(tmp_path).path.name == "20260101T000000-000000"
+
+
+def test_the_command_is_pytest_benchflow_and_python_m_runs_it() -> None:
+    # BenchFlow 0.2+ installs a `benchflow` command of its own: ours must not take (or lose) that name.
+    scripts = Path(sys.executable).parent
+    assert (scripts / "pytest-benchflow").exists() and not (scripts / "benchflow").exists()
+    for command in ([str(scripts / "pytest-benchflow")], [sys.executable, "-m", "pytest_benchflow"]):
+        listing = subprocess.run([*command, "list"], capture_output=True, text=True)
+        assert listing.returncode == 0 and "mmlu_pro  (example_bench.mmlu_pro.bench:MMLUProBench)" in listing.stdout
+        usage = subprocess.run([*command, "compare", "--help"], capture_output=True, text=True)
+        assert usage.returncode == 0 and usage.stdout.startswith("usage: pytest-benchflow compare")
+    missing = subprocess.run(
+        [sys.executable, "-m", "pytest_benchflow", "report", "/nonexistent/run"], capture_output=True, text=True
+    )
+    assert missing.returncode == EXIT_ERROR and missing.stderr.startswith("pytest-benchflow report: ")
+
+
+def test_the_old_command_name_is_gone_from_code_and_docs() -> None:
+    root = Path(__file__).parent.parent
+    files = [root / "README.md", root / "pyproject.toml", *root.glob("docs/*.md"), *root.glob("example_bench/**/*.md")]
+    files += [*root.glob("pytest_benchflow/**/*.py"), *root.glob("example_bench/**/*.py"), root / "dev.py"]
+    old = re.compile(r"(?<![-\w.])benchflow (list|compare|report)\b|^benchflow = ", re.MULTILINE)
+    found = [f"{f.relative_to(root)}: {m.group(0)}" for f in files for m in old.finditer(f.read_text(encoding="utf-8"))]
+    assert found == []

@@ -8,13 +8,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult, SampleResult
+from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult, DataFingerprint, SampleResult, fingerprint_records
 from pytest_benchflow.bench import Entrance
 
-from .data import by_category, load_questions, task_slug
+from .data import HF_PREFIX, by_category, load_questions, split_sources, task_slug
 from .evaluate import DEFAULTS, FEWSHOT_REQUIRED, evaluate, settings
 
 __all__ = ["MMLUProBench"]
+
+
+def _names(sources: str) -> str:
+    """The data's sources as a label shows them: file names (not where they are), ``hf:`` names as given."""
+    return ", ".join(s if s.startswith(HF_PREFIX) else Path(s).name for s in split_sources(sources))
 
 
 def _one(results: Path, suffix: str) -> Path:
@@ -66,6 +71,18 @@ class MMLUProBench(BaseBench):
         else:
             ids = [task_slug(c) for c in sorted(groups)]
         return {"task_ids": ids, "error_message": None}
+
+    def data_fingerprint(self, split: str) -> DataFingerprint:
+        """The sha256 of the questions of ``split`` and of the few-shot examples the prompts use (none with
+        ``NUM_SHOTS=0``), as loaded and cleaned: the same questions hash the same from JSON, parquet or the hub."""
+        s = {**settings(self.args), "split": split}
+        questions = load_questions(s["data_file"], split)
+        label = f"sha256 of {len(questions):,} questions ({_names(s['data_file'])})"
+        shots: tuple[dict[str, Any], ...] = ()
+        if s["num_shots"] > 0 and s["fewshot_file"]:
+            shots = load_questions(s["fewshot_file"], "validation")
+            label += f" and {len(shots):,} few-shot examples ({_names(s['fewshot_file'])})"
+        return fingerprint_records({"questions": questions, "fewshot": shots}, label)
 
     def get_result(self, task_id: str) -> BenchmarkResult:
         per_question = "/" in task_id

@@ -24,7 +24,7 @@ from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
-from .reporter import ResultsReporter
+from .reporter import ResultsReporter, check_baseline_data
 from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments
 from .session import RUN_KEY, BenchflowRun, attach_record
@@ -115,6 +115,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.option.collectonly:
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
+    # Once per bench, before any agent or task: what the data is, and whether the baseline ran on the same.
+    run.fingerprint_data()
+    check_baseline_data(run, value(config, "benchflow_baseline") or None)
     prices, max_cost = price(config), positive(config, "benchflow_max_cost", float)
     if max_cost and not prices:
         raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
@@ -173,6 +176,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     )
     if info_note:
         reporter.notes.append(run.redact(info_note))
+    reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]
     config.pluginmanager.register(reporter, "benchflow-results")
 
 
@@ -370,3 +374,7 @@ class _XdistHooks:
         node.workerinput["benchflow_finished"] = [
             [b, t, e] for b, tasks in run.finished.items() for t, e in sorted(tasks)
         ]
+        # Found once in the controller: a worker's tasks of such a bench error with the same line.
+        node.workerinput["benchflow_data_problems"] = {
+            name: ctx.fingerprint_problem for name, ctx in run.benches.items() if ctx.fingerprint_problem
+        }

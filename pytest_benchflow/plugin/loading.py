@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..bench import BaseBench, list_task_ids
+from ..bench import BaseBench, DataFingerprint, list_task_ids
 from ..bench_lookup import load_bench_class
 from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
@@ -19,6 +19,7 @@ from ..results.records import SampleRecord, TaskRecord
 from ..runners import Runner
 from ..runners.bench_container import CONTAINER_METHODS, NO_CONTAINER
 from ..runners.registry import default_image_runner, usable_runners
+from ..untrusted import printable
 from .items import NODE_PREFIX
 from .options import arg_values, choice, positive, value
 from .selection import select_tasks, selected_benches
@@ -96,6 +97,8 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
         run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
         for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
             run.finished.setdefault(bench, set()).add((task_id, epoch))
+        for bench, problem in workerinput.get("benchflow_data_problems", {}).items():
+            run.benches[bench].fingerprint_problem = problem
     elif previous is not None:
         _check_resumable(previous, run)
         run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
@@ -188,6 +191,20 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
             raise pytest.UsageError(
                 f"{where}: {name} ran with other arguments ({', '.join(changed)}); resume with the same ones"
             )
+        _check_same_data(where, name, info.data_fingerprint, run.benches[name].fingerprint_data(run.split, run.redact))
+
+
+def _check_same_data(where: str, name: str, then: dict[str, str] | None, now: DataFingerprint | None) -> None:
+    """A usage error when the bench's data changed since the run: its finished tasks answered other questions.
+
+    A run that kept no fingerprint (older, or cut off before its summary) cannot be checked, nor a bench whose
+    fingerprint fails now (its tasks error saying why)."""
+    if then is None or now is None or then.get("digest") == now.digest:
+        return
+    raise pytest.UsageError(
+        f"{where}: {name}'s data changed since that run ({printable(then.get('digest', ''), 80)} then, "
+        f"{now.digest} now); resume only on the same data, or start a new run"
+    )
 
 
 _ENTRANCE = "a function taking the task's environment, or None (the bench runs only in its container)"

@@ -39,7 +39,7 @@ OPTIONS = [
     Option("benchflow_arg", "benchmark argument NAME=VALUE (repeatable; overrides $NAME)", [], True),
     Option(
         "benchflow_runner",
-        "where tasks run: any installed runner (`benchflow list` shows them; default: local if possible)",
+        "where tasks run: any installed runner (`pytest-benchflow list` shows them; default: local if possible)",
     ),
     Option("benchflow_timeout", "seconds a task may run before it errors"),
     Option("benchflow_limit", "run only the first N task ids of each benchmark"),

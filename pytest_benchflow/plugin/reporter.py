@@ -15,9 +15,33 @@ from ..stats import ClusteredMean, percent
 from .session import BenchflowRun, take_record
 
 if TYPE_CHECKING:
-    from ..results.compare import BenchComparison
+    from ..results.compare import BenchComparison, DataCheck
+    from ..results.reader import RunData
 
-__all__ = ["ResultsReporter"]
+__all__ = ["ResultsReporter", "check_baseline_data"]
+
+# What the pytest side says instead of comparing runs of different data (it has no flag to compare anyway).
+_COMPARE_ANYWAY = (
+    "compare with a run of the same data (pytest-benchflow compare --allow-data-change BASE NEW compares anyway)"
+)
+
+
+def check_baseline_data(run: BenchflowRun, baseline: str | None) -> None:
+    """A usage error, before any task runs, when ``baseline`` evaluated other data than this session's benches
+    (their fingerprints differ): that comparison would say nothing about the agent. A baseline that cannot be read
+    is left to the comparison at the end, which says why."""
+    if not baseline:
+        return
+    from ..results.compare import check_data
+    from ..results.reader import load_run
+
+    try:
+        base = load_run(Path(baseline))
+    except ResultsFormatError:
+        return
+    data = check_data(base.bench_info, {name: ctx.info() for name, ctx in run.benches.items()}, run.benches)
+    if data.changed:
+        raise pytest.UsageError(f"--benchflow-baseline: {data.refusal(_COMPARE_ANYWAY)}")
 
 
 class ResultsReporter:
@@ -97,30 +121,48 @@ class ResultsReporter:
 
     def _after_summary(self, session: pytest.Session) -> None:
         # Imported here: only a session with --benchflow-html or --benchflow-baseline pays for them.
-        from ..results.compare import compare_runs, format_comparison
-        from ..results.html import render_html
+        from ..results.compare import check_run_data, compare_runs, format_comparison
         from ..results.reader import load_run
 
         current = load_run(self.run.run_dir)
         self.notes += current.warnings
-        base, comparisons = None, None
+        base, comparisons, data = None, None, None
         if self.baseline:
             try:
                 base = load_run(Path(self.baseline))
             except ResultsFormatError as e:
                 raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
             self.notes += base.warnings
+            data = check_run_data(base, current)
+            if data.changed:  # checked at start; only a baseline that changed since (the output directory's newest)
+                self.comparison = f"--benchflow-baseline: {data.refusal(_COMPARE_ANYWAY)}"
+                self._refuse(session, self.comparison)
+                self._write_html(current, None, None, None)
+                return
             comparisons = compare_runs(base, current)
-            self.comparison = format_comparison(comparisons, base, current)
+            self.comparison = format_comparison(comparisons, base, current, data)
             regressed = [c for c in comparisons if c.regression]
             if regressed and session.exitstatus == pytest.ExitCode.OK:
                 self._fail_on(session, regressed, base.path)
                 current.metadata.update(exit_status=int(session.exitstatus), exit_reason=self.failure)
+        self._write_html(current, comparisons, base, data)
+
+    def _write_html(
+        self, current: RunData, comparisons: list[BenchComparison] | None, base: RunData | None, data: DataCheck | None
+    ) -> None:
+        from ..results.html import render_html
+
         if self.html:
             path = Path(self.html)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render_html(current, comparisons, base), encoding="utf-8")
+            path.write_text(render_html(current, comparisons, base, data=data), encoding="utf-8")
             self.notes.append(f"HTML report: {path}")
+
+    def _refuse(self, session: pytest.Session, reason: str) -> None:
+        """Fail the session because its baseline could not be compared (as a usage error: the baseline is wrong)."""
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        self.failure = reason
+        self.writer.fail(int(session.exitstatus), reason)
 
     def _fail_on(self, session: pytest.Session, regressed: list[BenchComparison], base: Path) -> None:
         """Fail a session whose tasks may all have passed, and say why last and in the run's files."""

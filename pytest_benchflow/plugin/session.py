@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ..bench import BaseBench, list_task_ids
+from ..bench import BaseBench, DataFingerprint, list_task_ids, read_fingerprint
 from ..cache import ResponseCache
 from ..environment import ProgressCallback
 from ..errors import ArgumentError, BenchflowError, BenchLoadError, TaskError, first_line, one_line_reason
@@ -88,6 +88,24 @@ class BenchContext:
     runner_name: str
     runner: Runner
     _last: tuple[BenchArgs, ResolvedArgs] | None = None
+    #: What its data is (``data_fingerprint``), known in the controller once :meth:`fingerprint_data` ran.
+    fingerprint: DataFingerprint | None = None
+    #: Why its data could not be identified (``data_fingerprint`` raised or returned nonsense): every task errors
+    #: with this line. Set in the controller, and passed on to xdist workers.
+    fingerprint_problem: str | None = None
+    _fingerprinted: bool = False
+
+    def fingerprint_data(self, split: str, redact: Callable[[str], str]) -> DataFingerprint | None:
+        """The bench's data fingerprint, computed once per session (hashing a data set may take a while)."""
+        if not self._fingerprinted:
+            self._fingerprinted = True
+            try:
+                found = read_fingerprint(self.bench, self.name, split)
+            except BenchLoadError as e:
+                self.fingerprint_problem = redact(str(e))
+            else:
+                self.fingerprint = found and DataFingerprint(redact(found.digest), redact(found.label))
+        return self.fingerprint
 
     def declared(self, task_id: str | None) -> BenchArgs:
         """What ``get_args(task_id)`` declares; an error naming the bench when it raises or returns something else."""
@@ -146,6 +164,7 @@ class BenchContext:
             runner=self.runner_name,
             args=self.bench.args.public(),
             summary_metrics=None if metrics is None else list(metrics),
+            data_fingerprint=self.fingerprint._asdict() if self.fingerprint else None,
         )
 
 
@@ -187,6 +206,11 @@ class BenchflowRun:
         # Without secrets (the agent URL's included) there is nothing to mask: skip the walk.
         return redact_data(value, self.secrets) if self.secrets else value
 
+    def fingerprint_data(self) -> None:
+        """Each bench's data fingerprint (controller, once): for the summary, the baseline and resume checks."""
+        for ctx in self.benches.values():
+            ctx.fingerprint_data(self.split, self.redact)
+
     def public_agent_url(self) -> str:
         return public_url(self.agent_url)
 
@@ -197,6 +221,10 @@ class BenchflowRun:
     def run_item(self, item: BenchItem) -> None:
         """Run ``item``'s task; set its result, duration and JUnit properties."""
         ctx = self.benches[item.bench_name]
+        if ctx.fingerprint_problem:
+            # Found once, before any task: each task says it in one line, and none asks the agent anything.
+            item.duration = 0.0
+            raise BenchLoadError(ctx.fingerprint_problem)
         started = time.perf_counter()
         spec: TaskSpec | None = None
         try:

@@ -1,4 +1,5 @@
-"""The ``benchflow`` command: report, compare and list, reading the results files the plugin writes."""
+"""The ``pytest-benchflow`` command (also ``python -m pytest_benchflow``): report, compare and list, reading the
+results files the plugin writes. Not ``benchflow``: BenchFlow 0.2 and later ship a command of that name."""
 
 from __future__ import annotations
 
@@ -10,35 +11,55 @@ from pathlib import Path
 from ..bench_lookup import installed_benchmarks, load_bench_class
 from ..errors import ResultsFormatError
 from ..runners import installed_runners
-from .compare import compare_runs, format_comparison
+from .compare import ALLOW_DATA_CHANGE, DataCheck, check_run_data, compare_runs, format_comparison
 from .html import render_html
 from .reader import RunData, load_run
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "main"]
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "PROG", "main"]
 
 #: Exit codes: success (no regression); a regression with --fail-on-regression; bad input.
 EXIT_OK, EXIT_REGRESSION, EXIT_ERROR = 0, 1, 2
+#: The command's name, in its usage line and messages (``python -m pytest_benchflow`` runs the same).
+PROG = "pytest-benchflow"
 
 
 def _load(path: str) -> RunData:
     run = load_run(Path(path))
     for warning in run.warnings:
-        print(f"benchflow: warning: {warning}", file=sys.stderr)
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return run
+
+
+def _same_data(args: argparse.Namespace, base: RunData, new: RunData) -> DataCheck | None:
+    """The runs' data check, or None (after saying why on one line) when their data differs and the user did
+    not allow comparing it: a comparison of different questions says nothing about the agent."""
+    data = check_run_data(base, new)
+    if data.changed and not args.allow_data_change:
+        print(f"{PROG} {args.command}: {data.refusal()}", file=sys.stderr)
+        return None
+    for note in data.notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
+    return data
 
 
 def _report(args: argparse.Namespace) -> int:
     run = _load(args.results_dir)
     output = Path(args.output)
     base = _load(args.baseline) if args.baseline else None
+    data = _same_data(args, base, run) if base else None
+    if base and data is None:
+        return EXIT_ERROR
     comparisons = compare_runs(base, run, alpha=args.alpha, max_drop=args.max_drop) if base else None
-    output.write_text(render_html(run, comparisons, base), encoding="utf-8")
+    output.write_text(render_html(run, comparisons, base, data=data), encoding="utf-8")
     print(f"report of {run.path} written to {output}")
     return EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> int:
     base, new = _load(args.base_dir), _load(args.new_dir)
+    data = _same_data(args, base, new)
+    if data is None:
+        return EXIT_ERROR
     comparisons = compare_runs(base, new, alpha=args.alpha, max_drop=args.max_drop)
     if not comparisons:
         # A gate that compared nothing must not pass: say so, with the input-error code.
@@ -46,6 +67,7 @@ def _compare(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     if args.json:
         payload = {
+            **data.to_json(),  # first: a reader sees at once that the data changed
             "base": str(base.path),
             "new": str(new.path),
             "alpha": args.alpha,
@@ -54,7 +76,7 @@ def _compare(args: argparse.Namespace) -> int:
         }
         print(json.dumps(payload, indent=2))
     else:
-        print(format_comparison(comparisons, base, new))
+        print(format_comparison(comparisons, base, new, data))
     regressed = any(c.regression for c in comparisons)
     return EXIT_REGRESSION if regressed and args.fail_on_regression else EXIT_OK
 
@@ -82,11 +104,16 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_ALLOW_HELP = (
+    "compare runs whose benches' data fingerprints differ (refused otherwise, exit 2); the output says so first"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="benchflow",
+        prog=PROG,
         description="Read, compare and list pytest-benchflow results.",
-        epilog="exit codes: 0 success, 1 regression (compare --fail-on-regression), 2 bad input",
+        epilog="exit codes: 0 success, 1 regression (compare --fail-on-regression), 2 bad input or different data",
     )
     sub = top.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="write the HTML report of a results directory")
@@ -95,6 +122,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--baseline", help="an earlier run to compare with: verdicts and flipped samples in the report")
     report.add_argument("--alpha", type=float, default=0.05, help="significance level of the comparison")
     report.add_argument("--max-drop", type=float, default=0.0, help="tolerated fall, e.g. 0.02 (default 0)")
+    report.add_argument(ALLOW_DATA_CHANGE, action="store_true", help=_ALLOW_HELP)
     report.set_defaults(run=_report)
     compare = sub.add_parser("compare", help="compare two runs; optionally fail on a significant regression")
     compare.add_argument("base_dir")
@@ -105,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--max-drop", type=float, default=0.0, help="tolerated fall of the resolution rate, e.g. 0.02 (default 0)"
     )
+    compare.add_argument(ALLOW_DATA_CHANGE, action="store_true", help=_ALLOW_HELP)
     compare.set_defaults(run=_compare)
     listing = sub.add_parser("list", help="list installed benchmarks (splits, arguments) and runners")
     listing.set_defaults(run=_list)
@@ -116,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except ResultsFormatError as e:
-        print(f"benchflow {args.command}: {e}", file=sys.stderr)
+        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # never a traceback with exit code 1, which a CI gate would read as "regression"
-        print(f"benchflow {args.command}: unexpected {type(e).__name__}: {e} (please report this)", file=sys.stderr)
+        print(f"{PROG} {args.command}: unexpected {type(e).__name__}: {e} (please report this)", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,18 +17,98 @@ from ..stats import (
     percent,
     two_proportion_p,
 )
+from ..untrusted import printable
 from .reader import RunData
-from .records import BenchStats, SampleRecord, TaskRecord
+from .records import BenchInfo, BenchStats, SampleRecord, TaskRecord
 
 __all__ = [
+    "ALLOW_DATA_CHANGE",
     "BenchComparison",
+    "DataCheck",
     "MetricChange",
     "SampleComparison",
+    "check_data",
+    "check_run_data",
     "compare_runs",
     "deciding_level",
     "format_comparison",
     "verdict",
 ]
+
+
+#: The flag of ``pytest-benchflow compare`` and ``report`` that compares runs of different data anyway.
+ALLOW_DATA_CHANGE = "--allow-data-change"
+
+
+def _fingerprint_text(fingerprint: Mapping[str, str]) -> str:
+    # Read from summary.json, which may come from anywhere: printable, and short (BenchInfo checked the length).
+    label = fingerprint.get("label")
+    return printable(str(fingerprint.get("digest"))) + (f" ({printable(label)})" if label else "")
+
+
+@dataclass
+class DataCheck:
+    """Whether two runs evaluated the same data, bench by bench (their ``data_fingerprint``)."""
+
+    #: (bench, base fingerprint, new fingerprint) of each bench whose digests differ.
+    changed: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
+    #: Benches compared without knowing it: one of the runs kept no fingerprint for them.
+    notes: list[str] = field(default_factory=list)
+
+    def differences(self) -> list[str]:
+        return [
+            f"{bench}'s data differs between the runs (base {_fingerprint_text(b)}, new {_fingerprint_text(n)})"
+            for bench, b, n in self.changed
+        ]
+
+    def refusal(self, instead: str = f"compare runs of the same data, or pass {ALLOW_DATA_CHANGE}") -> str:
+        """One line: the first bench whose data differs, both digests, and what to do."""
+        more = f" (and {len(self.changed) - 1} more benches)" if len(self.changed) > 1 else ""
+        return f"{self.differences()[0]}{more}; not compared: {instead}"
+
+    def header(self) -> list[str]:
+        """The lines a comparison starts with: the data that changed (compared anyway), then the notes."""
+        changed = [f"DATA CHANGED: {d}; compared anyway ({ALLOW_DATA_CHANGE})" for d in self.differences()]
+        return changed + [f"note: {n}" for n in self.notes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "data_changed": [{"bench": b, "base": dict(old), "new": dict(new)} for b, old, new in self.changed],
+            "data_notes": self.notes,
+        }
+
+
+def check_data(base: Mapping[str, BenchInfo], new: Mapping[str, BenchInfo], benches: Iterable[str]) -> DataCheck:
+    """Compare the data fingerprints of ``benches`` in two runs' bench infos.
+
+    A bench whose fingerprint one run lacks (a run from before fingerprints, one cut off before its summary,
+    a bench that declared none then) is compared with a note; one that neither run has is not mentioned.
+    """
+    check = DataCheck()
+    for bench in benches:
+        before, after = _fingerprint(base, bench), _fingerprint(new, bench)
+        if before is not None and after is not None:
+            if before.get("digest") != after.get("digest"):
+                check.changed.append((bench, before, after))
+        elif before is not None or after is not None:
+            lacking = "base" if before is None else "new"
+            check.notes.append(
+                f"the {lacking} run kept no data fingerprint for {bench} (a run from before fingerprints, or one cut "
+                "off before its summary): compared without knowing whether both evaluated the same data"
+            )
+    return check
+
+
+def _fingerprint(infos: Mapping[str, BenchInfo], bench: str) -> dict[str, str] | None:
+    info = infos.get(bench)
+    return info.data_fingerprint if info is not None else None
+
+
+def check_run_data(base: RunData, new: RunData) -> DataCheck:
+    """:func:`check_data` over the benches both runs have (those a comparison compares)."""
+    before = set(base.bench_info) | {r.bench for r in base.records}
+    shared = [b for b in dict.fromkeys([*new.bench_info, *(r.bench for r in new.records)]) if b in before]
+    return check_data(base.bench_info, new.bench_info, shared)
 
 
 @dataclass
@@ -250,9 +331,19 @@ def _signed(x: float, scale: float = 100, unit: str = "pp") -> str:
     return "n/a" if math.isnan(x) else f"{x * scale:+.1f}{unit}"
 
 
-def format_comparison(comparisons: list[BenchComparison], base: RunData, new: RunData) -> str:
-    """A terminal table: per benchmark, the rates, their difference with its interval, flips and the verdict."""
-    lines = [f"base {base.metadata.get('run_id')} ({base.path})", f"new  {new.metadata.get('run_id')} ({new.path})", ""]
+def format_comparison(
+    comparisons: list[BenchComparison], base: RunData, new: RunData, data: DataCheck | None = None
+) -> str:
+    """A terminal table: per benchmark, the rates, their difference with its interval, flips and the verdict.
+
+    With ``data``, it starts with the benches whose data changed (compared anyway) and the notes about data.
+    """
+    lines = [
+        *(data.header() if data is not None else []),
+        f"base {base.metadata.get('run_id')} ({base.path})",
+        f"new  {new.metadata.get('run_id')} ({new.path})",
+        "",
+    ]
     if not comparisons:
         return "\n".join([*lines, "no benchmark appears in both runs"])
     for c in comparisons:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..runfiles import escape_surrogates
 from ..stats import Z95, percent, wilson_interval
-from .compare import BenchComparison, verdict
+from .compare import BenchComparison, DataCheck, verdict
 from .reader import RunData
 from .records import BenchSummary, agent_label
 from .transcript_reader import read_transcript
@@ -141,6 +141,7 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
     )
     rows = _chart_rows(bench)
     args = bench.info.args
+    fingerprint = bench.info.data_fingerprint or {}
     engine_rows = "".join(
         f'<tr class="engine"><td>{html.escape(url)}</td><td class="num">{int(r["tasks"])}</td>'
         f'<td class="num">{int(r["errors"])}</td><td class="num">{r["seconds"]:.1f}</td></tr>'
@@ -162,6 +163,13 @@ def _bench_section(name: str, bench: BenchSummary) -> str:
             '<table class="engines"><thead><tr><th>engine</th><th class="num">tasks</th>'
             f'<th class="num">errors</th><th class="num">seconds</th></tr></thead><tbody>{engine_rows}</tbody></table>'
             if engine_rows
+            else ""
+        )
+        + (
+            f'<p class="data">data: <code>{html.escape(fingerprint.get("digest", ""))}</code>'
+            + (f" {html.escape(fingerprint['label'])}" if fingerprint.get("label") else "")
+            + "</p>"
+            if fingerprint
             else ""
         )
         + (
@@ -250,11 +258,14 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
     return {"samples": shown, "transcripts": transcripts, "exchanges": exchanges, "notes": notes}
 
 
-def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> str:
-    """The baseline comparison: each bench's verdict and the samples that flipped."""
+def _comparison_section(comparisons: list[BenchComparison], base: RunData, data: DataCheck | None) -> str:
+    """The baseline comparison: the data that changed first, then each bench's verdict and the samples that flipped."""
     parts = [
         f'<section id="comparison"><h2>Compared with {html.escape(str(base.metadata.get("run_id", base.path)))}</h2>'
     ]
+    for line in data.header() if data is not None else []:
+        kind = "data-changed verdict error" if line.startswith("DATA CHANGED") else "note data-note"
+        parts.append(f'<p class="{kind}">{html.escape(line)}</p>')
     for c in comparisons:
         parts.append(
             f'<div class="verdict {"error" if c.regression else "passed"}" data-bench="{html.escape(c.bench)}">'
@@ -280,7 +291,7 @@ def _comparison_section(comparisons: list[BenchComparison], base: RunData) -> st
             )
             more = (
                 f'<p class="note">{MAX_FLIPS_SHOWN} of {len(s.flipped):,} flipped samples shown (worst first); '
-                "`benchflow compare --json` lists them all</p>"
+                "`pytest-benchflow compare --json` lists them all</p>"
                 if len(s.flipped) > MAX_FLIPS_SHOWN
                 else ""
             )
@@ -302,10 +313,13 @@ def render_html(
     comparisons: list[BenchComparison] | None = None,
     base: RunData | None = None,
     transcript_budget: int = TRANSCRIPT_BUDGET,
+    *,
+    data: DataCheck | None = None,
 ) -> str:
     """The report as one HTML string: inline CSS, SVG and script, nothing fetched at view time.
 
-    With ``comparisons`` (against ``base``), a section shows each bench's verdict and flipped samples.
+    With ``comparisons`` (against ``base``), a section shows each bench's verdict and flipped samples, after
+    ``data``'s lines: the benches whose data changed (compared anyway) and the notes about data.
     """
     meta = run.metadata
     shown_meta = [
@@ -324,13 +338,13 @@ def render_html(
     return escape_surrogates(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>benchflow report {html.escape(str(meta.get('run_id', '')))}</title>"
+        f"<title>pytest-benchflow report {html.escape(str(meta.get('run_id', '')))}</title>"
         f"<style>{_asset('report.css')}</style></head>"
         '<body><main><header><h1>Benchmark report</h1><dl class="meta">'
         + "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in shown_meta if v is not None)
         + "</dl></header>"
         + "".join(_bench_section(name, bench) for name, bench in benches.items())
-        + (_comparison_section(comparisons, base) if comparisons and base is not None else "")
+        + (_comparison_section(comparisons, base, data) if comparisons and base is not None else "")
         + '<section id="tasks"><h2>Tasks</h2><div class="controls">'
         '<label>outcome <select id="outcome-filter"><option value="all">all</option>'
         '<option value="passed">passed</option>'

@@ -8,6 +8,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from types import UnionType
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from ..bench import MAX_FINGERPRINT_CHARS
 from ..errors import ResultsFormatError
 from ..stats import (
     ClusteredMean,
@@ -438,6 +439,20 @@ class BenchStats:
     engines: dict[str, dict[str, float]] | None = None
 
 
+def _check_fingerprint(value: Any, where: str) -> None:
+    # As BaseBench.data_fingerprint may return: a longer one is a planted or broken file.
+    if value is None:
+        return
+    if not (
+        isinstance(value, dict)
+        and all(isinstance(value.get(k), str) and len(value[k]) <= MAX_FINGERPRINT_CHARS for k in ("digest", "label"))
+    ):
+        raise ResultsFormatError(
+            f"{where}: 'data_fingerprint' must be an object of two strings, 'digest' and 'label', "
+            f"of at most {MAX_FINGERPRINT_CHARS} characters each"
+        )
+
+
 @_declared
 @dataclass
 class BenchInfo(_Record):
@@ -448,6 +463,8 @@ class BenchInfo(_Record):
     args: dict[str, Any] = field(default_factory=dict)
     summary_metrics: list[str] | None = None
     breakdown: dict[str, Any] | None = None
+    #: What the bench's data was (``BaseBench.data_fingerprint``): ``{"digest", "label"}``; None when it declares none.
+    data_fingerprint: dict[str, str] | None = None
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> BenchInfo:
@@ -455,6 +472,7 @@ class BenchInfo(_Record):
             raise ResultsFormatError(f"{where} must be an object, not {json_type(data)}")
         _check_types(data, cls._schema.types, where)
         _check_usage(data.get("usage"), where)
+        _check_fingerprint(data.get("data_fingerprint"), where)
         return cls(**{k: v for k, v in data.items() if k in cls._schema.names and v is not None})
 
 

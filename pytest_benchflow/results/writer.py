@@ -183,7 +183,7 @@ class ResultsWriter:
         """Write ``summary.json`` (atomically) and return it.
 
         A session that ended in a usage error before any task finished leaves no run directory
-        (``benchflow compare`` would take it for the newest run), or a resumed one as it was, whatever
+        (``pytest-benchflow compare`` would take it for the newest run), or a resumed one as it was, whatever
         it holds (None is returned). (Readers also skip runs whose summary records a usage or internal error.)
         """
         self._jsonl.close()
