@@ -294,3 +294,23 @@ def test_new_build_check_and_run_from_a_fresh_virtual_environment(fresh_venv: Pa
     finally:
         with contextlib.suppress(Exception):
             client.images.remove("demo_bench:0.1.0")
+
+
+@pytest.mark.docker
+def test_build_images_script_builds_mmlu_pro_with_pytest_benchflow_build() -> None:
+    client = engine()
+    base, tag = base_image(client), "benchflow-test/mmlu-pro-script:1"
+    env = {**os.environ, "BENCHFLOW_BASE_IMAGE": base, "BENCHFLOW_MMLU_IMAGE": tag, "PYTHON": sys.executable}
+    try:
+        done = subprocess.run(
+            ["bash", ROOT / "scripts" / "build-images.sh"], env=env, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines()[-1] == base
+        assert "build: downloading dependencies as wheels for Python" in done.stderr
+        probe = "import example_bench.mmlu_pro.bench, pytest_benchflow; print('ok')"
+        out = client.containers.run(tag, entrypoint=["/opt/venv/bin/python", "-c", probe], remove=True, network_mode="none")
+        assert out.strip() == b"ok"
+    finally:
+        with contextlib.suppress(Exception):
+            client.images.remove(tag)

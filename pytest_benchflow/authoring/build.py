@@ -17,6 +17,7 @@ engine lacks it, and a failed pull says to give a local one.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import os
 import re
@@ -199,9 +200,16 @@ def _pip(*args: str, what: str) -> None:
         raise BuildError(f"{what}: {first_line(errors[-1] if errors else f'pip exited {done.returncode}').strip()}")
 
 
+def _wheel(directory: Path, wheels: Path, what: str) -> None:
+    # One build of a directory at a time on this machine: setuptools builds in the project's own build/.
+    with open(Path(tempfile.gettempdir()) / "benchflow-wheel-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _pip("wheel", "--no-deps", "-w", str(wheels), str(directory), what=what)
+
+
 def _bench_wheel(directory: Path, wheels: Path, log: Log) -> None:
     log(f"building the wheel of {directory}")
-    _pip("wheel", "--no-deps", "-w", str(wheels), str(directory), what=f"the bench at {directory} does not install")
+    _wheel(directory, wheels, f"the bench at {directory} does not install")
 
 
 def _dist_name(directory: Path) -> str:
@@ -221,7 +229,7 @@ def benchflow_wheel(wheels: Path, log: Log = lambda line: None) -> None:
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and _dist_name(checkout) == "pytest-benchflow":
         log(f"building pytest-benchflow's wheel from {checkout}")
-        _pip("wheel", "--no-deps", "-w", str(wheels), str(checkout), what="pytest-benchflow's wheel does not build")
+        _wheel(checkout, wheels, "pytest-benchflow's wheel does not build")
         return
     log("re-packing the installed pytest-benchflow as a wheel")
     repack_installed(wheels)
