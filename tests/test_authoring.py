@@ -309,7 +309,9 @@ def test_build_images_script_builds_mmlu_pro_with_pytest_benchflow_build() -> No
         assert done.stdout.splitlines()[-1] == base
         assert "build: downloading dependencies as wheels for Python" in done.stderr
         probe = "import example_bench.mmlu_pro.bench, pytest_benchflow; print('ok')"
-        out = client.containers.run(tag, entrypoint=["/opt/venv/bin/python", "-c", probe], remove=True, network_mode="none")
+        out = client.containers.run(
+            tag, entrypoint=["/opt/venv/bin/python", "-c", probe], remove=True, network_mode="none"
+        )
         assert out.strip() == b"ok"
     finally:
         with contextlib.suppress(Exception):

@@ -57,9 +57,9 @@ class MMLUProBench(BaseBench):
         return "/app/logs"
 
     def get_input_files(self, task_id: str) -> dict[str, list[str]]:
-        """``DATA_FILE`` and ``FEWSHOT_FILE`` when they name files on this machine: a container gets copies of
-        them (``hf:`` sources are read from the hub where the task runs, so an argument holding one is passed as given)."""
-        files = {}
+        """``DATA_FILE`` and ``FEWSHOT_FILE`` when they name files on this machine: a container gets copies of them
+        (``hf:`` sources are read from the hub where the task runs: an argument holding one is passed as given)."""
+        files: dict[str, list[str]] = {}
         for name in ("DATA_FILE", "FEWSHOT_FILE"):
             sources = split_sources(self.args.get(name) or "")
             if sources and not any(s.startswith(HF_PREFIX) for s in sources):
