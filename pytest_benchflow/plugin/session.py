@@ -21,6 +21,7 @@ from ..errors import ArgumentError, BenchflowError, BenchLoadError, TaskError, f
 from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
+from ..sandbox import SandboxProvider
 from ..schemas import BenchArgs, ResolvedArgs
 from .items import NODE_PREFIX, BenchItem, TaskBroken, TaskUnresolved, item_name, run_names, split_epoch
 
@@ -179,6 +180,8 @@ class BenchflowRun:
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
     plan: dict[str, list[tuple[str, int]]] | None = None
+    #: Where in-process tasks open sandboxes (``--benchflow-sandbox``).
+    sandbox_provider: SandboxProvider | None = None
 
     def redact(self, text: str) -> str:
         return redact(text, self.secrets)
@@ -218,6 +221,7 @@ class BenchflowRun:
                 epoch=item.epoch,
                 transcripts=self.transcripts,
                 run_dir=self.run_dir,
+                sandbox_provider=self.sandbox_provider,
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)
