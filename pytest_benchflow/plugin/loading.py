@@ -13,6 +13,8 @@ from ..bench import BaseBench, list_task_ids
 from ..bench_lookup import load_bench_class
 from ..envnumbers import MAX_SECONDS
 from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
+from ..harbor.bench import HARBOR_SCHEME, HarborBench, harbor_bench_class
+from ..harbor.trial import HARNESS_AGENTS
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
 from ..results.records import SampleRecord, TaskRecord
@@ -84,6 +86,7 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.benches.update(
         load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
     )
+    _harness_agent(run.benches, value(config, "agent"))
     for name, ctx in run.benches.items():
         _check_split(name, ctx.bench, run.split)
     # A runner's settings are checked when given, even if no bench of this session uses the runner.
@@ -114,6 +117,29 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
                 run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
     return run
+
+
+def _harbor_class(ref: str, rootdir: Path) -> type[BaseBench]:
+    """``harbor:PATH``: the Harbor tasks at or below PATH (relative: to the working directory, else ``rootdir``)."""
+    given = ref.removeprefix(HARBOR_SCHEME)
+    path = Path(given).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = rootdir / path
+    if not given or not path.is_dir():
+        raise BenchLoadError(f"--benchflow {ref}: {given or 'PATH'} is not a directory of Harbor tasks")
+    return harbor_bench_class(path.resolve())
+
+
+def _harness_agent(benches: dict[str, BenchContext], agent: str | None) -> None:
+    """``--agent oracle`` / ``--agent nop``: the Harbor bench plays the agent itself; no other bench can."""
+    if agent not in HARNESS_AGENTS:
+        return
+    others = [name for name, ctx in benches.items() if not isinstance(ctx.bench, HarborBench)]
+    if others:
+        raise pytest.UsageError(f"--agent {agent} runs only harbor:PATH benchmarks, not {', '.join(others)}")
+    for ctx in benches.values():
+        assert isinstance(ctx.bench, HarborBench)
+        ctx.bench.harness_agent = agent  # type: ignore[assignment]
 
 
 def _check_split(name: str, bench: BaseBench, split: str) -> None:
@@ -247,14 +273,14 @@ def load_benches(
     contexts: dict[str, BenchContext] = {}
     for ref in dict.fromkeys(refs):
         try:
-            cls = load_bench_class(ref, rootdir)
+            cls = _harbor_class(ref, rootdir) if ref.startswith(HARBOR_SCHEME) else load_bench_class(ref, rootdir)
         except BenchLoadError as e:
             raise pytest.UsageError(str(e)) from None
         try:
             bench = cls()
         except Exception as e:
             raise pytest.UsageError(f"benchmark {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from None
-        name = ref if ":" not in ref else cls.__name__
+        name = "harbor" if ref.startswith(HARBOR_SCHEME) else ref if ":" not in ref else cls.__name__
         try:
             entrance = _checked_call(bench, name, "get_entrypoint", _is_entrance, _ENTRANCE)
             chosen = runner_name or ("local" if entrance is not None else default_image_runner())
