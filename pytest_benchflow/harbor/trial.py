@@ -226,7 +226,7 @@ def _verify(trial: Trial, box: Sandbox, env: dict[str, str]) -> tuple[ExecResult
     _download(box, trial.log_dir / "verifier")
     if result.timed_out:
         raise HarborVerifierError(
-            f"{task.task_id}: the verifier ran past [verifier] timeout_sec ({task.verifier_timeout_sec:g} s)"
+            f"the verifier ran past [verifier] timeout_sec ({task.verifier_timeout_sec:g} s)"
         )
     return result, read_rewards(box, task.task_id, result)
 
@@ -246,13 +246,13 @@ def read_rewards(box: Sandbox, task_id: str, result: ExecResult) -> dict[str, fl
         return _parse_rewards(name, data, task_id)
     tail = truncate_for_agent((result.stderr or result.stdout).strip(), 600)
     raise HarborVerifierError(
-        f"{task_id}: the verifier wrote no {VERIFIER_DIR}/reward.txt or reward.json "
+        f"the verifier wrote no {VERIFIER_DIR}/reward.txt or reward.json "
         f"(test.sh exit code {result.exit_code}){': ' + tail if tail else ''}"
     )
 
 
 def _parse_rewards(name: str, data: bytes, task_id: str) -> dict[str, float]:
-    where = f"{task_id}: {VERIFIER_DIR}/{name}"
+    where = f"{VERIFIER_DIR}/{name}"
     text = data.decode("utf-8", errors="replace").strip()
     if name == "reward.txt":
         rewards: Any = {"reward": _number(text)}
