@@ -214,7 +214,7 @@ def test_a_verifier_without_a_usable_reward_is_a_verifier_error(
     tmp_path: Path, provider: DockerSandboxProvider, test_sh: str, message: str
 ) -> None:
     task = make_task(tmp_path, "t", test_sh=test_sh)
-    with pytest.raises(HarborVerifierError, match=None) as caught:
+    with pytest.raises(HarborVerifierError) as caught:
         run(trial_of(task, tmp_path), provider)
     assert message in str(caught.value)
     assert HarborVerifierError.kind == "verifier"
@@ -285,7 +285,7 @@ def test_an_unchanged_environment_is_not_rebuilt_and_a_failed_build_is_an_error_
     assert "building benchflow-harbor/cached:" in (tmp_path / "first/logs/build.log").read_text()
     assert not (tmp_path / "second/logs/build.log").exists()
     bad = make_task(tmp_path, "bad-build", test_sh="true\n", dockerfile=f"FROM {BASE}\nRUN echo the-reason; exit 7\n")
-    with pytest.raises(BuildError, match="failed; the last lines: .*the-reason"):
+    with pytest.raises(BuildError, match=r"failed; the last lines: .*the-reason"):
         run(trial_of(bad, tmp_path / "bad"), provider)
     assert "the-reason" in (tmp_path / "bad/logs/build.log").read_text()
 
