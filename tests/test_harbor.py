@@ -172,9 +172,13 @@ def test_a_missing_harbor_directory_is_a_usage_error(pytester: pytest.Pytester) 
 
 def test_a_verifier_fault_is_an_error_and_its_output_is_kept(pytester: pytest.Pytester, base: str) -> None:
     tasks = pytester.path / "tasks"
-    make_task(tasks, "no-reward", test_sh="echo checking the answer; exit 3\n")
+    make_task(tasks, "no-reward", test_sh="echo checking the answer; exit 3\n", toml="storage_mb = 10240\n")
     result = pytester.runpytest_subprocess(f"--benchflow=harbor:{tasks}", "--agent=nop", timeout=300)
     result.assert_outcomes(errors=1)
+    # The field we ignore is named once, as a warning of the task.
+    result.stdout.fnmatch_lines(
+        ["*HarborFieldWarning: no-reward: task.toml fields not supported, ignored: environment.storage_mb*"]
+    )
     record = records(pytester)["no-reward"]
     assert "wrote no /logs/verifier/reward.txt or reward.json (test.sh exit code 3)" in record["reason"]
     (run_dir,) = pytester.path.glob(".benchflow/2*")
@@ -244,6 +248,7 @@ def test_the_sandbox_has_the_tasks_settings_and_env_sections_reach_their_phase(
         '[environment.env]\nEVERYWHERE = "yes"\n'
     )
     test_sh = (
+        'echo "key=$KEY"\n'
         # no network: only the loopback interface; the working directory is the image's WORKDIR
         'test "$(ls /sys/class/net)" = lo && test "$PWD" = /app && test "$WHO" = verifier '
         '&& test "$KEY" = sk-harbor-1234 && test "$EVERYWHERE" = yes && test "$(cat /app/who)" = oracle '
@@ -255,6 +260,8 @@ def test_the_sandbox_has_the_tasks_settings_and_env_sections_reach_their_phase(
         trial_of(task, tmp_path, pass_env="HARBOR_TEST_KEY", environ={"HARBOR_TEST_KEY": "sk-harbor-1234"}), provider
     )
     assert outcome.resolved
+    # The value read from the host is masked in what the run keeps.
+    assert (tmp_path / "logs/verifier/stdout.txt").read_text() == "key=***\n"
 
 
 def test_a_separate_verifier_runs_where_nothing_the_agent_started_runs(
@@ -326,3 +333,11 @@ def test_tasks_are_found_below_a_directory_by_their_relative_paths(tmp_path: Pat
     make_task(tmp_path, "two", test_sh="true\n")
     assert list(find_tasks(tmp_path)) == ["group/one", "two"]
     assert list(find_tasks(tmp_path / "two")) == ["two"]
+
+
+def test_the_docs_table_is_the_supported_subset() -> None:
+    from pytest_benchflow.harbor import FIELDS
+
+    docs = (ROOT / "docs" / "harbor.md").read_text()
+    for name, (support, note) in FIELDS.items():
+        assert f"| `{name}` | {support} | {note} |" in docs, name
