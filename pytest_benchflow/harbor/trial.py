@@ -225,9 +225,7 @@ def _verify(trial: Trial, box: Sandbox, env: dict[str, str]) -> tuple[ExecResult
     record_verification("bash /tests/test.sh", shown, sample_id=task.task_id)
     _download(box, trial.log_dir / "verifier")
     if result.timed_out:
-        raise HarborVerifierError(
-            f"the verifier ran past [verifier] timeout_sec ({task.verifier_timeout_sec:g} s)"
-        )
+        raise HarborVerifierError(f"the verifier ran past [verifier] timeout_sec ({task.verifier_timeout_sec:g} s)")
     return result, read_rewards(box, task.task_id, result)
 
 
