@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,6 +201,25 @@ def test_check_flags_a_broken_and_a_trivial_task(tmp_path: Path, provider: Docke
         ("trivial", "trivial", "nop"),
     ]
     assert "the solution does not pass" in findings[0].line()
+
+
+def test_the_check_command_lists_each_harbor_task_as_held_or_not(
+    tmp_path: Path, provider: DockerSandboxProvider
+) -> None:
+    verdict = 'test "$(cat /app/out 2>/dev/null)" = yes && echo 1 > /logs/verifier/reward.txt || echo 0 > /logs/verifier/reward.txt\n'
+    make_task(tmp_path, "good", test_sh=verdict, solve_sh="echo yes > /app/out\n")
+    make_task(tmp_path, "trivial", test_sh="echo 1 > /logs/verifier/reward.txt\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest_benchflow", "check", f"harbor:{tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("held") and "good" in line for line in lines), done.stdout
+    assert any(line.startswith("not held") and "trivial" in line and "nop" in line for line in lines), done.stdout
+    assert lines[-1] == f"harbor:{tmp_path}: 1 item(s) do not hold: trivial"
 
 
 # --- one task's run -----------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ The items of a bench (:data:`BENCH_ITEMS`, in order):
 
 Exit 0 only when every item holds (an item that does not apply is skipped, saying why).
 
-The checklist is chosen by what the target is (:func:`run_checklist`); Harbor task directories (the oracle
-solution passes, a no-op fails) will be a second checklist there: ``_CHECKLISTS`` is the extension point.
+The checklist is chosen by what the target is (:func:`run_checklist`, ``_CHECKLISTS``): ``harbor:PATH`` gets
+the Harbor one (each task's solution passes, doing nothing fails), anything else the bench checklist.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..agent_server import AgentServer, BaseAgent
 from ..bench import BaseBench, list_task_ids
 from ..bench_lookup import import_object
 from ..errors import BenchflowError, first_line
+from ..harbor.bench import HARBOR_SCHEME
 from ..runners.base import Runner, TaskSpec, collect_result, prepare_task
 from ..runners.labels import BENCH_LABEL, RUN_LABEL, TASK_LABEL
 from ..schemas import BenchArgs, BenchmarkResult
@@ -176,7 +177,41 @@ def _bench_checklist(
 
 
 #: (does it apply to the target, its checklist), tried in order. Harbor task directories go before benches.
-_CHECKLISTS: list[tuple[Callable[[str], bool], Callable[..., ChecklistReport]]] = [(_is_bench, _bench_checklist)]
+def _is_harbor(target: str) -> bool:
+    return target.startswith(HARBOR_SCHEME)
+
+
+def _harbor_checklist(target: str, *, log: Log, **_: object) -> ChecklistReport:
+    """Harbor task directories: each task's solution passes (oracle) and doing nothing fails (nop)."""
+    from ..harbor.check import check_harbor
+    from ..harbor.config import find_tasks
+
+    path = Path(target.removeprefix(HARBOR_SCHEME))
+    report = ChecklistReport(target)
+    try:
+        tasks = list(find_tasks(path))
+    except BenchflowError as e:
+        report.items.append(Item("tasks found", "not held", str(e), "give a task directory or a tree of them"))
+        return report
+    report.items.append(Item("tasks found", "held", f"{len(tasks)} task(s)"))
+    found: dict[str, list[str]] = {}
+    for finding in check_harbor(path, progress=lambda task_id: log(f"checking {task_id}")):
+        found.setdefault(finding.task_id, []).append(f"{finding.problem} ({finding.agent}): {finding.detail}")
+    for task_id in tasks:
+        problems = found.get(task_id)
+        if problems:
+            fix = "make solution/solve.sh pass tests/test.sh, and tests/test.sh fail on the untouched environment"
+            report.items.append(Item(task_id, "not held", "; ".join(problems), fix))
+        else:
+            report.items.append(Item(task_id, "held", "oracle passes, nop fails"))
+    return report
+
+
+# Harbor first: a bench reference never starts with its scheme.
+_CHECKLISTS: list[tuple[Callable[[str], bool], Callable[..., ChecklistReport]]] = [
+    (_is_harbor, _harbor_checklist),
+    (_is_bench, _bench_checklist),
+]
 
 
 def _decide(name: str, step: Callable[[], str], *, loaded: bool) -> Item:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ..agent_loop import Tool, record_verification, run_agent, truncate_for_agent
-from ..errors import TaskError
+from ..errors import TaskError, VerifierError
 from ..redaction import redact
 from ..sandbox import ExecResult, Sandbox, SandboxError, SandboxProvider
 from .config import HarborTask, HarborTaskError, allowed_variables, substitute
@@ -29,13 +29,8 @@ REWARD_FILES = ("reward.txt", "reward.json", "rewards.json")
 _REWARD_CAP = 64 * 1024
 
 
-class HarborVerifierError(TaskError):
-    """The verifier wrote no reward, wrote one that is not a number, or ran past its time limit.
-
-    Its ``kind`` is ``verifier`` (the error kind of the record once error kinds are in: ``errors.VerifierError``
-    may replace this class)."""
-
-    kind = "verifier"
+class HarborVerifierError(VerifierError):
+    """The verifier wrote no reward, wrote one that is not a number, or ran past its time limit."""
 
 
 class Sandboxes(Protocol):
