@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -21,6 +21,7 @@ __all__ = [
     "BaseBench",
     "DataFingerprint",
     "Entrance",
+    "InputPaths",
     "fingerprint_files",
     "fingerprint_records",
     "list_task_ids",
@@ -29,6 +30,8 @@ __all__ = [
 
 #: An in-process evaluation entrance: takes the environment a container would get.
 Entrance = Callable[[Mapping[str, str]], Any]
+#: A host file (or several) a task reads: what :meth:`BaseBench.get_input_files` gives per argument.
+InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 #: A fingerprint's digest and its label are short text; longer is a mistake (the data passed instead of its digest).
 MAX_FINGERPRINT_CHARS = 256
@@ -109,6 +112,9 @@ class BaseBench(ABC):
     #: The metrics the summary averages over tasks (a macro mean); None: every numeric metric.
     #: Leave out bookkeeping figures (counts, totals, standard errors): their mean means nothing.
     summary_metrics: ClassVar[tuple[str, ...] | None] = None
+    #: Keys that hold a task's gold answer in the bench's data (``"answer"``, ``"label"``): none of them may
+    #: reach the agent. ``pytest-benchflow check`` runs a task and fails when a request holds one, at any depth.
+    answer_fields: ClassVar[tuple[str, ...]] = ()
 
     #: Whether several of this bench's tasks may run at once in one process (``--benchflow-concurrency``).
     #: A bench that keeps per-task state in module globals or in ``self`` (other than ``results_dir`` and
@@ -165,6 +171,19 @@ class BaseBench(ABC):
 
         A dict is accepted too and validated into a :class:`BenchmarkResult`.
         """
+
+    def get_input_files(self, task_id: str) -> Mapping[str, InputPaths]:
+        """Host files the task reads, which a container runner copies into its container before it starts:
+        ``{argument name: host path, or a list of host paths}``. The default: none.
+
+        In the container each file is at ``/benchflow/inputs/<argument>/<file name>``, and the argument's
+        environment variable names it there (several paths joined with ``:``), so the entrance reads
+        ``env["DATA_FILE"]`` the same way in-process (where nothing is copied) and in a container. Files
+        are copied through the engine's API (no bind mount: remote engines work), at most
+        ``BENCHFLOW_MAX_INPUT_BYTES`` in all (default 1 GiB); a file holding a secret argument's value is
+        refused, as is anything not a regular file. ``self.args`` holds the session's arguments.
+        """
+        return {}
 
     def get_entrypoint(self) -> Entrance | None:
         """The in-process evaluation function, the same one the image's entrypoint calls.

@@ -2,7 +2,7 @@
 # Build the images pytest-benchflow's examples and tests use, without any image registry:
 #   - a Python base image: python:3.11-slim when present or pullable, otherwise Debian bookworm
 #     made with debootstrap and `docker import`ed as benchflow/base:bookworm;
-#   - benchflow/mmlu-pro:0.2, the MMLU-Pro example, with the project installed from wheels built here.
+#   - benchflow/mmlu-pro:0.2, the MMLU-Pro example, built by `pytest-benchflow build` (wheels made here).
 # Idempotent: an existing base image is reused; example images are rebuilt (layers cached).
 # Prints the base image's name on the last line of stdout.
 set -euo pipefail
@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 OFFLINE_BASE=benchflow/base:bookworm
 BASE=${BENCHFLOW_BASE_IMAGE:-}
+MMLU_IMAGE=${BENCHFLOW_MMLU_IMAGE:-benchflow/mmlu-pro:0.2}
 
 log() { echo "build-images: $*" >&2; }
 
@@ -31,11 +32,18 @@ if [ "$BASE" = "$OFFLINE_BASE" ] && ! docker image inspect "$BASE" >/dev/null 2>
   rm -rf "$ROOTFS"
 fi
 
-# Python packages go into images as wheels built on this host (containers here cannot reach PyPI).
-CTX=example_bench/mmlu_pro/.build
-rm -rf "$CTX" && mkdir -p "$CTX/wheels"
-"$PYTHON" -m pip wheel -q --no-deps -w "$CTX/wheels" . >&2
-"$PYTHON" -m pip download -q -d "$CTX/wheels" --only-binary=:all: requests "pydantic>=2.5" "PyYAML>=6" >&2
-log "building benchflow/mmlu-pro:0.2 on $BASE"
-docker build -q --build-arg BASE_IMAGE="$BASE" -t benchflow/mmlu-pro:0.2 -f example_bench/mmlu_pro/Dockerfile "$CTX" >&2
+# `pytest-benchflow build` makes the image offline: the project's wheel built here, its dependencies downloaded
+# as wheels for the base image's Python (containers here cannot reach PyPI). It needs the project's own
+# dependencies; a Python without them gets a private virtual environment with the project installed.
+if ! "$PYTHON" -c "import docker, pydantic, requests, yaml, pytest" >/dev/null 2>&1; then
+  TOOLS=${TMPDIR:-/tmp}/benchflow-build-tools
+  [ -x "$TOOLS/bin/python" ] || "$PYTHON" -m venv "$TOOLS" >&2
+  log "installing the project into $TOOLS to build with"
+  "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check . >&2
+  PYTHON=$TOOLS/bin/python
+fi
+log "building $MMLU_IMAGE on $BASE"
+# From the checkout (its pyproject.toml registers mmlu_pro), whichever pytest-benchflow is installed.
+PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" -m pytest_benchflow build . --base-image "$BASE" \
+  --dockerfile example_bench/mmlu_pro/Dockerfile --tag "$MMLU_IMAGE" >&2
 echo "$BASE"

@@ -36,6 +36,8 @@ class MMLUProBench(BaseBench):
     splits = ("test", "validation")
     # correct/total/unparsed are counts and stderr is per category: only accuracy is a score.
     summary_metrics = ("accuracy",)
+    # The gold answer of a question: public_question strips both before the agent sees it.
+    answer_fields = ("answer", "answer_index")
 
     def get_args(self, task_id: str | None) -> BenchArgs:
         return BenchArgs(
@@ -53,6 +55,16 @@ class MMLUProBench(BaseBench):
 
     def get_log_files_dir_in_container(self) -> str:
         return "/app/logs"
+
+    def get_input_files(self, task_id: str) -> dict[str, list[str]]:
+        """``DATA_FILE`` and ``FEWSHOT_FILE`` when they name files on this machine: a container gets copies of them
+        (``hf:`` sources are read from the hub where the task runs: an argument holding one is passed as given)."""
+        files: dict[str, list[str]] = {}
+        for name in ("DATA_FILE", "FEWSHOT_FILE"):
+            sources = split_sources(self.args.get(name) or "")
+            if sources and not any(s.startswith(HF_PREFIX) for s in sources):
+                files[name] = sources
+        return files
 
     def get_entrypoint(self) -> Entrance:
         return evaluate

@@ -23,6 +23,7 @@ from ..redaction import public_url
 from ..untrusted import bounded_info
 
 __all__ = [
+    "HARNESS_AGENT_CLASSES",
     "MAX_INFO_BYTES",
     "PROBE_SECONDS",
     "AgentProcess",
@@ -151,10 +152,19 @@ def agent_info(url: str, timeout: float = PROBE_SECONDS) -> tuple[dict[str, Any]
     return (bounded_info(info) if isinstance(info, dict) else None), None
 
 
+#: ``--agent NAME`` for the agents the Harbor bench plays itself (pytest_benchflow.harbor).
+HARNESS_AGENT_CLASSES = {
+    "oracle": "pytest_benchflow.harbor.bench:OracleAgent",
+    "nop": "pytest_benchflow.harbor.bench:NopAgent",
+}
+
+
 def serve_agent_class(ref: str, host: str = "127.0.0.1") -> AgentServer:
     """Instantiate the BaseAgent named ``module:Class`` (or ``file.py:Class``) and serve it."""
+    # The harness-side agents of Harbor tasks are named without a module (--agent oracle, --agent nop).
+    target = HARNESS_AGENT_CLASSES.get(ref, ref)
     try:
-        cls = import_object(ref, what=f"--agent {ref!r}")
+        cls = import_object(target, what=f"--agent {ref!r}")
     except BenchLoadError as e:
         raise AgentLaunchError(str(e)) from e
     if not (isinstance(cls, type) and issubclass(cls, BaseAgent)):

@@ -11,13 +11,16 @@ import pytest
 
 from ..bench import BaseBench, DataFingerprint, list_task_ids
 from ..bench_lookup import load_bench_class
-from ..errors import BenchflowError, BenchLoadError, ResultsFormatError, RunnerError
+from ..errors import BenchflowError, BenchLoadError, ConfigurationError, ResultsFormatError, RunnerError
+from ..harbor.bench import HARBOR_SCHEME, HarborBench, harbor_bench_class
+from ..harbor.trial import HARNESS_AGENTS
 from ..redaction import url_secrets
 from ..results.reader import RunData, load_run
 from ..results.records import SampleRecord, TaskRecord
 from ..runners import Runner
 from ..runners.bench_container import CONTAINER_METHODS, NO_CONTAINER
 from ..runners.registry import default_image_runner, usable_runners
+from ..sandbox import SandboxProvider
 from ..untrusted import printable
 from .items import NODE_PREFIX
 from .selection import select_tasks, selected_benches
@@ -36,8 +39,10 @@ def load_session(config: pytest.Config, settings: SessionSettings) -> BenchflowR
     run_dir = previous.path if previous is not None else settings.output / run_id
     run = BenchflowRun(config=config, settings=settings, run_id=run_dir.name, run_dir=run_dir)
     make_runner = _RunnerMaker(config, run.run_id)
+    run.sandbox_provider = _sandbox_provider(config, settings.sandbox, run.run_id)
     benches = load_benches(list(settings.benches), config.rootpath, settings.args, settings.runner, make_runner)
     run.benches.update(benches)
+    _harness_agent(run.benches, settings.agent)
     for name, ctx in run.benches.items():
         _check_split(name, ctx.bench, settings.split)
     _check_runner_settings(settings, make_runner)
@@ -48,6 +53,19 @@ def load_session(config: pytest.Config, settings: SessionSettings) -> BenchflowR
     elif previous is not None:
         _continue_from_previous(run, previous)
     return run
+
+
+def _sandbox_provider(config: pytest.Config, name: str, run_id: str) -> SandboxProvider:
+    """The provider ``env.sandbox()`` opens the session's sandboxes from (``--benchflow-sandbox``)."""
+    try:
+        provider: SandboxProvider | None = config.hook.pytest_benchflow_make_sandbox_provider(
+            config=config, name=name, run_id=run_id
+        )
+    except BenchflowError as e:
+        raise ConfigurationError(str(e)) from None
+    if provider is None:
+        raise ConfigurationError(f"--benchflow-sandbox {name!r}: no installed provider or plugin provides it")
+    return provider
 
 
 class _RunnerMaker:
@@ -105,6 +123,29 @@ def _continue_from_previous(run: BenchflowRun, previous: RunData) -> None:
     for record in run.resumed:
         if record.outcome != "error":  # errors are run again: the last record of a task counts
             run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
+
+
+def _harbor_class(ref: str, rootdir: Path) -> type[BaseBench]:
+    """``harbor:PATH``: the Harbor tasks at or below PATH (relative: to the working directory, else ``rootdir``)."""
+    given = ref.removeprefix(HARBOR_SCHEME)
+    path = Path(given).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = rootdir / path
+    if not given or not path.is_dir():
+        raise BenchLoadError(f"--benchflow {ref}: {given or 'PATH'} is not a directory of Harbor tasks")
+    return harbor_bench_class(path.resolve())
+
+
+def _harness_agent(benches: dict[str, BenchContext], agent: str | None) -> None:
+    """``--agent oracle`` / ``--agent nop``: the Harbor bench plays the agent itself; no other bench can."""
+    if agent not in HARNESS_AGENTS:
+        return
+    others = [name for name, ctx in benches.items() if not isinstance(ctx.bench, HarborBench)]
+    if others:
+        raise pytest.UsageError(f"--agent {agent} runs only harbor:PATH benchmarks, not {', '.join(others)}")
+    for ctx in benches.values():
+        assert isinstance(ctx.bench, HarborBench)
+        ctx.bench.harness_agent = agent  # type: ignore[assignment]
 
 
 def _check_split(name: str, bench: BaseBench, split: str) -> None:
@@ -248,14 +289,14 @@ def load_benches(
     contexts: dict[str, BenchContext] = {}
     for ref in dict.fromkeys(refs):
         try:
-            cls = load_bench_class(ref, rootdir)
+            cls = _harbor_class(ref, rootdir) if ref.startswith(HARBOR_SCHEME) else load_bench_class(ref, rootdir)
         except BenchLoadError as e:
             raise pytest.UsageError(str(e)) from None
         try:
             bench = cls()
         except Exception as e:
             raise pytest.UsageError(f"benchmark {ref!r}: {cls.__name__}() raised {type(e).__name__}: {e}") from None
-        name = ref if ":" not in ref else cls.__name__
+        name = "harbor" if ref.startswith(HARBOR_SCHEME) else ref if ":" not in ref else cls.__name__
         try:
             entrance = _checked_call(bench, name, "get_entrypoint", _is_entrance, _ENTRANCE)
             chosen = runner_name or ("local" if entrance is not None else default_image_runner())

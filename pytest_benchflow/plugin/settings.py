@@ -188,6 +188,14 @@ class SessionSettings:
             _optional,
         )
     )
+    sandbox: str = field(
+        metadata=_option(
+            "benchflow_sandbox",
+            "where env.sandbox() opens a task's sandboxes: any installed sandbox provider (default: docker)",
+            _text,
+            "docker",
+        )
+    )
     timeout: float | None = field(
         metadata=_option(
             "benchflow_timeout",

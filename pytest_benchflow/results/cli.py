@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..authoring.cli import add_commands
 from ..bench_lookup import installed_benchmarks, load_bench_class
 from ..errors import ResultsFormatError
 from ..runners import installed_runners
@@ -112,7 +113,7 @@ _ALLOW_HELP = (
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog=PROG,
-        description="Read, compare and list pytest-benchflow results.",
+        description="Read, compare and list pytest-benchflow results; write, build and check benchmarks.",
         epilog="exit codes: 0 success, 1 regression (compare --fail-on-regression), 2 bad input or different data",
     )
     sub = top.add_subparsers(dest="command", required=True)
@@ -137,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     compare.set_defaults(run=_compare)
     listing = sub.add_parser("list", help="list installed benchmarks (splits, arguments) and runners")
     listing.set_defaults(run=_list)
+    add_commands(sub)  # new, build, check: writing a benchmark (pytest_benchflow.authoring)
     return top
 
 

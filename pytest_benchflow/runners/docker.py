@@ -23,6 +23,7 @@ from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
 from .bench_container import BenchContainer, bench_container
 from .engines import Engine, EnginePool, docker_module, parse_engines
+from .input_files import TaskInputs, task_inputs
 from .labels import RUN_LABEL, run_selector, safe_labels
 from .logs import MAX_LOG_BYTES
 from .loopback import check_agent_reachable, is_local_url, network_for_agent
@@ -246,11 +247,12 @@ class DockerRunner(Runner):
 
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         box = bench_container(bench, spec)
+        inputs = task_inputs(bench, spec)  # checked once, before any engine is asked
         while True:
             with self.pool.slot(spec.avoid_engines) as engine:
                 spec.engine = engine.shown
                 try:
-                    self._execute_on(engine, box, spec, env)
+                    self._execute_on(engine, box, spec, env, inputs)
                     return
                 except _EngineDown as down:
                     # Nothing ran there yet: the task goes to another engine, if one remains.
@@ -261,13 +263,16 @@ class DockerRunner(Runner):
             self.pool.lost(engine, reason)
             logger.warning("Docker engine %s lost (%s): no further task goes there", engine.shown, reason)
 
-    def _execute_on(self, engine: Engine, box: BenchContainer, spec: TaskSpec, env: TaskEnvironment) -> None:
+    def _execute_on(
+        self, engine: Engine, box: BenchContainer, spec: TaskSpec, env: TaskEnvironment, inputs: TaskInputs
+    ) -> None:
         errors, image = _docker().errors, box.image
         try:
             self.ensure_image(engine, image)
             container = engine.client().containers.create(
                 image,
-                environment=box.environment(env),
+                # File arguments name their copies in the container (copied in below, before it starts).
+                environment={**box.environment(env), **inputs.environment},
                 # Safe values: the raw task id is in the environment (TEST_START_ID) and the task's record.
                 labels=safe_labels({RUN_LABEL: self.run_id, **spec.labels}),
                 network_mode=self.network_mode(spec.agent_url),
@@ -292,6 +297,7 @@ class DockerRunner(Runner):
         container_id = str(container.id)
         self._running[container_id] = engine
         try:
+            _copy_in(container, inputs)
             self._run(engine, container, box, spec)
         except (errors.DockerException, requests.exceptions.RequestException) as e:
             reason = first_line(str(e))
@@ -378,6 +384,15 @@ class DockerRunner(Runner):
                 _remove(engine, container["Id"])
         self.pool.close()
         self.pool.remove_directory()
+
+
+def _copy_in(container: Any, inputs: TaskInputs) -> None:
+    """The task's input files into the created container, through the Engine API (no bind mount)."""
+    if not inputs.files:
+        return
+    with inputs.archive() as archive:
+        if not container.put_archive("/", archive):
+            raise TaskError(f"the engine refused the task's input files ({len(inputs.files)} files)")
 
 
 class _EngineDown(Exception):
