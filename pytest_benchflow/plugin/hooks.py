@@ -11,15 +11,17 @@ import pytest
 
 from ..cache import CACHE_MODES, ResponseCache, describe
 from ..errors import BenchflowError, ConfigurationError, one_line_reason
-from ..redaction import url_secrets
+from ..redaction import public_url
 from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
 from . import hookspec
+from .agent_set import SessionAgent, start_agents
+from .agents_given import agents_given
 from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrency_value, concurrent_safe
+from .gate import check_gate_agent, gate_settings
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
-from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
 from .options import add_options, choice, positive, price, setting, value
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
@@ -27,7 +29,7 @@ from .progress import MODES as PROGRESS_MODES
 from .progress import ProgressDisplay
 from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter
 from .rootdir import choose_rootdir_again
-from .selection import rewrite_node_id_arguments
+from .selection import rewrite_node_id_arguments, select_agent_items
 from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
 
 
@@ -89,6 +91,8 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "workerinput", {}).get("benchflow_cache")
     if cache:
         run.cache = _open_cache(config, run, cache[1], cache[0])
+        for name, identity in config.workerinput.get("benchflow_agent_caches", {}).items():  # type: ignore[attr-defined]
+            run.agent_caches[name] = _open_cache(config, run, identity, cache[0])
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()
@@ -124,19 +128,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if max_cost and not prices:
         raise pytest.UsageError("--benchflow-max-cost needs --benchflow-price INPUT,OUTPUT to know what tokens cost")
     display = ProgressDisplay.create(config, choice(config, "benchflow_progress", PROGRESS_MODES))
-    run.agent_url, agent = provide_agent(value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd"))
-    if agent is not None:
-        config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
-    # The agent's own key is a secret too: its provider may quote it in any answer or error.
-    run.secrets.update(url_secrets(run.agent_url), agent_secrets(agent))
-    problem = check_agent(run.agent_url)
-    if problem:
-        raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    gate = gate_settings(config)
+    given = agents_given(value(config, "agent_url"), value(config, "agent"), value(config, "agent_cmd"))
+    agents = start_agents(config, given, run.secrets)
+    run.agent_url = agents[0].url
+    if len(agents) > 1:
+        run.agents = {a.name: a.url for a in agents}
+    check_gate_agent(gate, run.agents)
     for runner in run.runners():
-        try:
-            runner.start(run.agent_url)
-        except BenchflowError as e:
-            raise pytest.UsageError(str(e)) from None
+        for agent in agents:  # each agent must be reachable from where tasks run
+            try:
+                runner.start(agent.url)
+            except BenchflowError as e:
+                raise pytest.UsageError(str(e)) from None
     for ctx in run.benches.values():
         try:
             ctx.runner.start_bench(ctx.bench)
@@ -144,26 +148,29 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"{ctx.name}: {e}") from None
     if display is not None:
         run.progress, run.display = display.callback, display
-    info, info_note = agent_info(run.agent_url)
-    concurrency_notes = _choose_concurrency(config, run, concurrency, info)
-    run.cache = _open_cache(config, run, describe(info, _agent_given(config, run)))
-    described = {
-        "url": run.public_agent_url(),
-        "info": run.redact_data(info) if info else None,
-        "given": _agent_given(config, run),
-    }
+    concurrency_notes = _choose_concurrency(config, run, concurrency, agents[0].info)
+    for agent in agents:
+        cache = _open_cache(config, run, describe(agent.info, agent.given))
+        if cache is not None and agent.name:
+            run.agent_caches[agent.name] = cache
+        run.cache = run.cache or cache
+    described = {a.name: _described(run, a) for a in agents}
     if run.cache is not None:
         _say_where_the_cache_is_unused(config, run)
-    if run.resumed_agent is not None:
-        _check_same_agent(run, run.resumed_agent, described)
-    metadata = {
+    if not run.agents and run.resumed_agent is not None:
+        _check_same_agent(run, run.resumed_agent, described[""])
+    elif run.agents and run.resumed_agents is not None:
+        _check_same_agents(run, run.resumed_agents, described)
+    metadata: dict[str, Any] = {
         "run_id": run.run_id,
         "split": run.split,
         "agent_url": run.public_agent_url(),
-        "agent": described,
+        "agent": described.get(""),
         "epochs": run.epochs,
         "argv": [run.redact(a) for a in config.invocation_params.args],
     }
+    if run.agents:  # several: each under its name, none of them "the" agent
+        metadata.update(agent_url=None, agent=None, agents=described)
     try:
         writer = ResultsWriter(
             run.run_dir, metadata, price=prices, earlier=run.resumed, earlier_samples=run.resumed_samples
@@ -176,9 +183,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         html=value(config, "benchflow_html") or None,
         baseline=value(config, "benchflow_baseline") or None,
         max_cost=max_cost,
+        gate=gate,
     )
-    if info_note:
-        reporter.notes.append(run.redact(info_note))
+    reporter.notes += [run.redact(a.info_note) for a in agents if a.info_note]
     reporter.notes += concurrency_notes
     config.pluginmanager.register(reporter, "benchflow-results")
     config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
@@ -225,17 +232,28 @@ def _capacity(run: BenchflowRun, info: dict[str, Any] | None) -> tuple[int | Non
     )
 
 
-def _agent_given(config: pytest.Config, run: BenchflowRun) -> str:
-    """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
+def _described(run: BenchflowRun, agent: SessionAgent) -> dict[str, Any]:
+    """An agent as the run's summary keeps it: URL, ``GET /info`` (masked) and how it was given."""
+    return {
+        "url": public_url(agent.url),
+        "info": run.redact_data(agent.info) if agent.info else None,
+        "given": agent.given,
+    }
 
-    The URL of a served agent changes every session (a free port): this is what stays the same, so
-    resume checks it and the response cache keys on it.
-    """
-    for name in ("agent", "agent_cmd"):
-        given = value(config, name)
-        if given:
-            return f"--{name.replace('_', '-')} {run.redact(str(given))}"
-    return f"--agent-url {run.public_agent_url()}"
+
+def _check_same_agents(run: BenchflowRun, before: dict[str, Any], now: dict[str, dict[str, Any]]) -> None:
+    """A usage error unless a resumed run of several agents continues with the same agents, each as it was."""
+    if set(before) != set(now):
+        raise pytest.UsageError(
+            f"--benchflow-resume {run.run_dir}: that run evaluated the agents {', '.join(sorted(before))}, "
+            f"this session {', '.join(sorted(now))}; resume with the same agents"
+        )
+    for name, described in now.items():
+        earlier = before[name]
+        try:
+            _check_same_agent(run, earlier if isinstance(earlier, dict) else {}, described)
+        except pytest.UsageError as e:
+            raise pytest.UsageError(f"agent {name}: {e}") from None
 
 
 def _check_same_agent(run: BenchflowRun, before: dict[str, Any], now: dict[str, Any]) -> None:
@@ -326,9 +344,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             runs=runs,
             epochs=run.epochs,
             execute=run.run_item,
+            agents=tuple(run.agents) or ("",),
+            finished=frozenset(run.finished.get(name, ())),
         )
         # genitems reports the collector like any other, so "collected N items" counts the tasks.
         bench_items.extend(session.genitems(collector))
+    if run.agents:
+        bench_items = select_agent_items(config, bench_items)
     items[:0] = bench_items
 
 
@@ -435,7 +457,9 @@ class _XdistHooks:
         node.workerinput["benchflow_secrets"] = sorted(run.secrets)
         cache = run.cache
         node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
+        node.workerinput["benchflow_agents"] = run.agents
+        node.workerinput["benchflow_agent_caches"] = {n: c.identity for n, c in run.agent_caches.items()}
         # Workers collect alone: they must skip exactly the tasks the controller found finished.
         node.workerinput["benchflow_finished"] = [
-            [b, t, e] for b, tasks in run.finished.items() for t, e in sorted(tasks)
+            [b, t, e, a] for b, tasks in run.finished.items() for t, e, a in sorted(tasks)
         ]

@@ -95,17 +95,22 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
     run.secrets.update(v for ctx in run.benches.values() for v in ctx.bench.args.secret_values())
     if workerinput:
         run.agent_url = workerinput["benchflow_agent_url"]
+        run.agents = dict(workerinput.get("benchflow_agents") or {})
         run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
-        for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
-            run.finished.setdefault(bench, set()).add((task_id, epoch))
+        for url in run.agents.values():
+            run.secrets.update(url_secrets(url))
+        for bench, task_id, epoch, agent in workerinput.get("benchflow_finished", []):
+            run.finished.setdefault(bench, set()).add((task_id, epoch, agent))
     elif previous is not None:
         _check_resumable(previous, run)
         run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
         agent = previous.metadata.get("agent")
         run.resumed_agent = agent if isinstance(agent, dict) else {}
+        several = previous.metadata.get("agents")
+        run.resumed_agents = several if isinstance(several, dict) else {}
         for record in run.resumed:
             if record.outcome != "error":  # errors are run again: the last record of a task counts
-                run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
+                run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch, record.agent or ""))
     return run
 
 
@@ -135,7 +140,8 @@ def plan_runs(config: pytest.Config, run: BenchflowRun) -> dict[str, list[tuple[
         runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
         runs = select_tasks(config, name, runs, run.epochs)
         done = run.finished.get(name)
-        plan[name] = [r for r in runs if r not in done] if done else runs
+        # With several agents, each agent's finished runs are left out as items are made (BenchCollector).
+        plan[name] = [r for r in runs if (*r, "") not in done] if done else runs
     return plan
 
 
@@ -172,12 +178,14 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
     split = previous.metadata.get("split")
     if split not in (None, run.split):
         raise pytest.UsageError(f"{where}: that run used split {split!r}, this session {run.split!r}")
-    earlier = set(previous.bench_info) or {r.bench for r in previous.records}
+    # A run of several agents keys its summary by bench[agent].
+    earlier = {name.partition("[")[0] for name in previous.bench_info} or {r.bench for r in previous.records}
     if earlier != set(run.benches):
         raise pytest.UsageError(
             f"{where}: that run evaluated {', '.join(sorted(earlier))}, this session {', '.join(sorted(run.benches))}"
         )
-    for name, info in previous.bench_info.items():
+    for key, info in previous.bench_info.items():
+        name = key.partition("[")[0]
         bench_class = run.benches[name].info().bench_class
         if info.bench_class and info.bench_class != bench_class:
             raise pytest.UsageError(

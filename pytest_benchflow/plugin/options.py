@@ -32,9 +32,9 @@ class Option:
 
 OPTIONS = [
     Option("benchflow", "benchmark to run: registered name, package.module:Class or path/file.py:Class", [], True),
-    Option("agent_url", "URL of the agent to evaluate (default: $INTELLIGENCE_URL)"),
-    Option("agent", "serve this BaseAgent (module:Class) on a free loopback port for the session"),
-    Option("agent_cmd", "start the agent with this command, '{port}' replaced by a free port"),
+    Option("agent_url", "[NAME=]URL of an agent to evaluate (repeatable; default: $INTELLIGENCE_URL)", [], True),
+    Option("agent", "[NAME=]module:Class: serve this BaseAgent on a free loopback port (repeatable)", [], True),
+    Option("agent_cmd", "[NAME=]COMMAND: start an agent, '{port}' replaced by a free port (repeatable)", [], True),
     Option("benchflow_split", "split of the benchmark (default: test)", "test"),
     Option("benchflow_arg", "benchmark argument NAME=VALUE (repeatable; overrides $NAME)", [], True),
     Option(
@@ -60,6 +60,8 @@ OPTIONS = [
     ),
     Option("benchflow_transcripts", "keep every agent exchange in each task's transcript.jsonl: on or off", "on"),
     Option("benchflow_rerun_infra", "run a task that errored with an infrastructure error again, up to N times", "1"),
+    Option("benchflow_gate_agent", "with several agents: fail the session if another is significantly worse than NAME"),
+    Option("benchflow_gate_mode", "gate-agent test: worse (no agent worse than it) or better (it beats all)", "worse"),
     Option("benchflow_rerun_kinds", "the error kinds rerun, comma-separated (e.g. agent,infra)", "infra"),
 ]
 
