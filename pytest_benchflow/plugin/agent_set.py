@@ -69,7 +69,8 @@ def start_agents(config: pytest.Config, given: list[AgentGiven], secrets: set[st
     """
     several = len(given) > 1
     agents: list[SessionAgent] = []
-    for one in given or [None]:
+    candidates: list[AgentGiven | None] = [*given] or [None]
+    for one in candidates:
         agent = _start_one(config, one, secrets, several)
         agent.info, agent.info_note = agent_info(agent.url)
         if several:

@@ -92,7 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if cache:
         run.cache = _open_cache(config, run, cache[1], cache[0])
         for name, identity in config.workerinput.get("benchflow_agent_caches", {}).items():  # type: ignore[attr-defined]
-            run.agent_caches[name] = _open_cache(config, run, identity, cache[0])
+            opened = _open_cache(config, run, identity, cache[0])
+            if opened is not None:
+                run.agent_caches[name] = opened
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()

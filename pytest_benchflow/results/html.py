@@ -12,8 +12,8 @@ from typing import Any
 from ..runfiles import escape_surrogates
 from ..stats import Z95, percent, wilson_interval
 from .compare import BenchComparison, verdict
-from .reader import RunData
 from .leaderboard import Leaderboard
+from .reader import RunData
 from .records import BenchSummary, agent_label, bench_key
 from .transcript_reader import read_transcript
 from .writer import group_samples, run_key
@@ -363,8 +363,9 @@ def _leaderboard_section(board: Leaderboard) -> str:
             f'<div class="disagreements" id="{e(_pair_id(board.bench, *sorted((pair.a, pair.b))))}" hidden>'
             f"<h3>{e(pair.a)} vs {e(pair.b)}: {pair.a_better} + {pair.b_better} {e(pair.level)} where they disagree "
             f"({pair.test} p={pair.p_value:.3g}, Holm p={pair.p_holm:.3g})</h3>"
-            f"<table><thead><tr><th>task</th><th>sample</th><th class=\"num\">epoch</th><th class=\"num\">"
-            f"{e(pair.a)}</th><th class=\"num\">{e(pair.b)}</th></tr></thead><tbody>{listed}</tbody></table>{more}</div>"
+            '<table><thead><tr><th>task</th><th>sample</th><th class="num">epoch</th>'
+            f'<th class="num">{e(pair.a)}</th><th class="num">{e(pair.b)}</th></tr></thead>'
+            f"<tbody>{listed}</tbody></table>{more}</div>"
         )
     return (
         f'<section class="leaderboard" data-bench="{e(board.bench)}"><h2>{e(board.bench)}: leaderboard</h2>'

@@ -89,7 +89,8 @@ class Leaderboard:
         data = asdict(self)
         for pair in data["pairs"]:
             pair["disagreements"] = pair["disagreements"][:MAX_DISAGREEMENTS]
-        return _no_nan(data)
+        cleaned: dict[str, Any] = _no_nan(data)
+        return cleaned
 
     def pair(self, a: str, b: str) -> PairComparison | None:
         """The comparison of ``a`` with ``b``, oriented so that its difference is a's minus b's."""
