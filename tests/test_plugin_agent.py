@@ -53,9 +53,10 @@ def test_no_agent_is_a_usage_error(toy: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["ERROR: no agent: give --agent-url URL*--agent module:Class or --agent-cmd*"])
 
 
-def test_two_agents_is_a_usage_error(toy: pytest.Pytester) -> None:
+def test_two_agents_are_each_checked_at_start(toy: pytest.Pytester) -> None:
+    # Several agents run side by side (tests/test_multiagent.py); one that does not answer is named.
     result = toy.runpytest(*TOY, "--agent-url=http://127.0.0.1:1")
-    result.stderr.fnmatch_lines(["ERROR: name the agent one way only, not with --agent-url and --agent"])
+    result.stderr.fnmatch_lines(["ERROR: agent --agent-url http://127.0.0.1:1: agent at http://127.0.0.1:1 does not*"])
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,7 @@ def test_no_hook_no_extra_fields(toy: pytest.Pytester) -> None:
         "engine",
         "error_kind",
         "attempts",
+        "agent",
     }
 
 

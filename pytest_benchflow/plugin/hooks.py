@@ -11,7 +11,7 @@ import pytest
 
 from ..cache import ResponseCache, describe
 from ..errors import BenchflowError, ConfigurationError, one_line_reason
-from ..redaction import url_secrets
+from ..redaction import public_url
 from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
@@ -19,15 +19,17 @@ from ..runners.registry import broken_runners, usable_runners
 from ..sandbox import SandboxProvider
 from ..sandbox.registry import installed_providers, provider_class
 from . import hookspec
+from .agent_set import SessionAgent, start_agents
+from .agents_given import agents_given
 from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrent_safe
+from .gate import AgentGate, check_gate_agent
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
-from .launch import agent_info, agent_secrets, check_agent, provide_agent
 from .loading import load_session, plan_runs
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
 from .progress import ProgressDisplay
 from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter, check_baseline_data
 from .rootdir import choose_rootdir_again
-from .selection import rewrite_node_id_arguments
+from .selection import rewrite_node_id_arguments, select_agent_items
 from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
 from .settings import SETTINGS_KEY, add_options, read_settings
 
@@ -104,6 +106,10 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = getattr(config, "workerinput", {}).get("benchflow_cache")
     if cache:
         run.cache = _open_cache(run, cache[1], cache[0])
+        for name, identity in config.workerinput.get("benchflow_agent_caches", {}).items():  # type: ignore[attr-defined]
+            opened = _open_cache(run, identity, cache[0])
+            if opened is not None:
+                run.agent_caches[name] = opened
     config.stash[RUN_KEY] = run
     redact_logging(config, run.secrets)
     interrupt_on_sigterm()
@@ -144,44 +150,47 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run.fingerprint_data()
     check_baseline_data(run, run.settings.baseline)
     display = ProgressDisplay.create(config, run.settings.progress)
-    _start_agent(config, run)
-    _start_runners(run)
+    gate = AgentGate(run.settings.gate_agent, run.settings.gate_mode)
+    agents = _start_agents(config, run)
+    check_gate_agent(gate, run.agents)
+    _start_runners(run, agents)
     if display is not None:
         run.progress, run.display = display.callback, display
-    info, info_note = agent_info(run.agent_url)
-    concurrency_notes = _choose_concurrency(config, run, run.settings.concurrency, info)
-    run.cache = _open_cache(run, describe(info, _agent_given(run)))
+    concurrency_notes = _choose_concurrency(config, run, run.settings.concurrency, agents[0].info)
+    for agent in agents:
+        cache = _open_cache(run, describe(agent.info, agent.given))
+        if cache is not None and agent.name:
+            run.agent_caches[agent.name] = cache
+        run.cache = run.cache or cache
     if run.cache is not None:
         _say_where_the_cache_is_unused(config, run)
-    reporter = _results_reporter(run, _described_agent(run, info))
-    if info_note:
-        reporter.notes.append(run.redact(info_note))
+    described = _described_agents(run, agents)
+    reporter = _results_reporter(run, described, gate)
+    reporter.notes += [run.redact(a.info_note) for a in agents if a.info_note]
     reporter.notes += concurrency_notes
     reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]
     config.pluginmanager.register(reporter, "benchflow-results")
     config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
 
 
-def _start_agent(config: pytest.Config, run: BenchflowRun) -> None:
-    """Name or start the session's agent (stopped with the session) and check that it answers."""
+def _start_agents(config: pytest.Config, run: BenchflowRun) -> list[SessionAgent]:
+    """Name or start the session's agents (stopped with the session) and check that each answers."""
     settings = run.settings
-    run.agent_url, agent = provide_agent(settings.agent_url, settings.agent, settings.agent_cmd)
-    if agent is not None:
-        config.add_cleanup(agent.stop)  # whatever happens next, the agent is stopped with the session
-    # The agent's own key is a secret too: its provider may quote it in any answer or error.
-    run.secrets.update(url_secrets(run.agent_url), agent_secrets(agent))
-    problem = check_agent(run.agent_url)
-    if problem:
-        raise pytest.UsageError(f"{problem}; start the agent or fix --agent-url before running the benchmark")
+    agents = start_agents(config, agents_given(settings.agent_url, settings.agent, settings.agent_cmd), run.secrets)
+    run.agent_url = agents[0].url
+    if len(agents) > 1:
+        run.agents = {a.name: a.url for a in agents}
+    return agents
 
 
-def _start_runners(run: BenchflowRun) -> None:
+def _start_runners(run: BenchflowRun, agents: list[SessionAgent]) -> None:
     """Each runner's and each bench's start, before any task: what would fail every task is one usage error."""
     for runner in run.runners():
-        try:
-            runner.start(run.agent_url)
-        except BenchflowError as e:
-            raise pytest.UsageError(str(e)) from None
+        for agent in agents:  # each agent must be reachable from where tasks run
+            try:
+                runner.start(agent.url)
+            except BenchflowError as e:
+                raise pytest.UsageError(str(e)) from None
     for ctx in run.benches.values():
         try:
             ctx.runner.start_bench(ctx.bench)
@@ -189,36 +198,39 @@ def _start_runners(run: BenchflowRun) -> None:
             raise pytest.UsageError(f"{ctx.name}: {e}") from None
 
 
-def _described_agent(run: BenchflowRun, info: dict[str, Any] | None) -> dict[str, Any]:
-    """The agent as the run's summary keeps it; a usage error when a resumed run evaluated another one."""
-    described = {
-        "url": run.public_agent_url(),
-        "info": run.redact_data(info) if info else None,
-        "given": _agent_given(run),
-    }
-    if run.resumed_agent is not None:
-        _check_same_agent(run, run.resumed_agent, described)
+def _described_agents(run: BenchflowRun, agents: list[SessionAgent]) -> dict[str, dict[str, Any]]:
+    """The agents as the run's summary keeps them, by name ("" for the only one); a usage error when a resumed
+    run evaluated other ones."""
+    described = {a.name: _described(run, a) for a in agents}
+    if not run.agents and run.resumed_agent is not None:
+        _check_same_agent(run, run.resumed_agent, described[""])
+    elif run.agents and run.resumed_agents is not None:
+        _check_same_agents(run, run.resumed_agents, described)
     return described
 
 
-def _results_reporter(run: BenchflowRun, agent: dict[str, Any]) -> ResultsReporter:
+def _results_reporter(run: BenchflowRun, described: dict[str, dict[str, Any]], gate: AgentGate) -> ResultsReporter:
     """The controller's reporter, with the writer of the run's files (their directory already checked)."""
     settings = run.settings
-    metadata = {
+    metadata: dict[str, Any] = {
         "run_id": run.run_id,
         "split": settings.split,
         "agent_url": run.public_agent_url(),
-        "agent": agent,
+        "agent": described.get(""),
         "epochs": settings.epochs,
         "argv": [run.redact(a) for a in run.config.invocation_params.args],
     }
+    if run.agents:  # several: each under its name, none of them "the" agent
+        metadata.update(agent_url=None, agent=None, agents=described)
     try:
         writer = ResultsWriter(
             run.run_dir, metadata, price=settings.price, earlier=run.resumed, earlier_samples=run.resumed_samples
         )
     except OSError as e:  # a link or FIFO planted at results.jsonl or samples.jsonl: never written through
         raise pytest.UsageError(f"--benchflow-output: cannot write the run's results: {e}") from None
-    return ResultsReporter(run, writer, html=settings.html, baseline=settings.baseline, max_cost=settings.max_cost)
+    return ResultsReporter(
+        run, writer, html=settings.html, baseline=settings.baseline, max_cost=settings.max_cost, gate=gate
+    )
 
 
 def _choose_concurrency(
@@ -262,17 +274,28 @@ def _capacity(run: BenchflowRun, info: dict[str, Any] | None) -> tuple[int | Non
     )
 
 
-def _agent_given(run: BenchflowRun) -> str:
-    """How the session named its agent: ``--agent module:Class``, ``--agent-cmd …`` (masked) or ``--agent-url URL``.
+def _described(run: BenchflowRun, agent: SessionAgent) -> dict[str, Any]:
+    """An agent as the run's summary keeps it: URL, ``GET /info`` (masked) and how it was given."""
+    return {
+        "url": public_url(agent.url),
+        "info": run.redact_data(agent.info) if agent.info else None,
+        "given": agent.given,
+    }
 
-    The URL of a served agent changes every session (a free port): this is what stays the same, so
-    resume checks it and the response cache keys on it.
-    """
-    if run.settings.agent:
-        return f"--agent {run.redact(run.settings.agent)}"
-    if run.settings.agent_cmd:
-        return f"--agent-cmd {run.redact(run.settings.agent_cmd)}"
-    return f"--agent-url {run.public_agent_url()}"
+
+def _check_same_agents(run: BenchflowRun, before: dict[str, Any], now: dict[str, dict[str, Any]]) -> None:
+    """A usage error unless a resumed run of several agents continues with the same agents, each as it was."""
+    if set(before) != set(now):
+        raise pytest.UsageError(
+            f"--benchflow-resume {run.run_dir}: that run evaluated the agents {', '.join(sorted(before))}, "
+            f"this session {', '.join(sorted(now))}; resume with the same agents"
+        )
+    for name, described in now.items():
+        earlier = before[name]
+        try:
+            _check_same_agent(run, earlier if isinstance(earlier, dict) else {}, described)
+        except pytest.UsageError as e:
+            raise pytest.UsageError(f"agent {name}: {e}") from None
 
 
 def _check_same_agent(run: BenchflowRun, before: dict[str, Any], now: dict[str, Any]) -> None:
@@ -362,9 +385,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             runs=runs,
             epochs=run.epochs,
             execute=run.run_item,
+            agents=tuple(run.agents) or ("",),
+            finished=frozenset(run.finished.get(name, ())),
         )
         # genitems reports the collector like any other, so "collected N items" counts the tasks.
         bench_items.extend(session.genitems(collector))
+    if run.agents:
+        bench_items = select_agent_items(config, bench_items)
     items[:0] = bench_items
 
 
@@ -478,9 +505,11 @@ class _XdistHooks:
         node.workerinput["benchflow_secrets"] = sorted(run.secrets)
         cache = run.cache
         node.workerinput["benchflow_cache"] = [str(cache.path), cache.identity] if cache else None
+        node.workerinput["benchflow_agents"] = run.agents
+        node.workerinput["benchflow_agent_caches"] = {n: c.identity for n, c in run.agent_caches.items()}
         # Workers collect alone: they must skip exactly the tasks the controller found finished.
         node.workerinput["benchflow_finished"] = [
-            [b, t, e] for b, tasks in run.finished.items() for t, e in sorted(tasks)
+            [b, t, e, a] for b, tasks in run.finished.items() for t, e, a in sorted(tasks)
         ]
         # Found once in the controller: a worker's tasks of such a bench error with the same line.
         node.workerinput["benchflow_data_problems"] = {

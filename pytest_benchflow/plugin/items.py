@@ -29,6 +29,7 @@ __all__ = [
     "item_name",
     "run_names",
     "split_epoch",
+    "split_run",
     "task_dir_name",
 ]
 
@@ -74,20 +75,37 @@ def task_dir_name(task_id: str) -> str:
 
 
 _EPOCH = re.compile(r"(.*)\[epoch([1-9][0-9]*)\]")
+# An item's suffix with several agents: ``[gpt4o]`` or ``[gpt4o-epoch2]`` (names never end in -epochN).
+_AGENT = re.compile(r"(.*)\[([A-Za-z0-9][A-Za-z0-9_.+-]*?)(?:-epoch([1-9][0-9]*))?\]")
 
 
-def run_names(task_id: str, epoch: int, epochs: int) -> tuple[str, str]:
+def run_names(task_id: str, epoch: int, epochs: int, agent: str = "") -> tuple[str, str]:
     """(item name, directory name) of one epoch of a task: the task's own with one epoch, else
-    ``<name>[epoch<k>]`` and ``<dir>%epoch<k>`` (percent-encoding never yields ``%e``)."""
-    if epochs == 1:
-        return item_name(task_id), task_dir_name(task_id)
-    return f"{item_name(task_id)}[epoch{epoch}]", f"{task_dir_name(task_id)}%epoch{epoch}"
+    ``<name>[epoch<k>]`` and ``<dir>%epoch<k>`` (percent-encoding never yields ``%e``). With several
+    agents, ``<name>[<agent>]`` or ``<name>[<agent>-epoch<k>]``, and ``%@<agent>`` after the directory's."""
+    if not agent:
+        if epochs == 1:
+            return item_name(task_id), task_dir_name(task_id)
+        return f"{item_name(task_id)}[epoch{epoch}]", f"{task_dir_name(task_id)}%epoch{epoch}"
+    suffix = f"-epoch{epoch}" if epochs > 1 else ""
+    directory = task_dir_name(task_id) + (f"%epoch{epoch}" if epochs > 1 else "")
+    return f"{item_name(task_id)}[{agent}{suffix}]", f"{directory}%@{agent}"
 
 
 def split_epoch(name: str) -> tuple[str, int | None]:
     """An item name's task part and epoch (None without an ``[epoch<k>]`` suffix)."""
     found = _EPOCH.fullmatch(name)
     return (found.group(1), int(found.group(2))) if found else (name, None)
+
+
+def split_run(name: str, agents: bool) -> tuple[str, int | None, str]:
+    """An item name's task part, epoch (None without one) and agent ("" unless ``agents``: a session of several)."""
+    if not agents or _EPOCH.fullmatch(name):  # no agent is named epochN
+        return (*split_epoch(name), "")
+    found = _AGENT.fullmatch(name)
+    if not found:
+        return name, None, ""
+    return found.group(1), int(found.group(3)) if found.group(3) else None, found.group(2)
 
 
 class TaskUnresolved(Exception):
@@ -142,6 +160,8 @@ class BenchCollector(pytest.Collector):
         runs: list[tuple[str, int]],
         epochs: int,
         execute: Callable[[BenchItem], None],
+        agents: tuple[str, ...] = ("",),
+        finished: frozenset[tuple[str, int, str]] = frozenset(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -149,31 +169,50 @@ class BenchCollector(pytest.Collector):
         self.runs = runs
         self.epochs = epochs
         self.execute = execute
+        self.agents = agents
+        self.finished = finished
 
     def collect(self) -> Iterator[BenchItem]:
+        # Task by task, each agent's item next to the others': -x or a cost limit stops all agents at one task.
         for task_id, epoch in self.runs:
-            name, dir_name = run_names(task_id, epoch, self.epochs)
-            yield BenchItem.from_parent(
-                self, name=name, bench_name=self.bench_name, task_id=task_id, epoch=epoch, dir_name=dir_name
-            )
+            for agent in self.agents:
+                if (task_id, epoch, agent) in self.finished:
+                    continue
+                name, dir_name = run_names(task_id, epoch, self.epochs, agent)
+                yield BenchItem.from_parent(
+                    self,
+                    name=name,
+                    bench_name=self.bench_name,
+                    task_id=task_id,
+                    epoch=epoch,
+                    dir_name=dir_name,
+                    agent=agent,
+                )
 
 
 class BenchItem(pytest.Item):
     """One task (one epoch of it). Its setup runs the task (a broken run is an error); the test checks
     ``is_resolved``."""
 
-    def __init__(self, *, bench_name: str, task_id: str, epoch: int, dir_name: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, bench_name: str, task_id: str, epoch: int, dir_name: str, agent: str = "", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.bench_name = bench_name
         self.task_id = task_id
         self.epoch = epoch
         self.dir_name = dir_name
+        #: The agent's name in a session of several ("" with one agent).
+        self.agent = agent
         #: The task's run, from its setup until its record is made (then dropped: 12,032 results weigh).
         self.task_run: TaskRun | None = None
         self.add_marker(pytest.mark.benchflow)
         self.keywords[bench_name] = True
         self.user_properties.append(("bench", bench_name))
         self.user_properties.append(("task_id", task_id))
+        if agent:
+            self.keywords[agent] = True
+            self.user_properties.append(("agent", agent))
 
     @property
     def result(self) -> BenchmarkResult | None:

@@ -107,9 +107,12 @@ def _check_selected_benches(settings: SessionSettings, run: BenchflowRun) -> Non
 def _continue_from_controller(run: BenchflowRun, workerinput: dict[str, Any]) -> None:
     """An xdist worker: the agent, the secrets and the finished tasks of a resumed run are the controller's."""
     run.agent_url = workerinput["benchflow_agent_url"]
+    run.agents = dict(workerinput.get("benchflow_agents") or {})
     run.secrets.update(url_secrets(run.agent_url), workerinput.get("benchflow_secrets", []))
-    for bench, task_id, epoch in workerinput.get("benchflow_finished", []):
-        run.finished.setdefault(bench, set()).add((task_id, epoch))
+    for url in run.agents.values():
+        run.secrets.update(url_secrets(url))
+    for bench, task_id, epoch, agent in workerinput.get("benchflow_finished", []):
+        run.finished.setdefault(bench, set()).add((task_id, epoch, agent))
     for bench, problem in workerinput.get("benchflow_data_problems", {}).items():
         run.benches[bench].fingerprint_problem = problem
 
@@ -120,9 +123,11 @@ def _continue_from_previous(run: BenchflowRun, previous: RunData) -> None:
     run.resumed, run.resumed_samples = _known_tasks_only(run, previous)
     agent = previous.metadata.get("agent")
     run.resumed_agent = agent if isinstance(agent, dict) else {}
+    several = previous.metadata.get("agents")
+    run.resumed_agents = several if isinstance(several, dict) else {}
     for record in run.resumed:
         if record.outcome != "error":  # errors are run again: the last record of a task counts
-            run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch))
+            run.finished.setdefault(record.bench, set()).add((record.task_id, record.epoch, record.agent or ""))
 
 
 def _harbor_class(ref: str, rootdir: Path) -> type[BaseBench]:
@@ -136,9 +141,10 @@ def _harbor_class(ref: str, rootdir: Path) -> type[BaseBench]:
     return harbor_bench_class(path.resolve())
 
 
-def _harness_agent(benches: dict[str, BenchContext], agent: str | None) -> None:
+def _harness_agent(benches: dict[str, BenchContext], given: tuple[str, ...]) -> None:
     """``--agent oracle`` / ``--agent nop``: the Harbor bench plays the agent itself; no other bench can."""
-    if agent not in HARNESS_AGENTS:
+    agent = next((a for a in given if a in HARNESS_AGENTS), None)
+    if agent is None:
         return
     others = [name for name, ctx in benches.items() if not isinstance(ctx.bench, HarborBench)]
     if others:
@@ -174,7 +180,8 @@ def plan_runs(run: BenchflowRun) -> dict[str, list[tuple[str, int]]]:
         runs = [(t, 1) for t in task_ids] + [(t, e) for e in range(2, run.epochs + 1) for t in task_ids]
         runs = select_tasks(run.settings.selected, name, runs, run.epochs)
         done = run.finished.get(name)
-        plan[name] = [r for r in runs if r not in done] if done else runs
+        # With several agents, each agent's finished runs are left out as items are made (BenchCollector).
+        plan[name] = [r for r in runs if (*r, "") not in done] if done else runs
     return plan
 
 
@@ -207,12 +214,14 @@ def _check_resumable(previous: RunData, run: BenchflowRun) -> None:
     split = previous.metadata.get("split")
     if split not in (None, run.split):
         raise pytest.UsageError(f"{where}: that run used split {split!r}, this session {run.split!r}")
-    earlier = set(previous.bench_info) or {r.bench for r in previous.records}
+    # A run of several agents keys its summary by bench[agent].
+    earlier = {name.partition("[")[0] for name in previous.bench_info} or {r.bench for r in previous.records}
     if earlier != set(run.benches):
         raise pytest.UsageError(
             f"{where}: that run evaluated {', '.join(sorted(earlier))}, this session {', '.join(sorted(run.benches))}"
         )
-    for name, info in previous.bench_info.items():
+    for key, info in previous.bench_info.items():
+        name = key.partition("[")[0]
         bench_class = run.benches[name].info().bench_class
         if info.bench_class and info.bench_class != bench_class:
             raise pytest.UsageError(

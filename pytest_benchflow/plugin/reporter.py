@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..errors import ResultsFormatError
-from ..results.records import BenchStats, EpochStats, agent_label
+from ..results.records import BenchStats, EpochStats, agent_label, bench_key
 from ..results.writer import ResultsWriter, RunSummary
 from ..stats import ClusteredMean, percent
 from .items import NODE_PREFIX
@@ -17,7 +17,9 @@ from .session import BenchflowRun, take_record
 
 if TYPE_CHECKING:
     from ..results.compare import BenchComparison, DataCheck
+    from ..results.leaderboard import Leaderboard
     from ..results.reader import RunData
+    from .gate import AgentGate
 
 __all__ = ["ERROR_KIND_ATTRIBUTE", "JunitErrorKinds", "ResultsReporter", "check_baseline_data"]
 
@@ -58,8 +60,12 @@ class ResultsReporter:
         html: str | None = None,
         baseline: str | None = None,
         max_cost: float | None = None,
+        gate: AgentGate | None = None,
     ) -> None:
         self.run = run
+        self.gate = gate
+        #: With several agents: each bench's leaderboard, once the summary is written.
+        self.boards: list[Leaderboard] = []
         self.writer = writer
         self.html = html
         self.baseline = baseline
@@ -127,14 +133,15 @@ class ResultsReporter:
         summary = self.writer.finish(
             exit_status=int(exitstatus),
             interrupted=int(exitstatus) == int(pytest.ExitCode.INTERRUPTED),
-            bench_info={name: ctx.info() for name, ctx in run.benches.items()},
+            # With several agents, each agent's tasks of a bench are counted apart: bench[agent].
+            bench_info={bench_key(n, a): ctx.info() for n, ctx in run.benches.items() for a in run.agents or [""]},
             breakdown=self._breakdown,
         )
         if summary is None:
             self.notes.append("the session stopped before any task finished: no results written")
             return
         self.summary = summary
-        if self.html or self.baseline:
+        if self.html or self.baseline or run.agents:
             self._after_summary(session)
 
     def _record_not_started(self, reason: str) -> None:
@@ -145,7 +152,7 @@ class ResultsReporter:
                 self.writer.add(self.run.crash_record(nodeid, f"not started: {reason}", "budget"))
 
     def _breakdown(self, name: str, records: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
-        rows, problem = self.run.benches[name].breakdown(records)
+        rows, problem = self.run.benches[name.partition("[")[0]].breakdown(records)
         if problem:
             self.notes.append(problem)
         return rows
@@ -157,6 +164,8 @@ class ResultsReporter:
 
         current = load_run(self.run.run_dir)
         self.notes += current.warnings
+        if self.run.agents:
+            self._leaderboards(session, current)
         base, comparisons, data = None, None, None
         if self.baseline:
             try:
@@ -186,7 +195,7 @@ class ResultsReporter:
         if self.html:
             path = Path(self.html)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render_html(current, comparisons, base, data=data), encoding="utf-8")
+            path.write_text(render_html(current, comparisons, base, data=data, boards=self.boards), encoding="utf-8")
             self.notes.append(f"HTML report: {path}")
 
     def _refuse(self, session: pytest.Session, reason: str) -> None:
@@ -194,6 +203,21 @@ class ResultsReporter:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
         self.failure = reason
         self.writer.fail(int(session.exitstatus), reason)
+
+    def _leaderboards(self, session: pytest.Session, current: Any) -> None:
+        """Rank the agents of each bench, compare them pairwise into summary.json; apply --benchflow-gate-agent."""
+        from ..results.leaderboard import leaderboards
+        from .gate import gate_failure
+
+        self.boards = leaderboards(current)
+        self.writer.add_to_summary("leaderboards", {b.bench: b.to_json() for b in self.boards})
+        failure = gate_failure(self.gate, self.boards) if self.gate is not None else None
+        if failure and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            self.failure = failure
+            self.writer.fail(int(session.exitstatus), failure)
+            current.metadata.update(exit_status=int(session.exitstatus), exit_reason=failure)
+            session.config.pluginmanager.register(_FailureLine(failure, 0), "benchflow-gate-line")
 
     def _fail_on(self, session: pytest.Session, regressed: list[BenchComparison], base: Path) -> None:
         """Fail a session whose tasks may all have passed, and say why last and in the run's files."""
@@ -222,6 +246,8 @@ class ResultsReporter:
         label = agent_label(self.writer.metadata.get("agent"))
         if label:
             tr.line(f"agent: {label}")
+        for name, described in (self.writer.metadata.get("agents") or {}).items():
+            tr.line(f"agent {name}: {agent_label(described)}")
         if self.summary.interrupted:
             tr.line("run interrupted: the results below cover the tasks that finished", yellow=True)
         for name, bench in self.summary.benches.items():
@@ -245,6 +271,12 @@ class ResultsReporter:
                 tr.line("  " + engines_line(b.engines))
             if bench.info.breakdown:
                 _table(tr, bench.info.breakdown)
+        if self.boards:
+            from ..results.leaderboard import format_leaderboards
+
+            tr.section("benchflow leaderboard")
+            for line in format_leaderboards(self.boards):
+                tr.line(line, bold=line.lstrip().startswith("*"))
         tr.line(f"results: {self.run.run_dir} (results.jsonl, summary.json)")
         for note in self.notes:
             tr.line(note)
@@ -291,7 +323,8 @@ class _FailureLine:
         try:
             return (yield)
         finally:
-            terminalreporter.stats.setdefault("regressed vs baseline", []).extend(["benchflow"] * self.regressed)
+            if self.regressed:
+                terminalreporter.stats.setdefault("regressed vs baseline", []).extend(["benchflow"] * self.regressed)
             terminalreporter.line(f"session failed: {self.reason}", red=True, bold=True)
 
 

@@ -43,7 +43,7 @@ from .items import (
     failure_report,
     item_name,
     run_names,
-    split_epoch,
+    split_run,
 )
 from .progress import ProgressDisplay
 from .reruns import with_reruns
@@ -115,7 +115,7 @@ def unpacked_record(packed: dict[str, Any]) -> tuple[TaskRecord, list[SampleReco
     # Written by packed_record in one of this session's processes: no need to validate it again.
     record = TaskRecord.from_written(data)
     samples = [
-        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None)
+        SampleRecord(record.bench, record.task_id, sample_id, score, record.epoch, metadata or None, record.agent)
         for sample_id, score, metadata in packed.pop(_SAMPLES_ATTRIBUTE, None) or []
     ]
     return record, samples
@@ -234,8 +234,12 @@ class BenchflowRun:
     progress: Callable[[str, str], ProgressCallback | None] = lambda bench, task: None
     #: Every secret value seen: session and task arguments, credentials of the agent URL.
     secrets: set[str] = field(default_factory=set)
-    #: Resuming: each bench's (task, epoch) runs that already have a final record (passed or failed).
-    finished: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    #: Resuming: each bench's (task, epoch, agent name or "") runs that already have a final record (passed or failed).
+    finished: dict[str, set[tuple[str, int, str]]] = field(default_factory=dict)
+    #: With several agents: each one's name and URL, in the order given (empty with one agent: ``agent_url``).
+    agents: dict[str, str] = field(default_factory=dict)
+    #: With several agents and ``--benchflow-cache``: each one's response cache (its identity in the keys).
+    agent_caches: dict[str, ResponseCache] = field(default_factory=dict)
     #: The response cache of in-process tasks (--benchflow-cache), or None.
     cache: ResponseCache | None = None
     #: Resuming, in the controller: the records and samples already in the run.
@@ -243,6 +247,8 @@ class BenchflowRun:
     resumed_samples: list[SampleRecord] = field(default_factory=list)
     #: Resuming, in the controller: the agent of the run (its summary's ``agent``; empty when it has none).
     resumed_agent: dict[str, Any] | None = None
+    #: Resuming a run of several agents, in the controller: its summary's ``agents`` (name → as described).
+    resumed_agents: dict[str, Any] | None = None
     #: Node ids of tasks whose xdist worker died while running them (controller; xdist's pytest_handlecrashitem).
     crashed: set[str] = field(default_factory=set)
     #: Each bench's (task, epoch) runs to collect, planned once in the controller at session start.
@@ -346,7 +352,7 @@ class BenchflowRun:
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,
-                agent_url=self.agent_url,
+                agent_url=self.agents[item.agent] if item.agent else self.agent_url,
                 args=args,
                 results_dir=self.run_dir / ctx.name / "results" / item.dir_name,
                 log_dir=self.run_dir / ctx.name / "logs" / item.dir_name,
@@ -355,7 +361,7 @@ class BenchflowRun:
                 progress=self.progress(ctx.name, item.task_id),
                 labels={"benchflow.run": self.run_id, "benchflow.bench": ctx.name, "benchflow.task": item.task_id},
                 secret_values=sorted(self.secrets),
-                cache=self.cache,
+                cache=self.agent_caches.get(item.agent, self.cache) if item.agent else self.cache,
                 epoch=item.epoch,
                 transcripts=self.transcripts,
                 avoid_engines=avoid,
@@ -444,6 +450,7 @@ class BenchflowRun:
                 s.score,
                 item.epoch,
                 self.redact_data(s.metadata) if s.metadata else None,
+                item.agent or None,
             )
             for s in task_run.samples
         ]
@@ -467,6 +474,7 @@ class BenchflowRun:
             engine=task_run.engine,
             error_kind=kind,
             attempts=task_run.attempts or None,
+            agent=item.agent or None,
         )
         if self.config.hook.pytest_benchflow_record.get_hookimpls():  # none: nothing to call, copy or check
             self._add_plugin_fields(record, item)
@@ -506,13 +514,13 @@ class BenchflowRun:
         """The error record of a task whose process died while running it (an xdist worker killed: ``infra``),
         or of one never started (``budget``)."""
         bench, _, full_name = nodeid.removeprefix(NODE_PREFIX).partition("::")
-        name, epoch = split_epoch(full_name)
+        name, epoch, agent = split_run(full_name, bool(self.agents))
         ctx = self.benches.get(bench)
         task_id = name
         if ctx is not None and item_name(name) != name:
             # A hashed node name: the task listing (read only now, on this rare path) says which id it was.
             task_id = next((t for t in list_task_ids(ctx.bench, self.split) if item_name(t) == name), name)
-        dir_name = run_names(task_id, epoch or 1, self.epochs)[1]
+        dir_name = run_names(task_id, epoch or 1, self.epochs, agent)[1]
         return TaskRecord(
             bench=bench,
             task_id=task_id,
@@ -524,6 +532,7 @@ class BenchflowRun:
             finished_at=time.time(),
             epoch=epoch or 1,
             error_kind=kind,
+            agent=agent or None,
         )
 
     def redact_report(self, report: pytest.TestReport) -> None:

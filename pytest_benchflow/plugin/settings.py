@@ -25,6 +25,7 @@ from ..errors import ConfigurationError
 from ..runners import Runner
 from ..runners.registry import usable_runners
 from .concurrency import concurrency_value
+from .gate import GATE_MODES
 from .progress import MODES as PROGRESS_MODES
 from .reruns import RerunPolicy, parse_rerun_kinds, parse_reruns
 from .selection import selected_benches
@@ -162,16 +163,30 @@ class SessionSettings:
             lines=True,
         )
     )
-    agent_url: str | None = field(
-        metadata=_option("agent_url", "URL of the agent to evaluate (default: $INTELLIGENCE_URL)", _optional)
-    )
-    agent: str | None = field(
+    #: The agents, as given (``[NAME=]VALUE`` each; see agents_given.py): none means ``$INTELLIGENCE_URL``.
+    agent_url: tuple[str, ...] = field(
         metadata=_option(
-            "agent", "serve this BaseAgent (module:Class) on a free loopback port for the session", _optional
+            "agent_url",
+            "[NAME=]URL of an agent to evaluate (repeatable; default: $INTELLIGENCE_URL)",
+            _items,
+            lines=True,
         )
     )
-    agent_cmd: str | None = field(
-        metadata=_option("agent_cmd", "start the agent with this command, '{port}' replaced by a free port", _optional)
+    agent: tuple[str, ...] = field(
+        metadata=_option(
+            "agent",
+            "[NAME=]module:Class: serve this BaseAgent on a free loopback port (repeatable)",
+            _items,
+            lines=True,
+        )
+    )
+    agent_cmd: tuple[str, ...] = field(
+        metadata=_option(
+            "agent_cmd",
+            "[NAME=]COMMAND: start an agent, '{port}' replaced by a free port (repeatable)",
+            _items,
+            lines=True,
+        )
     )
     split: str = field(metadata=_option("benchflow_split", "split of the benchmark (default: test)", _text, "test"))
     #: ``--benchflow-arg NAME=VALUE`` pairs.
@@ -302,6 +317,21 @@ class SessionSettings:
             "the error kinds rerun, comma-separated (e.g. agent,infra)",
             lambda raw, setting, cwd: parse_rerun_kinds(raw),
             "infra",
+        )
+    )
+    gate_agent: str | None = field(
+        metadata=_option(
+            "benchflow_gate_agent",
+            "with several agents: fail the session if another is significantly worse than NAME",
+            _optional,
+        )
+    )
+    gate_mode: str = field(
+        metadata=_option(
+            "benchflow_gate_mode",
+            "gate-agent test: worse (no agent worse than it) or better (it beats all)",
+            partial(_choice, GATE_MODES),
+            "worse",
         )
     )
     #: Node ids given as arguments (``benchflow:<bench>[::<task>]``; see selection.py).

@@ -20,7 +20,7 @@ from ..stats import (
 )
 from ..untrusted import printable
 from .reader import RunData
-from .records import BenchInfo, BenchStats, SampleRecord, TaskRecord
+from .records import BenchInfo, BenchStats, SampleRecord, TaskRecord, bench_key
 
 __all__ = [
     "ALLOW_DATA_CHANGE",
@@ -194,10 +194,11 @@ _WITHOUT_INFRA = "without infrastructure errors"
 
 
 def _resolved(records: list[TaskRecord], bench: str, without_infra: bool) -> dict[tuple[str, int], bool]:
-    """Whether each (task, epoch) was resolved; ``without_infra``: runs with an infrastructure error left out."""
+    """Whether each (task, epoch) was resolved; ``without_infra``: runs with an infrastructure error left out.
+    ``bench`` is a summary's key: ``bench[agent]`` for one agent of a session of several."""
     found: dict[tuple[str, int], bool] = {}
     for r in records:
-        if r.bench == bench:
+        if bench_key(r.bench, r.agent) == bench:
             # The last record of a task's epoch counts (a resumed run reruns errors).
             found.pop((r.task_id, r.epoch), None)
             if not (without_infra and r.outcome == "error" and r.error_kind in INFRASTRUCTURE_KINDS):
@@ -210,7 +211,7 @@ def _task_label(task: tuple[str, int], epochs: bool) -> str:
 
 
 def _scores(samples: list[SampleRecord], bench: str) -> dict[tuple[str, int], SampleRecord]:
-    return {(s.sample_id, s.epoch): s for s in samples if s.bench == bench}
+    return {(s.sample_id, s.epoch): s for s in samples if bench_key(s.bench, s.agent) == bench}
 
 
 def compare_samples(

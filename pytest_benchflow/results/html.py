@@ -12,10 +12,11 @@ from typing import Any
 from ..runfiles import escape_surrogates
 from ..stats import Z95, percent, wilson_interval
 from .compare import BenchComparison, DataCheck, verdict
+from .leaderboard import Leaderboard
 from .reader import RunData
-from .records import BenchSummary, agent_label
+from .records import BenchSummary, agent_label, bench_key
 from .transcript_reader import read_transcript
-from .writer import group_samples
+from .writer import group_samples, run_key
 
 __all__ = ["MAX_FLIPS_SHOWN", "MAX_SAMPLES", "TRANSCRIPT_BUDGET", "render_html"]
 
@@ -207,7 +208,7 @@ def _task_rows(run: RunData) -> list[dict[str, Any]]:
         rows.append(
             {
                 "index": i,
-                "bench": r.bench,
+                "bench": bench_key(r.bench, r.agent),
                 "task_id": f"{r.task_id} (epoch {r.epoch})" if epochs else r.task_id,
                 "outcome": r.outcome,
                 "duration": float(r.duration),
@@ -227,7 +228,7 @@ def _sample_data(run: RunData, budget: int) -> dict[str, Any]:
     ``exchanges``: per task index, transcripts of exchanges without a sample id.
     """
     groups = group_samples(run.samples)
-    per_task = [groups.get((r.bench, r.task_id, r.epoch), []) for r in run.records]
+    per_task = [groups.get(run_key(r), []) for r in run.records]
     # What one reads first: tasks that failed or have wrong samples.
     order = sorted(
         range(len(run.records)),
@@ -320,6 +321,76 @@ def _comparison_section(comparisons: list[BenchComparison], base: RunData, data:
     return "".join(parts)
 
 
+def _pair_id(bench: str, a: str, b: str) -> str:
+    return "pair-" + "-".join(f"{len(x)}{x}" for x in (bench, a, b))  # lengths first: never two pairs' ids alike
+
+
+def _leaderboard_section(board: Leaderboard) -> str:
+    """A bench's agents ranked, the pairwise matrix (row minus column), and each pair's disagreements."""
+    e = html.escape
+    rows = "".join(
+        f'<tr class="agent-row" data-agent="{e(r.agent)}"><td>{rank}</td><td>{e(r.agent)}</td>'
+        f'<td class="num">{r.resolved}/{r.tasks}</td><td class="num">{percent(r.resolution_rate)} '
+        f"[{percent(r.resolution_rate_ci95[0])}–{percent(r.resolution_rate_ci95[1])}]</td>"
+        f'<td class="num">{percent(r.sample_mean)}'
+        + (f" [{percent(r.sample_ci95[0])}–{percent(r.sample_ci95[1])}]" if r.sample_ci95 else "")
+        + f'</td><td class="num">{r.tokens or 0:,}</td>'
+        f'<td class="num">{"" if r.cost is None else f"${r.cost:.4f}"}</td>'
+        f"<td>{e(', '.join(f'{n} {k}' for k, n in r.error_kinds.items()) or '0')}</td></tr>"
+        for rank, r in enumerate(board.agents, 1)
+    )
+    names = [r.agent for r in board.agents]
+    matrix = ["<tr><th></th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>"]
+    details = []
+    for a in names:
+        cells = [f"<th>{e(a)}</th>"]
+        for b in names:
+            pair = board.pair(a, b) if a != b else None
+            if pair is None:
+                cells.append('<td class="self">—</td>')
+                continue
+            target = _pair_id(board.bench, *sorted((a, b)))
+            mark = " significant" if pair.significant else ""
+            cells.append(
+                f'<td class="pair{mark}" data-a="{e(a)}" data-b="{e(b)}" data-target="{e(target)}" '
+                f'data-difference="{pair.difference:.6f}" data-p-holm="{pair.p_holm:.6g}" tabindex="0">'
+                f"{100 * pair.difference:+.1f}pp{' *' if pair.significant else ''}<small>"
+                f"[{100 * pair.ci95[0]:+.1f}, {100 * pair.ci95[1]:+.1f}] p={pair.p_holm:.2g}</small></td>"
+            )
+        matrix.append("<tr>" + "".join(cells) + "</tr>")
+    for pair in board.pairs:
+        shown = pair.disagreements[:MAX_FLIPS_SHOWN]
+        listed = "".join(
+            f'<tr class="disagreement"><td>{e(t)}</td><td>{e(s)}</td><td class="num">{ep}</td>'
+            f'<td class="num">{x:g}</td><td class="num">{y:g}</td></tr>'
+            for t, s, ep, x, y in shown
+        )
+        more = (
+            f'<p class="note">{len(shown)} of {len(pair.disagreements):,} shown; all are in samples.jsonl</p>'
+            if len(pair.disagreements) > len(shown)
+            else ""
+        )
+        details.append(
+            f'<div class="disagreements" id="{e(_pair_id(board.bench, *sorted((pair.a, pair.b))))}" hidden>'
+            f"<h3>{e(pair.a)} vs {e(pair.b)}: {pair.a_better} + {pair.b_better} {e(pair.level)} where they disagree "
+            f"({pair.test} p={pair.p_value:.3g}, Holm p={pair.p_holm:.3g})</h3>"
+            '<table><thead><tr><th>task</th><th>sample</th><th class="num">epoch</th>'
+            f'<th class="num">{e(pair.a)}</th><th class="num">{e(pair.b)}</th></tr></thead>'
+            f"<tbody>{listed}</tbody></table>{more}</div>"
+        )
+    return (
+        f'<section class="leaderboard" data-bench="{e(board.bench)}"><h2>{e(board.bench)}: leaderboard</h2>'
+        '<table class="agents"><thead><tr><th>#</th><th>agent</th><th class="num">resolved</th>'
+        '<th class="num">resolution rate [95% CI]</th><th class="num">mean sample score [95% CI]</th>'
+        '<th class="num">tokens</th><th class="num">cost</th><th>errors</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+        f"<p>Pairwise: row minus column, paired over the {e(board.pairs[0].level if board.pairs else 'samples')} "
+        f"both answered, 95% CI clustered by task; p Holm-corrected across pairs, * significant at {board.alpha:g}. "
+        "Click a cell for the samples where the two disagree.</p>"
+        f'<table class="matrix">{"".join(matrix)}</table>' + "".join(details) + "</section>"
+    )
+
+
 def _script_json(value: Any) -> str:
     # Inside <script>, "<!--", "<script" and "</script" change how the page parses: no "<" stays literal.
     return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
@@ -332,6 +403,7 @@ def render_html(
     transcript_budget: int = TRANSCRIPT_BUDGET,
     *,
     data: DataCheck | None = None,
+    boards: list[Leaderboard] | None = None,
 ) -> str:
     """The report as one HTML string: inline CSS, SVG and script, nothing fetched at view time.
 
@@ -360,6 +432,7 @@ def render_html(
         '<body><main><header><h1>Benchmark report</h1><dl class="meta">'
         + "".join(f"<dt>{k}</dt><dd>{html.escape(str(v))}</dd>" for k, v in shown_meta if v is not None)
         + "</dl></header>"
+        + "".join(_leaderboard_section(board) for board in boards or [])
         + "".join(_bench_section(name, bench) for name, bench in benches.items())
         + (_comparison_section(comparisons, base, data) if comparisons and base is not None else "")
         + '<section id="tasks"><h2>Tasks</h2><div class="controls">'
@@ -375,5 +448,7 @@ def render_html(
         + "</section></main>"
         f'<script type="application/json" id="task-data">{_script_json(_task_rows(run))}</script>'
         f'<script type="application/json" id="sample-data">{_script_json(samples)}</script>'
-        f"<script>{_asset('report.js')}</script></body></html>"
+        f"<script>{_asset('report.js')}</script>"
+        + (f"<script>{_asset('leaderboard.js')}</script>" if boards else "")
+        + "</body></html>"
     )

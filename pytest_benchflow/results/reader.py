@@ -11,8 +11,17 @@ from typing import Any
 
 from ..errors import ResultsFormatError
 from ..runfiles import read_text, split_lines
-from .records import BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord, check_version, json_type
-from .writer import NEVER_RAN, group_samples
+from .records import (
+    BenchInfo,
+    BenchSummary,
+    BenchTally,
+    SampleRecord,
+    TaskRecord,
+    bench_key,
+    check_version,
+    json_type,
+)
+from .writer import NEVER_RAN, group_samples, run_key
 
 __all__ = ["RunData", "load_run"]
 
@@ -31,12 +40,13 @@ class RunData:
     samples: list[SampleRecord] = field(default_factory=list)
 
     def benches(self) -> dict[str, BenchSummary]:
-        """Per bench: the written info (args, breakdown, …) with counts and statistics from the records."""
+        """Per bench (per ``bench[agent]`` with several agents): the written info (args, breakdown, …) with
+        counts and statistics from the records."""
         tallies: dict[str, BenchTally] = {}
         groups = group_samples(self.samples)
         for record in self.records:
-            tallies.setdefault(record.bench, BenchTally()).add(
-                record, groups.get((record.bench, record.task_id, record.epoch), [])
+            tallies.setdefault(bench_key(record.bench, record.agent), BenchTally()).add(
+                record, groups.get(run_key(record), [])
             )
         names = list(dict.fromkeys([*self.bench_info, *tallies]))
         found = {}
@@ -131,13 +141,13 @@ def _read_lines(path: Path, warnings: list[str]) -> list[tuple[Any, str]]:
 def _read_records(jsonl: Path, warnings: list[str]) -> list[TaskRecord]:
     records = [TaskRecord.from_json(data, where) for data, where in _read_lines(jsonl, warnings)]
     # A resumed run reruns tasks that errored: the last record of a task's epoch is the one that counts.
-    latest = {(r.bench, r.task_id, r.epoch): r for r in records}
+    latest = {run_key(r): r for r in records}
     return list(latest.values()) if len(latest) < len(records) else records
 
 
 def _read_samples(jsonl: Path, warnings: list[str]) -> list[SampleRecord]:
     samples = [SampleRecord.from_json(data, where) for data, where in _read_lines(jsonl, warnings)]
-    latest = {(s.bench, s.task_id, s.epoch, s.sample_id): s for s in samples}
+    latest = {(s.bench, s.task_id, s.epoch, s.agent, s.sample_id): s for s in samples}
     return list(latest.values()) if len(latest) < len(samples) else samples
 
 

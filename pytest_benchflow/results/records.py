@@ -33,6 +33,7 @@ __all__ = [
     "SampleRecord",
     "TaskRecord",
     "agent_label",
+    "bench_key",
     "check_version",
     "json_type",
 ]
@@ -68,6 +69,11 @@ def agent_label(agent: Any) -> str | None:
     name = printable(str(info.get("name") or ""), _LABEL_PART)
     described = f"{name} ({about})" if name and about else name or about
     return printable(str(agent.get("url")), _LABEL_PART) + (f": {described}" if described else "")
+
+
+def bench_key(bench: str, agent: str | None) -> str:
+    """Where a record counts in a summary: its bench, or ``bench[agent]`` in a session of several agents."""
+    return f"{bench}[{agent}]" if agent else bench
 
 
 def json_type(value: Any) -> str:
@@ -342,6 +348,8 @@ class TaskRecord(_Record):
     #: The attempts before the last, when the task was rerun (``--benchflow-rerun-infra``): each its
     #: ``error_kind``, ``reason``, ``engine``, ``duration`` and ``usage``; ``usage`` above sums all attempts'.
     attempts: list[dict[str, Any]] | None = optional(check=_check_attempts)
+    #: The agent's name in a session of several (``--agent-url NAME=URL``, …); None with one agent.
+    agent: str | None = optional()
     #: Fields a ``pytest_benchflow_record`` hook added, written at the top level of the line after the
     #: declared ones (whose names they may not take); read back, the fields this version does not declare.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -375,6 +383,8 @@ class SampleRecord(_Record):
     score: float = field(metadata={_RANGE: (0, 1)})
     epoch: int = 1
     metadata: dict[str, Any] | None = optional()
+    #: The agent's name in a session of several; None with one agent.
+    agent: str | None = optional()
 
 
 @dataclass

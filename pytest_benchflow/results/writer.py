@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..runfiles import escape_surrogates, json_line, open_for_writing
-from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord
+from .records import SCHEMA_VERSION, BenchInfo, BenchSummary, BenchTally, SampleRecord, TaskRecord, bench_key
 
-__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso"]
+__all__ = ["NEVER_RAN", "ResultsWriter", "RunSummary", "cost", "finite", "group_samples", "now_iso", "run_key"]
 
 # pytest's exit codes of a session that did not run as asked: INTERNAL_ERROR, USAGE_ERROR.
 NEVER_RAN = (3, 4)
@@ -81,12 +81,17 @@ class RunSummary:
     benches: dict[str, BenchSummary] = field(default_factory=dict)
 
 
-def group_samples(samples: Iterable[SampleRecord]) -> dict[tuple[str, str, int], list[SampleRecord]]:
-    """Samples by (bench, task, epoch), in the order read."""
-    groups: dict[tuple[str, str, int], list[SampleRecord]] = {}
+def group_samples(samples: Iterable[SampleRecord]) -> dict[tuple[str, str, int, str], list[SampleRecord]]:
+    """Samples by (bench, task, epoch, agent name or ""), in the order read."""
+    groups: dict[tuple[str, str, int, str], list[SampleRecord]] = {}
     for sample in samples:
-        groups.setdefault((sample.bench, sample.task_id, sample.epoch), []).append(sample)
+        groups.setdefault((sample.bench, sample.task_id, sample.epoch, sample.agent or ""), []).append(sample)
     return groups
+
+
+def run_key(record: TaskRecord) -> tuple[str, str, int, str]:
+    """What a record is one run of: (bench, task, epoch, agent name or "")."""
+    return record.bench, record.task_id, record.epoch, record.agent or ""
 
 
 class ResultsWriter:
@@ -116,13 +121,13 @@ class ResultsWriter:
         if earlier:
             self.metadata["resumed_at"] = self.metadata["started_at"]
         self.tallies: dict[str, BenchTally] = {}
-        self._costs: dict[tuple[str, str, int], float] = {}
-        self.durations: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._costs: dict[tuple[str, str, int, str], float] = {}
+        self.durations: dict[tuple[str, str, int, str], dict[str, Any]] = {}
         self.written = 0
         self._summary: dict[str, Any] = {}
         earlier_groups = group_samples(earlier_samples)
         for record in earlier:
-            self._count(record, earlier_groups.get((record.bench, record.task_id, record.epoch), []))
+            self._count(record, earlier_groups.get(run_key(record), []))
         self._jsonl: IO[str] = open_for_writing(run_dir / "results.jsonl")
         try:
             self._samples: IO[str] = open_for_writing(run_dir / "samples.jsonl")
@@ -161,16 +166,19 @@ class ResultsWriter:
         self._count(record, samples or [])
 
     def _count(self, record: TaskRecord, samples: list[SampleRecord]) -> None:
-        self.tallies.setdefault(record.bench, BenchTally()).add(record, samples)
+        self.tallies.setdefault(bench_key(record.bench, record.agent), BenchTally()).add(record, samples)
+        key = run_key(record)
         if self.price and record.usage:
-            self._costs[(record.bench, record.task_id, record.epoch)] = cost(record.usage, self.price)
-        self.durations[record.bench, record.task_id, record.epoch] = {
+            self._costs[key] = cost(record.usage, self.price)
+        self.durations[key] = {
             "bench": record.bench,
             "task_id": record.task_id,
             "epoch": record.epoch,
             "outcome": record.outcome,
             "duration": record.duration,
         }
+        if record.agent:
+            self.durations[key]["agent"] = record.agent
 
     def finish(
         self,
@@ -213,6 +221,11 @@ class ResultsWriter:
         self._summary = summary
         self._write_summary()
         return result
+
+    def add_to_summary(self, key: str, value: Any) -> None:
+        """Add ``key`` to the written ``summary.json`` (the leaderboards of a session of several agents)."""
+        self._summary[key] = value
+        self._write_summary()
 
     def fail(self, exit_status: int, reason: str) -> None:
         """Record in ``summary.json`` that the session failed after it was written (a baseline gate)."""
