@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .schemas import ResolvedArgs
 from .usage import token_count
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox, TaskSandboxes
 
 __all__ = ["PROGRESS_PREFIX", "TaskEnvironment", "report_progress", "task_environment"]
 
@@ -21,6 +25,26 @@ class TaskEnvironment(dict[str, str]):
     """The environment mapping of one task; in-process it also carries a progress callback."""
 
     progress_callback: ProgressCallback | None = None
+    #: The task's sandboxes (in-process tasks run by pytest-benchflow), or None.
+    sandboxes: TaskSandboxes | None = None
+
+    def sandbox(
+        self, image: str, *, cpus: float = 1.0, memory_mb: int = 2048, network: str = "none", **settings: Any
+    ) -> Sandbox:
+        """A new sandbox of ``image`` for this task, labelled with it and closed when the task ends (use it as a
+        context manager to close it sooner). ``network="none"`` unless the task needs the internet (``"bridge"``);
+        other settings are :class:`~pytest_benchflow.sandbox.SandboxSpec`'s (``pids``, ``workdir``, ``env``…).
+
+        Raises:
+            SandboxError: no provider (a task outside pytest-benchflow), a wrong setting, or the sandbox cannot start.
+        """
+        if self.sandboxes is None:
+            from .sandbox import SandboxError
+
+            raise SandboxError(
+                "this task has no sandboxes: env.sandbox() works in tasks run in-process by pytest --benchflow"
+            )
+        return self.sandboxes.open(image, cpus=cpus, memory_mb=memory_mb, network=network, **settings)
 
     def __repr__(self) -> str:
         return f"TaskEnvironment({sorted(self)})"

@@ -16,6 +16,8 @@ from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
+from ..sandbox import SandboxProvider
+from ..sandbox.registry import installed_providers, provider_class
 from . import hookspec
 from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrency_value, concurrent_safe
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
@@ -63,7 +65,19 @@ class _ConfigurationErrors:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser, [option for cls in usable_runners().values() for option in cls.options()])
+    runner_options = [option for cls in usable_runners().values() for option in cls.options()]
+    add_options(parser, [*runner_options, *_sandbox_options()])
+
+
+def _sandbox_options() -> list[Any]:
+    """The settings of the installed sandbox providers that import (a broken one is reported when chosen)."""
+    options = []
+    for name in installed_providers():
+        try:
+            options.extend(provider_class(name).options())
+        except BenchflowError:
+            continue
+    return options
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -103,6 +117,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) -> Runner:
     cls = runner_class(name)
+    return cls.from_options({o.name: setting(config, o) for o in cls.options()}, run_id)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_benchflow_make_sandbox_provider(config: pytest.Config, name: str, run_id: str) -> SandboxProvider:
+    cls = provider_class(name)
     return cls.from_options({o.name: setting(config, o) for o in cls.options()}, run_id)
 
 
@@ -378,6 +398,8 @@ class _RunnerLifecycle:
     @pytest.hookimpl(tryfirst=True)  # before the terminal reporter formats the interrupt
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         printable_interrupt(excinfo)
+        if self.run.sandbox_provider is not None:
+            self.run.sandbox_provider.close_all()
         for runner in self.run.runners():
             runner.interrupt()
 
@@ -387,6 +409,11 @@ class _RunnerLifecycle:
         output: dict[str, Any] | None = getattr(self.run.config, "workeroutput", None)
         if output is not None and cache is not None:  # for the controller's end-of-session note
             output["benchflow_cache_skipped"] = [cache.skipped, cache.problem]
+        provider = self.run.sandbox_provider
+        if provider is not None:
+            provider.close_all()
+            if self.controller:  # before the runners': a container runner's sweep may remove the slot directory
+                provider.sweep()
         for runner in self.run.runners():
             runner.cleanup()
             # Only the controller: a worker that finishes early must not remove its siblings' work.

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ..environment import TaskEnvironment
     from ..results.records import TaskRecord
     from ..runners import Runner
+    from ..sandbox import SandboxProvider
     from ..schemas import BenchmarkResult
     from .items import BenchItem
 
@@ -23,6 +24,15 @@ def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) 
     implementation (run last) builds the runners registered under the ``pytest_benchflow.runners``
     entry point group from their ini settings; implement this hook to supply a runner that is
     not registered that way (it then reads its own settings from ``config``).
+    """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_benchflow_make_sandbox_provider(config: pytest.Config, name: str, run_id: str) -> SandboxProvider | None:
+    """Build the sandbox provider named ``name`` (``--benchflow-sandbox``) for run ``run_id``, or return None.
+
+    Called once per process, before any task runs. The plugin's own implementation (run last) builds the
+    providers registered under the ``pytest_benchflow.sandboxes`` entry point group from their settings.
     """
 
 

@@ -74,6 +74,15 @@ def load_session(config: pytest.Config) -> BenchflowRun | None:
             runners[name] = made
         return runners[name]
 
+    sandbox = value(config, "benchflow_sandbox") or "docker"
+    try:
+        run.sandbox_provider = config.hook.pytest_benchflow_make_sandbox_provider(
+            config=config, name=sandbox, run_id=run_id
+        )
+    except BenchflowError as e:
+        raise pytest.UsageError(str(e)) from None
+    if run.sandbox_provider is None:
+        raise pytest.UsageError(f"--benchflow-sandbox {sandbox!r}: no installed provider or plugin provides it")
     run.benches.update(
         load_benches(refs, config.rootpath, arg_values(config), value(config, "benchflow_runner") or None, make_runner)
     )

@@ -41,6 +41,11 @@ OPTIONS = [
         "benchflow_runner",
         "where tasks run: any installed runner (`benchflow list` shows them; default: local if possible)",
     ),
+    Option(
+        "benchflow_sandbox",
+        "where env.sandbox() opens a task's sandboxes: any installed sandbox provider (default: docker)",
+        "docker",
+    ),
     Option("benchflow_timeout", "seconds a task may run before it errors"),
     Option("benchflow_limit", "run only the first N task ids of each benchmark"),
     Option("benchflow_output", "directory for results and task outputs (default: .benchflow)", ".benchflow"),

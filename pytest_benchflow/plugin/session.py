@@ -32,6 +32,7 @@ from ..errors import (
 from ..redaction import public_url, redact, redact_data, redact_files
 from ..results.records import BenchInfo, Outcome, SampleRecord, TaskRecord
 from ..runners import Runner, TaskSpec, collect_result, prepare_task, task_usage
+from ..sandbox import SandboxProvider
 from ..schemas import BenchArgs, ResolvedArgs
 from .concurrency import TaskPool
 from .items import (
@@ -237,6 +238,8 @@ class BenchflowRun:
     pool: TaskPool | None = None
     #: The live progress display, when the session shows one.
     display: ProgressDisplay | None = None
+    #: Where in-process tasks open sandboxes (``--benchflow-sandbox``).
+    sandbox_provider: SandboxProvider | None = None
 
     def pool_changed(self, status: str) -> None:
         """A task of the pool started or finished: the live progress line says how many run, are done, wait."""
@@ -317,6 +320,7 @@ class BenchflowRun:
                 transcripts=self.transcripts,
                 avoid_engines=avoid,
                 run_dir=self.run_dir,
+                sandbox_provider=self.sandbox_provider,
             )
             env = prepare_task(spec)
             self.config.hook.pytest_benchflow_task_environment(bench=ctx.bench, task_id=item.task_id, env=env)

@@ -14,6 +14,7 @@ from ..cache import ResponseCache
 from ..environment import ProgressCallback, TaskEnvironment, task_environment
 from ..errors import BenchflowError, ResultError
 from ..runfiles import remove_planted
+from ..sandbox import SandboxProvider, TaskSandboxes
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
 from ..transcript import TRANSCRIPT_FILE, TRANSCRIPTS_ENV, Transcript, no_transcript
 from ..usage import UsageMeter, read_usage_file
@@ -70,9 +71,14 @@ class TaskSpec:
     avoid_engines: tuple[str, ...] = ()
     #: The run directory the task's directories are below: every level between is checked to be a real directory.
     run_dir: Path | None = None
+    #: Where ``env.sandbox(...)`` opens the task's sandboxes (the session's ``--benchflow-sandbox``), or None.
+    sandbox_provider: SandboxProvider | None = None
     transcript: Transcript | None = field(init=False, default=None)
+    sandboxes: TaskSandboxes = field(init=False)
 
     def __post_init__(self) -> None:
+        # One group per task run: its sandboxes share an engine slot (a verifier's never waits for the agent's).
+        self.sandboxes = TaskSandboxes(self.sandbox_provider, self.labels, f"{self.task_id}#{self.epoch}#{id(self)}")
         if self.transcripts:
             self.transcript = Transcript(self.log_dir / TRANSCRIPT_FILE, self.secret_values)
 
@@ -83,7 +89,9 @@ class TaskSpec:
         return self.cache.scope(context, self.epoch) if self.cache is not None else context
 
     def close(self) -> None:
-        """The task is over: close its transcript (a late answer of an abandoned request is dropped)."""
+        """The task is over: close its sandboxes (those the bench forgot, a timed-out task's) and its transcript
+        (a late answer of an abandoned request is dropped)."""
+        self.sandboxes.close()
         if self.transcript is not None:
             self.transcript.close()
 
@@ -176,6 +184,7 @@ def prepare_task(spec: TaskSpec) -> TaskEnvironment:
         env[TRANSCRIPTS_ENV] = "off"  # a client in a container reads it there
     # In-process, progress goes to the runner's callback, never to stdout.
     env.progress_callback = spec.progress or _ignore_progress
+    env.sandboxes = spec.sandboxes
     return env
 
 

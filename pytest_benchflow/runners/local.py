@@ -126,5 +126,8 @@ def _evaluation_error(spec: TaskSpec, e: BaseException) -> TaskError:
 def run_task(bench: BaseBench, spec: TaskSpec, runner: Runner | None = None) -> BenchmarkResult:
     """Run one task without pytest: prepare, execute (in-process by default), collect the result."""
     env = prepare_task(spec)
-    (runner or LocalRunner()).execute(bench, spec, env)
+    try:
+        (runner or LocalRunner()).execute(bench, spec, env)
+    finally:
+        spec.close()  # its sandboxes and transcript
     return collect_result(bench, spec)

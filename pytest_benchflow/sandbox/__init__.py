@@ -12,12 +12,16 @@ is the contract both sides share: what a bench may call (``Sandbox``) and what a
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ..runners.base import RunnerOption
 
 __all__ = [
     "DEFAULT_EXEC_OUTPUT_CAP",
@@ -27,6 +31,7 @@ __all__ = [
     "SandboxError",
     "SandboxProvider",
     "SandboxSpec",
+    "TaskSandboxes",
 ]
 
 #: Bytes of stdout and of stderr an ``exec`` keeps by default (head and tail; the rest is cut and marked).
@@ -137,6 +142,16 @@ class SandboxProvider(ABC):
     #: The name chosen with ``--benchflow-sandbox``.
     name: str = ""
 
+    @classmethod
+    def options(cls) -> list[RunnerOption]:
+        """The settings it reads, registered as ini options (and flags) like a runner's (none by default)."""
+        return []
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, str], run_id: str) -> SandboxProvider:
+        """A provider for run ``run_id`` from its settings' ``values``; ``RunnerError`` (a usage error) when wrong."""
+        return cls()
+
     @abstractmethod
     def open(self, spec: SandboxSpec) -> Sandbox:
         """Start a sandbox as ``spec`` asks; ``SandboxError`` (with a line a user can act on) if it cannot."""
@@ -148,3 +163,50 @@ class SandboxProvider(ABC):
     def sweep(self) -> None:  # noqa: B027 - optional: a provider whose sandboxes die with its process has nothing to do
         """In the session's controller at its end: remove whatever any process of the run left (a crashed
         xdist worker's sandboxes), found by the run's labels."""
+
+
+class TaskSandboxes:
+    """The sandboxes one task opened (``env.sandbox(...)``), labelled with the task and closed when it ends."""
+
+    def __init__(self, provider: SandboxProvider | None, labels: Mapping[str, str], group: str) -> None:
+        self.provider = provider
+        self.labels = dict(labels)
+        self.group = group
+        self._open: list[Sandbox] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def open(self, image: str, **settings: Any) -> Sandbox:
+        """A new sandbox of ``image`` (``settings``: the fields of :class:`SandboxSpec`)."""
+        if self.provider is None:
+            raise SandboxError(
+                "this task has no sandbox provider: sandboxes open in tasks run by pytest --benchflow "
+                "(--benchflow-sandbox chooses the provider), or give TaskSpec(sandbox_provider=...)"
+            )
+        allowed = set(SandboxSpec.__dataclass_fields__) - {"image", "labels", "group"}
+        unknown = sorted(set(settings) - allowed)
+        if unknown:
+            raise SandboxError(f"env.sandbox(): unknown setting {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
+        spec = SandboxSpec(image, labels=self.labels, group=self.group, **settings)
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the task is over: no sandbox opens for it any more")
+        sandbox = self.provider.open(spec)
+        with self._lock:
+            self._open.append(sandbox)
+            late = self._closed
+        if late:  # the task ended (timed out) while this one was opening
+            sandbox.close()
+            raise SandboxError("the task is over: no sandbox opens for it any more")
+        return sandbox
+
+    def close(self) -> None:
+        """Close every sandbox the task left open (a bench that forgot, a timed-out task); never raises."""
+        with self._lock:
+            self._closed = True
+            left, self._open = self._open, []
+        for sandbox in left:
+            try:
+                sandbox.close()
+            except Exception:  # the provider's own sweep removes what this could not
+                pass

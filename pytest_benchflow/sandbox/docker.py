@@ -265,6 +265,7 @@ class DockerSandboxProvider(SandboxProvider):
             for image in images:
                 _remove_image(engine, image)
         self.pool.close()
+        self.pool.remove_directory()
 
 
 def _slots(raw: str) -> int:
@@ -393,6 +394,8 @@ class DockerSandbox(Sandbox):
                 _send_stdin(raw, data)
             deadline = None if timeout is None else time.monotonic() + timeout
             timed_out = _read_frames(raw, reading, deadline, lambda: self._kill_tree(token, user))
+        if self._closed:
+            raise SandboxError(f"sandbox {self.id[:12]} of {self.spec.image!r} was closed while {command!r} ran")
         try:
             code = api.exec_inspect(created["Id"])["ExitCode"]
         except Exception as e:
