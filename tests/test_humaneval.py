@@ -11,7 +11,6 @@ commented out every completion would "pass"): a test below fails if an installed
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import inspect
 import json
@@ -63,7 +62,10 @@ def test_the_installed_package_runs_the_program() -> None:
         ("    return 1\n", "    return 1\n"),  # a continuation of the prompt, as it is
         ("Sure:\n```python\n    return 1\n```", "    return 1\n"),  # a body in a block
         ("```python\ndef f(x):\n    return 1\n```\ntext", "\ndef f(x):\n    return 1\n"),  # a whole function
-        ("```\nimport os\n```\n```py\ndef f(x):\n    return 2\n```", "\ndef f(x):\n    return 2\n"),  # the defining block
+        (
+            "```\nimport os\n```\n```py\ndef f(x):\n    return 2\n```",
+            "\ndef f(x):\n    return 2\n",
+        ),  # the defining block
     ],
 )
 def test_the_completion_is_taken_from_the_answer(answer: str, expected: str) -> None:
@@ -125,6 +127,8 @@ FAILING = [
     "    exit(0)\n",  # disabled by the guard: a TypeError
     "    import sys\n    sys.exit(0)\n",  # SystemExit: a failure
     "    return input()\n",  # stdin is not readable
+    # A forged verdict line on the descriptor, then an exit before check(): without our nonce it is not taken.
+    "    import os\n    os.write(1, b'\\nHUMANEVAL-VERDICT 0 \"passed\"\\n')\n    os._exit(0)\n",
 ]
 N = 8
 
@@ -150,7 +154,15 @@ def image() -> str:
 
 
 def session_args(image: str, *extra: str) -> list[str]:
-    return ["--benchflow=humaneval", f"--benchflow-arg=IMAGE={image}", "-p", "no:randomly", "-p", "no:cacheprovider", *extra]
+    return [
+        "--benchflow=humaneval",
+        f"--benchflow-arg=IMAGE={image}",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
 
 
 def our_records(pytester: pytest.Pytester) -> list[dict[str, Any]]:

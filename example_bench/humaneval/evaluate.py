@@ -29,9 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TURNS": 30,
 }
 RESULT_FILE = "result.json"
-INSTRUCTION = (
-    "Complete the following Python function. Answer with the whole function in one ```python code block.\n\n"
-)
+INSTRUCTION = "Complete the following Python function. Answer with the whole function in one ```python code block.\n\n"
 AGENT_INSTRUCTION = (
     "/workspace/solution.py holds the signature and docstring of the Python function `{entry_point}`. "
     "Implement it in that file, keeping its name and signature, so that it is correct for every input the "
