@@ -290,3 +290,54 @@ def test_agentic_mode_a_scripted_model_solves_problems_with_bash_through_openai_
     assert all("def check" not in (m["content"] or "") for r in agentic_model.requests for m in r["messages"])
     tried = [m for r in agentic_model.requests for m in r["messages"] if m.get("tool_call_id") == "call_1_1"]
     assert tried and all("imports" in m["content"] for m in tried)
+
+
+@pytest.mark.docker
+def test_a_checker_that_gives_no_verdict_is_a_verifier_error_and_a_missing_image_an_infra_one(
+    pytester: pytest.Pytester, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Code that kills the checker itself (in the sandbox only: never given to the package on the host).
+    killer = "    import ctypes, os\n    ctypes.CDLL(None).kill(os.getppid(), 9)\n"
+    sample_file = tmp_path / "killer.jsonl"
+    sample_file.write_text(json.dumps({"task_id": "HumanEval/0", "completion": killer}) + "\n")
+    monkeypatch.setenv("HUMANEVAL_SAMPLES", str(sample_file))
+    args = session_args(image, "--agent=example_bench.humaneval.agents:SampleAgent", "--benchflow-limit=1")
+    pytester.runpytest_subprocess(*args).assert_outcomes(errors=1)
+    (record,) = our_records_without_result(pytester)
+    assert record["error_kind"] == "verifier"
+    assert "the HumanEval checker exited 137 with no verdict" in record["reason"]
+
+    for run in pytester.path.glob(".benchflow/2*"):
+        run.rename(tmp_path / run.name)
+    missing = session_args("benchflow-test/no-such-image:404", "--agent=example_bench.humaneval.agents:SampleAgent")
+    pytester.runpytest_subprocess(*missing, "--benchflow-limit=1", "--benchflow-pull=never").assert_outcomes(errors=1)
+    (record,) = our_records_without_result(pytester)
+    assert record["error_kind"] == "infra"
+    assert "benchflow-test/no-such-image:404" in record["reason"]
+
+
+def our_records_without_result(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    (run_dir,) = pytester.path.glob(".benchflow/2*")
+    return [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+
+
+class _EnvironmentInFlux(dict):  # type: ignore[type-arg]
+    """os.environ while pytest's thread sets and deletes PYTEST_CURRENT_TEST: iterating it fails."""
+
+    def items(self):  # type: ignore[no-untyped-def]
+        raise KeyError("PYTEST_CURRENT_TEST")
+
+
+@pytest.mark.docker
+def test_engine_requests_do_not_read_the_environment_that_pytest_changes_under_them(
+    image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by HumanEval at concurrency 16: a task thread's Docker request read the proxies from os.environ
+    # while pytest's thread deleted PYTEST_CURRENT_TEST (KeyError: the task errored). Read once, at connect.
+    from pytest_benchflow.runners.engines import Engine, parse_engines
+
+    (url,) = parse_engines("")
+    client = Engine(0, url).client()
+    monkeypatch.setattr(os, "environ", _EnvironmentInFlux(os.environ))
+    assert client.ping()
+    assert client.images.get(image)
