@@ -111,6 +111,12 @@ def _connect(url: str, timeout: int | None) -> docker.DockerClient:
     if timeout is not None:
         kwargs["timeout"] = timeout
     client: docker.DockerClient = docker_module().from_env(**kwargs)
+    # Proxies read once, here: requests would read os.environ on every call, from task threads
+    # (--benchflow-concurrency) while pytest's thread sets and deletes PYTEST_CURRENT_TEST in it,
+    # and a KeyError or "changed size during iteration" there would error the task.
+    proxies = client.api.merge_environment_settings(client.api.base_url, {}, None, None, None)["proxies"]
+    client.api.trust_env = False
+    client.api.proxies.update(proxies)
     return client
 
 

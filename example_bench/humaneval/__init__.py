@@ -1,0 +1,1 @@
+"""HumanEval (OpenAI, MIT licence) as a pytest-benchflow bench: ``pytest --benchflow=humaneval``."""
