@@ -154,9 +154,11 @@ def test_closed_sandbox_is_gone_and_says_so(provider: DockerSandboxProvider, ima
 
 def test_closing_from_another_thread_ends_a_running_exec(provider: DockerSandboxProvider, image: str) -> None:
     box = provider.open(SandboxSpec(image))
-    threading.Timer(2, box.close).start()
+    closer = threading.Timer(2, box.close)
+    closer.start()
     with pytest.raises(SandboxError):
         box.exec("sleep 1000")
+    closer.join()  # its removal done: the provider fixture then finds nothing left
 
 
 @pytest.mark.parametrize(
