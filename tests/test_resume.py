@@ -135,7 +135,8 @@ def test_a_mistyped_resume_deletes_nothing(controlled: pytest.Pytester, monkeypa
     (controlled.path / "hold").unlink()
     (run_dir,) = task_dir.iterdir()
     before = _files(run_dir)
-    assert "ToyBench/results/slow/law_answers.jsonl" in before and not lines(run_dir)
+    assert "ToyBench/results/slow/law_answers.jsonl" in before
+    assert [(r["task_id"], r["error_kind"]) for r in lines(run_dir)] == [("slow", "interrupted")]
     result = controlled.runpytest_subprocess(*TOY, "--benchflow-resume=.benchflow", "benchflow:ToyBench::nosuch")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: benchflow:ToyBench::nosuch: no such task in ToyBench*"])

@@ -194,16 +194,20 @@ def _harbor_checklist(target: str, *, log: Log, **_: object) -> ChecklistReport:
         report.items.append(Item("tasks found", "not held", str(e), "give a task directory or a tree of them"))
         return report
     report.items.append(Item("tasks found", "held", f"{len(tasks)} task(s)"))
+    log(str(report.items[-1]))
     found: dict[str, list[str]] = {}
     for finding in check_harbor(path, progress=lambda task_id: log(f"checking {task_id}")):
         found.setdefault(finding.task_id, []).append(f"{finding.problem} ({finding.agent}): {finding.detail}")
+    fix = "make solution/solve.sh pass tests/test.sh, and tests/test.sh fail on the untouched environment"
     for task_id in tasks:
         problems = found.get(task_id)
-        if problems:
-            fix = "make solution/solve.sh pass tests/test.sh, and tests/test.sh fail on the untouched environment"
-            report.items.append(Item(task_id, "not held", "; ".join(problems), fix))
-        else:
-            report.items.append(Item(task_id, "held", "oracle passes, nop fails"))
+        item = (
+            Item(task_id, "not held", "; ".join(problems), fix)
+            if problems
+            else Item(task_id, "held", "oracle passes, nop fails")
+        )
+        report.items.append(item)
+        log(str(item))
     return report
 
 

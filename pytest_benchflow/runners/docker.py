@@ -22,7 +22,7 @@ from ..errors import InfraError, RunnerError, TaskError, TaskTimeout, first_line
 from .archive import check_links, extract_archive, spool
 from .base import Runner, RunnerOption, TaskSpec
 from .bench_container import BenchContainer, bench_container
-from .engines import Engine, EnginePool, docker_module, parse_engines
+from .engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
 from .input_files import TaskInputs, task_inputs
 from .labels import RUN_LABEL, run_selector, safe_labels
 from .logs import MAX_LOG_BYTES
@@ -111,10 +111,6 @@ class DockerLimits:
         )
 
 
-#: More concurrent containers per engine than this is a typo.
-_MAX_SLOTS = 10_000
-
-
 def _positive(name: str, raw: str, kind: type[float] | type[int], maximum: float | None = None) -> float:
     value = parse_number(raw, kind)
     if value is None or not in_range(value, 0, above=True, maximum=maximum):
@@ -186,7 +182,7 @@ class DockerRunner(Runner):
             pull=values["benchflow_pull"],
             limits=DockerLimits.from_options(values),
             engines=parse_engines(values["benchflow_docker_hosts"]),
-            slots=int(_positive("--benchflow-docker-slots", slots, int, _MAX_SLOTS)) if slots else None,
+            slots=parse_slots(slots),
             max_log_bytes=_max_log_bytes(values["benchflow_max_log_bytes"]),
         )
 

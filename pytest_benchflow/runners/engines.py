@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..deadline import within
+from ..envnumbers import in_range, parse_number, shown_value
 from ..errors import InfraError, RunnerError, first_line
 from ..redaction import public_url
 from .loopback import is_local_url, is_loopback_url
@@ -125,6 +126,23 @@ def _why(e: Exception) -> str:
     text = str(e)
     found = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
     return found.group(0) if found else first_line(text)
+
+
+#: More concurrent containers per engine than this is a typo.
+MAX_SLOTS = 10_000
+
+
+def parse_slots(raw: str) -> int | None:
+    """``--benchflow-docker-slots``: containers per engine at once (None when not given: each engine's CPUs)."""
+    if not raw.strip():
+        return None
+    value = parse_number(raw, int)
+    if value is None or not in_range(value, 0, above=True, maximum=MAX_SLOTS):
+        shown = shown_value(raw)
+        raise RunnerError(
+            f"--benchflow-docker-slots = {shown!r}: expected a positive whole number of at most {MAX_SLOTS:,}"
+        )
+    return int(value)
 
 
 def parse_engines(setting: str) -> list[str]:

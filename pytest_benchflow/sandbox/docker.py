@@ -26,13 +26,13 @@ from typing import Any
 
 import requests
 
-from ..envnumbers import in_range, parse_number, shown_value
+from ..envnumbers import in_range
 from ..errors import BenchflowError, RunnerError, first_line
 from ..runners.archive import check_links, extract_archive, spool
 from ..runners.base import RunnerOption
 from ..runners.docker import DEFAULT_CAP_DROP, PULL_POLICIES, RUN_LABEL
 from ..runners.docker import OPTIONS as RUNNER_OPTIONS
-from ..runners.engines import Engine, EnginePool, docker_module, parse_engines
+from ..runners.engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
 from . import DEFAULT_EXEC_OUTPUT_CAP, DEFAULT_READ_CAP, ExecResult, Sandbox, SandboxError, SandboxProvider, SandboxSpec
 from .output import HeadTail
 
@@ -130,7 +130,7 @@ class DockerSandboxProvider(SandboxProvider):
         return cls(
             run_id,
             engines=parse_engines(values.get("benchflow_docker_hosts", "")),
-            slots=_slots(slots) if slots.strip() else None,
+            slots=parse_slots(slots),
             pull=values.get("benchflow_pull") or "missing",
             cap_drop=() if cap_drop == ("NONE",) else (cap_drop or DEFAULT_CAP_DROP),
         )
@@ -266,13 +266,6 @@ class DockerSandboxProvider(SandboxProvider):
                 _remove_image(engine, image)
         self.pool.close()
         self.pool.remove_directory()
-
-
-def _slots(raw: str) -> int:
-    value = parse_number(raw, int)
-    if value is None or not in_range(value, 0, above=True, maximum=10_000):
-        raise RunnerError(f"--benchflow-docker-slots = {shown_value(raw)!r}: expected a positive whole number")
-    return int(value)
 
 
 def _check_spec(spec: SandboxSpec) -> None:
