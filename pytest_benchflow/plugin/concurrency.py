@@ -2,7 +2,8 @@
 
 pytest's ``runtestprotocol`` still runs item by item in the main thread, in collection order, with its
 usual setup/call/teardown reports; what changes is when each task runs. A :class:`TaskPool` of N
-threads starts the tasks ahead, in collection order, and each item's setup waits for its own run.
+threads starts the tasks ahead, in collection order, and each item's setup waits for its own run
+(:mod:`.tasks_ahead` wires it into a session).
 With N = 1 none of this exists: the item's setup runs its task in pytest's thread, as it always did.
 
 Under xdist each worker runs its own pool over the items it has been given; the controller's
@@ -16,7 +17,7 @@ import importlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,52 +25,24 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..client._cancel import cancel_scope
-from ..envnumbers import parse_number, shown_value
-from ..errors import ConfigurationError, TaskCancelled, TaskError
+from ..errors import TaskCancelled, TaskError
 from .items import BenchItem
 from .taskrun import TaskRun
 
 if TYPE_CHECKING:
     from ..bench import BaseBench
-    from .session import BenchflowRun
 
 __all__ = [
-    "MAX_CONCURRENCY",
     "AheadScheduling",
-    "ConcurrentTasks",
     "TaskPool",
-    "concurrency_value",
     "concurrent_safe",
     "xdist_upcoming",
 ]
 
-#: More tasks at once in one process than this is a typo (and more threads than a process should hold).
-MAX_CONCURRENCY = 10_000
 # How often the main thread, waiting for an item's run, looks for items an xdist controller sent since.
 _POLL = 0.05
 # How long, once the session stops, the runs that were cancelled get to unwind (containers removed, clients stopped).
 STOP_GRACE = 60.0
-
-
-def concurrency_value(raw: Any) -> int | str:
-    """``--benchflow-concurrency`` as a number of tasks, or ``"auto"``; a usage error naming the value otherwise."""
-    text = str(raw if raw not in (None, "") else "1").strip()
-    if text.lower() == "auto":
-        return "auto"
-    number = parse_number(text, int)
-    if number is None:
-        raise ConfigurationError(
-            f"--benchflow-concurrency {shown_value(text)!r}: give a whole number of tasks at once (1 runs them one "
-            "by one) or auto"
-        )
-    if number < 1:
-        raise ConfigurationError(f"--benchflow-concurrency {number}: at least 1 task must run at once")
-    if number > MAX_CONCURRENCY:
-        raise ConfigurationError(
-            f"--benchflow-concurrency {number}: at most {MAX_CONCURRENCY:,} tasks at once in one process "
-            "(add processes with -n for more)"
-        )
-    return int(number)
 
 
 @dataclass(eq=False)
@@ -270,60 +243,6 @@ def AheadScheduling(config: pytest.Config, log: Any, concurrency: int) -> Any:
                 self.check_schedule(node)
 
     return _Ahead(config, log)
-
-
-class ConcurrentTasks:
-    """Runs the session's tasks ahead of pytest in a :class:`TaskPool` (registered with N > 1)."""
-
-    def __init__(self, run: BenchflowRun, worker: bool) -> None:
-        self.run = run
-        self.worker = worker
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
-        run, config = self.run, session.config
-        # The xdist controller runs no task: its workers do, each with a pool of its own.
-        if run.concurrency <= 1 or config.option.collectonly or config.pluginmanager.has_plugin("dsession"):
-            return (yield)
-        upcoming = xdist_upcoming(config) if self.worker else None
-        pool = TaskPool(
-            run.concurrency,
-            run.execute,
-            may_start=lambda: not (session.shouldstop or session.shouldfail),
-            serial=[name for name, ctx in run.benches.items() if not concurrent_safe(ctx.bench)],
-            upcoming=upcoming,
-            on_change=run.pool_changed,
-        )
-        if upcoming is None:
-            pool.add(session.items)
-        run.pool = pool
-        try:
-            return (yield)
-        finally:
-            run.pool = None
-            self._stop(pool)
-
-    def _stop(self, pool: TaskPool) -> None:
-        """No task starts; the running ones are cancelled (containers removed now); every started task
-        pytest did not report gets its record."""
-        pool.stopped.set()
-        if pool.running:
-            for runner in self.run.runners():
-                runner.interrupt()
-        left = pool.stop()
-        records = [self.run.unreported_record(item, task_run) for item, task_run in left]
-        if not records:
-            return
-        output: dict[str, Any] | None = getattr(self.run.config, "workeroutput", None)
-        if output is not None:  # an xdist worker: its controller writes them (pytest_testnodedown)
-            from .session import packed_record
-
-            output["benchflow_unreported"] = [packed_record(*taken) for taken in records]
-            return
-        reporter = self.run.config.pluginmanager.get_plugin("benchflow-results")
-        if reporter is not None:
-            for taken in records:
-                reporter.writer.add(*taken)
 
 
 def concurrent_safe(bench: BaseBench) -> bool:

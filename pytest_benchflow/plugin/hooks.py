@@ -21,7 +21,7 @@ from ..sandbox.registry import installed_providers, provider_class
 from . import hookspec
 from .agent_set import SessionAgent, start_agents
 from .agents_given import agents_given
-from .concurrency import MAX_CONCURRENCY, AheadScheduling, ConcurrentTasks, concurrent_safe
+from .concurrency import AheadScheduling, concurrent_safe
 from .gate import AgentGate, check_gate_agent
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
 from .loading import load_session, plan_runs
@@ -31,7 +31,8 @@ from .reporter import ERROR_KIND_ATTRIBUTE, JunitErrorKinds, ResultsReporter, ch
 from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments, select_agent_items
 from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
-from .settings import SETTINGS_KEY, add_options, read_settings
+from .settings import MAX_CONCURRENCY, SETTINGS_KEY, add_options, read_settings
+from .tasks_ahead import ConcurrentTasks
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -24,13 +24,13 @@ from ..envnumbers import MAX_SECONDS, in_range, parse_number, shown_value
 from ..errors import ConfigurationError
 from ..runners import Runner
 from ..runners.registry import usable_runners
-from .concurrency import concurrency_value
 from .gate import GATE_MODES
 from .progress import MODES as PROGRESS_MODES
 from .reruns import RerunPolicy, parse_rerun_kinds, parse_reruns
 from .selection import selected_benches
 
 __all__ = [
+    "MAX_CONCURRENCY",
     "MAX_EPOCHS",
     "MAX_LIMIT",
     "MAX_TIMEOUT",
@@ -38,6 +38,7 @@ __all__ = [
     "SETTINGS_KEY",
     "SessionSettings",
     "add_options",
+    "concurrency_value",
     "read_settings",
 ]
 
@@ -58,6 +59,31 @@ def _option(name: str, help: str, parse: Parse, default: str = "", *, lines: boo
     """The metadata of a :class:`SessionSettings` field read from the flag ``--name-with-dashes`` and the ini
     setting ``name`` (``default`` when neither is given), through ``parse``."""
     return {_DECLARED: (Setting(name, help, default, flag=True, lines=lines), parse)}
+
+
+#: More tasks at once in one process than this is a typo (and more threads than a process should hold).
+MAX_CONCURRENCY = 10_000
+
+
+def concurrency_value(raw: Any) -> int | str:
+    """``--benchflow-concurrency`` as a number of tasks, or ``"auto"``; a usage error naming the value otherwise."""
+    text = str(raw if raw not in (None, "") else "1").strip()
+    if text.lower() == "auto":
+        return "auto"
+    number = parse_number(text, int)
+    if number is None:
+        raise ConfigurationError(
+            f"--benchflow-concurrency {shown_value(text)!r}: give a whole number of tasks at once (1 runs them one "
+            "by one) or auto"
+        )
+    if number < 1:
+        raise ConfigurationError(f"--benchflow-concurrency {number}: at least 1 task must run at once")
+    if number > MAX_CONCURRENCY:
+        raise ConfigurationError(
+            f"--benchflow-concurrency {number}: at most {MAX_CONCURRENCY:,} tasks at once in one process "
+            "(add processes with -n for more)"
+        )
+    return int(number)
 
 
 def _text(raw: Any, setting: Setting, cwd: Path) -> str:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from ..runners.base import RunnerOption
+    from ..configuration import Setting
 
 __all__ = [
     "DEFAULT_EXEC_OUTPUT_CAP",
@@ -143,7 +143,7 @@ class SandboxProvider(ABC):
     name: str = ""
 
     @classmethod
-    def options(cls) -> list[RunnerOption]:
+    def options(cls) -> list[Setting]:
         """The settings it reads, registered as ini options (and flags) like a runner's (none by default)."""
         return []
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import requests
 
+from ..configuration import Setting
 from ..envnumbers import in_range
 from ..errors import BenchflowError, RunnerError, first_line
 from ..runners.archive import check_links, extract_archive, spool
-from ..runners.base import RunnerOption
 from ..runners.docker import DEFAULT_CAP_DROP, PULL_POLICIES, RUN_LABEL
 from ..runners.docker import OPTIONS as RUNNER_OPTIONS
 from ..runners.engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
@@ -119,7 +119,7 @@ class DockerSandboxProvider(SandboxProvider):
         self._images: set[tuple[int, str]] = set()
 
     @classmethod
-    def options(cls) -> list[RunnerOption]:
+    def options(cls) -> list[Setting]:
         """The Docker runner's settings this provider reads (declared once, by whichever registers first)."""
         return [o for o in RUNNER_OPTIONS if o.name in _SWEPT_OPTIONS]
 

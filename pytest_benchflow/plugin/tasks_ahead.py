@@ -1,0 +1,66 @@
+"""``ConcurrentTasks``: the pytest plugin that runs a session's tasks ahead of pytest in a ``TaskPool``
+(``--benchflow-concurrency`` above 1), and gives every task it started a record when the session stops."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from .concurrency import TaskPool, concurrent_safe, xdist_upcoming
+from .session import BenchflowRun, packed_record
+
+__all__ = ["ConcurrentTasks"]
+
+
+class ConcurrentTasks:
+    """Runs the session's tasks ahead of pytest in a :class:`TaskPool` (registered with N > 1)."""
+
+    def __init__(self, run: BenchflowRun, worker: bool) -> None:
+        self.run = run
+        self.worker = worker
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        run, config = self.run, session.config
+        # The xdist controller runs no task: its workers do, each with a pool of its own.
+        if run.concurrency <= 1 or config.option.collectonly or config.pluginmanager.has_plugin("dsession"):
+            return (yield)
+        upcoming = xdist_upcoming(config) if self.worker else None
+        pool = TaskPool(
+            run.concurrency,
+            run.execute,
+            may_start=lambda: not (session.shouldstop or session.shouldfail),
+            serial=[name for name, ctx in run.benches.items() if not concurrent_safe(ctx.bench)],
+            upcoming=upcoming,
+            on_change=run.pool_changed,
+        )
+        if upcoming is None:
+            pool.add(session.items)
+        run.pool = pool
+        try:
+            return (yield)
+        finally:
+            run.pool = None
+            self._stop(pool)
+
+    def _stop(self, pool: TaskPool) -> None:
+        """No task starts; the running ones are cancelled (containers removed now); every started task
+        pytest did not report gets its record."""
+        pool.stopped.set()
+        if pool.running:
+            for runner in self.run.runners():
+                runner.interrupt()
+        left = pool.stop()
+        records = [self.run.unreported_record(item, task_run) for item, task_run in left]
+        if not records:
+            return
+        output: dict[str, Any] | None = getattr(self.run.config, "workeroutput", None)
+        if output is not None:  # an xdist worker: its controller writes them (pytest_testnodedown)
+            output["benchflow_unreported"] = [packed_record(*taken) for taken in records]
+            return
+        reporter = self.run.config.pluginmanager.get_plugin("benchflow-results")
+        if reporter is not None:
+            for taken in records:
+                reporter.writer.add(*taken)
