@@ -601,6 +601,7 @@ class RayRunner(Runner):
         """The bench in the object store, put once (every task of it reads the same copy)."""
         with self._lock:
             if id(bench) not in self._benches:
+                _ship_by_value(type(bench))
                 self._benches[id(bench)] = (bench, _ray().put(bench))
             return self._benches[id(bench)][1]
 
@@ -660,11 +661,22 @@ class RayRunner(Runner):
         return running.node or "the Ray cluster"
 
     def _lost(self, running: _Running, spec: TaskSpec, error: Exception) -> BenchflowError:
-        """What a Ray failure means for the task: its node (or worker process) died: an infra error naming it."""
+        """What a Ray failure means for the task: its node (or worker process) died: an infra error naming it;
+        the node could not start it (the bench's code not there): a task error saying so."""
         if running.interrupted.is_set():
             return TaskCancelled(f"task {spec.task_id!r} stopped: the session was interrupted")
+        exceptions = _ray().exceptions
+        if isinstance(error, exceptions.RayTaskError):
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else type(error).__name__
+            return TaskError(
+                f"task {spec.task_id!r}: {self._where(running)} could not run it: {reason[:500]} (is the bench's "
+                "code installed on the nodes, or given with --benchflow-ray-runtime-env?)"
+            )
         reason = first_line(str(error)) or type(error).__name__
-        return InfraError(f"task {spec.task_id!r}: lost {self._where(running)} while it ran: {type(error).__name__}: {reason[:300]}")
+        return InfraError(
+            f"task {spec.task_id!r}: lost {self._where(running)} while it ran: {type(error).__name__}: {reason[:300]}"
+        )
 
     def _unpack(self, outcome: dict[str, Any], spec: TaskSpec) -> None:
         """Extract the task's archives here (the same safe extraction as a container's), add its usage, raise its error."""
@@ -681,6 +693,20 @@ class RayRunner(Runner):
             check_links(dest, f"{what} of task {spec.task_id!r}")
         if outcome.get("error"):
             raise _rebuild(outcome["error"])
+
+
+def _ship_by_value(cls: type) -> None:
+    """A bench loaded from a file (``--benchflow=path.py:Class``) lives in a module no node can import by
+    name: its module travels by value with the bench, so that its code needs nothing on the nodes."""
+    import sys
+    from importlib.machinery import PathFinder
+
+    module = sys.modules.get(cls.__module__)
+    if module is None or "." in cls.__module__:
+        return  # a package's module: installed (or in the runtime_env) like the package
+    # Found on sys.path by its name (not only in sys.modules, where a file loaded by path also is)?
+    if cls.__module__ == "__main__" or PathFinder.find_spec(cls.__module__) is None:
+        _ray().cloudpickle.register_pickle_by_value(module)
 
 
 def _merge_usage(meter: UsageMeter, totals: Mapping[str, int]) -> None:
