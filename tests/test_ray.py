@@ -123,9 +123,7 @@ def test_mmlu_pro_replay_over_the_nodes_gives_the_in_process_records(
 
 
 def test_an_address_that_does_not_answer_is_a_usage_error_before_any_task(replay: pytest.Pytester) -> None:
-    result = replay.runpytest_subprocess(
-        *replay_args("--benchflow-runner=ray", "--benchflow-ray-address=127.0.0.1:9")
-    )
+    result = replay.runpytest_subprocess(*replay_args("--benchflow-runner=ray", "--benchflow-ray-address=127.0.0.1:9"))
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*--benchflow-ray-address '127.0.0.1:9': no Ray cluster answers there*"])
     assert not list(replay.path.glob(".benchflow/2*/results.jsonl")) or not records(runs_by_start(replay)[-1])
@@ -213,4 +211,3 @@ def test_ctrl_c_cancels_the_ray_tasks_and_removes_their_containers(
             proc.kill()
     assert _labelled(run) == []
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
-

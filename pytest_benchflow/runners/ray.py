@@ -228,7 +228,8 @@ def connect_ray(setting: str, runtime_env: Mapping[str, Any] | None = None) -> t
         else:
             ray.init(include_dashboard=False, **kwargs)
     except Exception as e:
-        raise RunnerError(f"cannot connect to the Ray cluster at {address or 'a new local Ray'}: {first_line(str(e))}")
+        where = address or "a new local Ray"
+        raise RunnerError(f"cannot connect to the Ray cluster at {where}: {first_line(str(e))}") from None
     return address or "a local Ray started for this session", not address
 
 
@@ -290,7 +291,9 @@ def _error_chain(error: BaseException) -> list[tuple[str, str]]:
         ours = isinstance(current, BenchflowError) and getattr(errors_module, type(current).__name__, None) is type(
             current
         )
-        chain.append((type(current).__name__ if ours else "", str(current) if ours else f"{type(current).__name__}: {current}"))
+        chain.append(
+            (type(current).__name__ if ours else "", str(current) if ours else f"{type(current).__name__}: {current}")
+        )
         current = current.__cause__
     return chain
 
@@ -643,7 +646,9 @@ class RayRunner(Runner):
                 try:
                     item = ray.get(next(running.generator))
                 except StopIteration:
-                    raise InfraError(f"task {spec.task_id!r}: {self._where(running)} ended it without an outcome") from None
+                    raise InfraError(
+                        f"task {spec.task_id!r}: {self._where(running)} ended it without an outcome"
+                    ) from None
                 except Exception as e:
                     raise self._lost(running, spec, e) from None
                 if "node" in item:
@@ -652,7 +657,7 @@ class RayRunner(Runner):
                     if spec.progress is not None:
                         spec.progress(*item["progress"])
                 else:
-                    return item
+                    return dict(item)
             if deadline is not None and time.monotonic() > deadline:
                 ray.cancel(running.generator, force=True)
                 raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (Ray task cancelled)")
@@ -679,7 +684,7 @@ class RayRunner(Runner):
         )
 
     def _unpack(self, outcome: dict[str, Any], spec: TaskSpec) -> None:
-        """Extract the task's archives here (the same safe extraction as a container's), add its usage, raise its error."""
+        """Extract the task's archives here (safe extraction, as a container's), add its usage, raise its error."""
         usage = outcome.get("usage")
         if usage:
             _merge_usage(spec.usage, usage)
