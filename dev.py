@@ -130,7 +130,7 @@ def test(extra: list[str]) -> int:
     if os.environ.get("BENCHFLOW_TEST_EXTRA_ENGINES") != "1":
         # pytest lists skip reasons only when asked: say here the one thing a user may want to turn on.
         print("tests that start Docker engines of their own skip: BENCHFLOW_TEST_EXTRA_ENGINES=1 runs them", flush=True)
-    return subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *extra], cwd=ROOT).returncode
+    return subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", "--dist", "loadgroup", *extra], cwd=ROOT).returncode
 
 
 def bench(extra: list[str]) -> int:

@@ -138,7 +138,7 @@ def test_list_shows_installed_benchmarks() -> None:
     out = cli("list").stdout
     assert "mmlu_pro  (example_bench.mmlu_pro.bench:MMLUProBench)" in out
     assert "splits: test, validation" in out and "SCORING: default 'official'; one of official, strict" in out
-    assert "runners: docker, local (--benchflow-runner NAME)" in out
+    assert "runners: docker, local, ray (--benchflow-runner NAME)" in out
 
 
 def test_report_from_interrupted_run_without_summary(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_secret_reaches_bench_but_no_report(toy: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--benchflow-runner=podman", "ERROR: --benchflow-runner 'podman': choose one of docker, local"),
+        ("--benchflow-runner=podman", "ERROR: --benchflow-runner 'podman': choose one of docker, local, ray"),
         ("--benchflow-timeout=soon", "ERROR: --benchflow-timeout 'soon' is not a number of seconds"),
         ("--benchflow-timeout=nan", "ERROR: --benchflow-timeout must be a positive finite number, got nan"),
         ("--benchflow-timeout=inf", "ERROR: --benchflow-timeout must be a positive finite number, got inf"),

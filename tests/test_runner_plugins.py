@@ -96,7 +96,7 @@ def test_runner_settings_are_validated_by_the_runner(pytester: pytest.Pytester, 
 def test_unknown_runner_lists_the_installed_ones(pytester: pytest.Pytester, runner_package: Path) -> None:
     result = run_with(pytester, "--benchflow-runner=k8s")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --benchflow-runner 'k8s': choose one of docker, local, recording"])
+    result.stderr.fnmatch_lines(["ERROR: --benchflow-runner 'k8s': choose one of docker, local, ray, recording"])
 
 
 def test_a_runner_from_the_make_runner_hook(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,213 @@
+"""The Ray runner on a real three-process Ray cluster on loopback: a head and two worker nodes with Docker.
+
+The cluster starts once per test session (per xdist worker: the tests share the group "ray", which
+``dev.py test`` keeps on one worker) and is stopped at the end, leaving no process. Every node listens on
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from container_toy import ARGS
+from images import conformance_image, engine
+from test_mmlu_pro import replay_args
+from test_runner_conformance import docker_leftovers
+
+from conftest import INTERRUPTIBLE, runs_by_start
+from pytest_benchflow.runners.ray import RayRunner
+from pytest_benchflow.testing import check_runner
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+# Small nodes: the CI machine has 2 cores and other work to do.
+_NODE = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
+_DOCKER_SLOTS = 2
+
+
+class RayCluster:
+    """The session's cluster: its address, and its worker nodes (each with Docker)."""
+
+    def __init__(self) -> None:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # keep this process's Ray calls on loopback
+        self.cluster = Cluster(initialize_head=True, head_node_args={**_NODE, "include_dashboard": False})
+        self.workers = [self.add_worker(), self.add_worker()]
+        self.address = str(self.cluster.address)
+
+    def add_worker(self) -> Any:
+        return self.cluster.add_node(**_NODE, resources={"docker": _DOCKER_SLOTS})
+
+    def kill(self, node: Any) -> None:
+        """SIGKILL every process of a worker node, then start a fresh one (the next tests need two)."""
+        self.cluster.remove_node(node, allow_graceful=False)
+        self.workers.remove(node)
+        self.workers.append(self.add_worker())
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    cluster = RayCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def runner_for(cluster: RayCluster, **settings: str) -> Any:
+    values = {o.name: o.default for o in RayRunner.options()}
+    values.update(benchflow_ray_address=cluster.address, **settings)
+    return lambda run_id: RayRunner.from_options(values, run_id)
+
+
+def records(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+
+
+def test_the_ray_runner_conforms_in_process(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    report = check_runner(runner_for(ray_cluster), tmp_path)
+    assert all(o.status == "passed" for o in report.outcomes if o.name != "cleanup"), str(report)
+
+
+@pytest.mark.docker
+def test_the_ray_runner_conforms_with_containers_on_worker_nodes(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    image = conformance_image(engine())
+    report = check_runner(runner_for(ray_cluster), tmp_path, image=image, leftovers=docker_leftovers)
+    assert all(o.status == "passed" for o in report.outcomes), str(report)
+
+
+@pytest.fixture
+def replay(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    from test_mmlu_pro import CS, HISTORY
+
+    monkeypatch.setenv("REPLAY_FILE", f"{HISTORY}{os.pathsep}{CS}")
+    return pytester
+
+
+def test_mmlu_pro_replay_over_the_nodes_gives_the_in_process_records(
+    replay: pytest.Pytester, ray_cluster: RayCluster
+) -> None:
+    question = ["--benchflow-arg=TASK_UNIT=question", "--benchflow-limit=6"]
+    in_process = replay.runpytest_subprocess(*replay_args(*question, "--benchflow-runner=local"))
+    local = records(runs_by_start(replay)[-1])
+    result = replay.runpytest_subprocess(
+        *replay_args(
+            *question,
+            "--benchflow-runner=ray",
+            f"--benchflow-ray-address={ray_cluster.address}",
+            "--benchflow-concurrency=3",
+        )
+    )
+    assert result.parseoutcomes() == in_process.parseoutcomes()
+    assert result.parseoutcomes().get("errors") is None
+    over_ray = records(runs_by_start(replay)[-1])
+    same = ("task_id", "outcome", "is_resolved", "metrics", "usage", "samples")
+    assert [{k: r.get(k) for k in same} for r in over_ray] == [{k: r.get(k) for k in same} for r in local]
+    nodes = {r["engine"] for r in over_ray}
+    assert all(n.startswith("ray node 127.0.0.1 ") for n in nodes) and len(nodes) >= 2, nodes
+    summary = json.loads((runs_by_start(replay)[-1] / "summary.json").read_text())
+    assert set(summary["benches"]["mmlu_pro"]["engines"]) == nodes
+
+
+def test_an_address_that_does_not_answer_is_a_usage_error_before_any_task(replay: pytest.Pytester) -> None:
+    result = replay.runpytest_subprocess(*replay_args("--benchflow-runner=ray", "--benchflow-ray-address=127.0.0.1:9"))
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--benchflow-ray-address '127.0.0.1:9': no Ray cluster answers there*"])
+    assert not list(replay.path.glob(".benchflow/2*/results.jsonl")) or not records(runs_by_start(replay)[-1])
+
+
+def _labelled(run: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = engine().api.containers(all=True, filters={"label": f"benchflow.run={run.name}"})
+    return found
+
+
+@pytest.mark.docker
+def test_a_worker_node_killed_mid_run_reruns_its_tasks_on_the_other_node(
+    docker_toy: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [f"nap{i}" for i in range(4)]
+    monkeypatch.setenv("TOY_TASKS", json.dumps(tasks))
+    monkeypatch.setenv("NAP", "12")
+    runtime_env = json.dumps({"env_vars": {"PYTHONPATH": str(docker_toy.path)}})
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *ARGS,
+        "--benchflow-runner=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        f"--benchflow-ray-runtime-env={runtime_env}",
+        "--benchflow-concurrency=4",
+        "--benchflow-rerun-infra=1",
+    ]
+    proc = docker_toy.popen(command, **INTERRUPTIBLE)
+    doomed = ray_cluster.workers[0]
+    try:
+        run = _wait_running(docker_toy, proc, 4)
+        ray_cluster.kill(doomed)
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = records(run)
+    assert sorted(r["task_id"] for r in done) == tasks and all(r["outcome"] == "passed" for r in done)
+    killed = f"{doomed.node_id[:12]}"
+    rerun = [r for r in done if r.get("attempts")]
+    assert len(rerun) == _DOCKER_SLOTS, done  # the killed node's tasks, and only those
+    for record in rerun:
+        (first,) = record["attempts"]
+        assert first["error_kind"] == "infra" and killed in first["engine"] and killed in first["reason"]
+        assert killed not in record["engine"]
+    assert _labelled(run) == []
+
+
+def _wait_running(pytester: pytest.Pytester, proc: Any, count: int) -> Path:
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline and proc.poll() is None
+        runs = list(pytester.path.glob(".benchflow/2*"))
+        if runs and len([c for c in _labelled(runs[0]) if c["State"] == "running"]) >= count:
+            return runs[0]
+        time.sleep(0.2)
+
+
+@pytest.mark.docker
+def test_ctrl_c_cancels_the_ray_tasks_and_removes_their_containers(
+    docker_toy: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
+    monkeypatch.setenv("NAP", "120")
+    runtime_env = json.dumps({"env_vars": {"PYTHONPATH": str(docker_toy.path)}})
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *ARGS,
+        "--benchflow-runner=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        f"--benchflow-ray-runtime-env={runtime_env}",
+        "--benchflow-concurrency=4",
+    ]
+    proc = docker_toy.popen(command, **INTERRUPTIBLE)
+    try:
+        run = _wait_running(docker_toy, proc, 4)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _labelled(run) == []
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
