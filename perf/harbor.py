@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_benchflow.harbor import Trial, load_task, run_trial  # noqa: E402
 from pytest_benchflow.harbor.images import ensure_image, image_tag  # noqa: E402
+from pytest_benchflow.runners.docker_sandbox import DockerSandboxProvider  # noqa: E402
 from pytest_benchflow.sandbox import TaskSandboxes  # noqa: E402
-from pytest_benchflow.sandbox.docker import DockerSandboxProvider  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 

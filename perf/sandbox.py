@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import docker
 
+from pytest_benchflow.runners.docker_sandbox import _INIT, DockerSandboxProvider
 from pytest_benchflow.sandbox import SandboxSpec
-from pytest_benchflow.sandbox.docker import _INIT, DockerSandboxProvider
 
 IMAGE = os.environ.get("BENCHFLOW_BASE_IMAGE", "benchflow/base:bookworm")
 COMMAND = "echo hello"

@@ -16,8 +16,8 @@ from tool_model import ToolModel
 from pytest_benchflow import AgentBadResponse, BaseAgent
 from pytest_benchflow.agent_loop import ChatClient, Tool, run_agent
 from pytest_benchflow.agents import OpenAIChatAgent
+from pytest_benchflow.runners.docker_sandbox import DockerSandboxProvider
 from pytest_benchflow.sandbox import Sandbox, SandboxSpec
-from pytest_benchflow.sandbox.docker import DockerSandboxProvider
 from pytest_benchflow.transcript import Transcript
 from pytest_benchflow.usage import UsageMeter
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult, SampleResult
 from pytest_benchflow.agent_loop import record_verification, run_agent
 from pytest_benchflow.sandbox import SandboxSpec
-from pytest_benchflow.sandbox.docker import DockerSandboxProvider
+from pytest_benchflow.runners.docker_sandbox import DockerSandboxProvider
 
 
 def evaluate(env):

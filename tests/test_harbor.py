@@ -27,8 +27,8 @@ from pytest_benchflow.harbor import (
     run_trial,
 )
 from pytest_benchflow.harbor.config import allowed_variables, substitute
+from pytest_benchflow.runners.docker_sandbox import DockerSandboxProvider
 from pytest_benchflow.sandbox import TaskSandboxes
-from pytest_benchflow.sandbox.docker import DockerSandboxProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ROOT / "example_bench" / "terminal"

@@ -13,8 +13,8 @@ import pytest
 from images import base_image, engine
 
 from conftest import in_process_bench
+from pytest_benchflow.runners.docker_sandbox import DockerSandbox, DockerSandboxProvider
 from pytest_benchflow.sandbox import ExecResult, SandboxError, SandboxSpec
-from pytest_benchflow.sandbox.docker import DockerSandbox, DockerSandboxProvider
 from pytest_benchflow.sandbox.output import HeadTail
 
 pytestmark = pytest.mark.docker

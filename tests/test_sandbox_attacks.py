@@ -16,8 +16,8 @@ from images import base_image, engine
 from test_sandbox import SANDBOX_BENCH, left_behind, pids
 
 from conftest import INTERRUPTIBLE
+from pytest_benchflow.runners.docker_sandbox import DockerSandbox, DockerSandboxProvider
 from pytest_benchflow.sandbox import SandboxSpec
-from pytest_benchflow.sandbox.docker import DockerSandbox, DockerSandboxProvider
 
 pytestmark = pytest.mark.docker
 

@@ -50,7 +50,7 @@ def check_harbor(
     """
     owned = provider is None
     if provider is None:
-        from ..sandbox.docker import DockerSandboxProvider
+        from ..runners.docker_sandbox import DockerSandboxProvider
 
         provider = DockerSandboxProvider(f"harbor-check-{uuid.uuid4().hex[:8]}")
     findings: list[Finding] = []

@@ -119,7 +119,7 @@ def run_trial(trial: Trial, sandboxes: Sandboxes) -> TrialOutcome:
 
 def _image(trial: Trial, provider: SandboxProvider | None) -> tuple[str, str]:
     """The image the task's sandbox starts from, and its working directory (the image's WORKDIR, or /)."""
-    from ..sandbox.docker import DockerSandboxProvider  # the Docker provider's engines build and inspect images
+    from ..runners.docker_sandbox import DockerSandboxProvider  # the Docker provider's engines build and inspect images
 
     task = trial.task
     if not isinstance(provider, DockerSandboxProvider):

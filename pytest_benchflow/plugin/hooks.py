@@ -16,8 +16,8 @@ from ..results.records import agent_label
 from ..results.writer import ResultsWriter, finite
 from ..runners import Runner, runner_class
 from ..runners.registry import broken_runners, usable_runners
+from ..runners.sandbox_registry import installed_providers, provider_class
 from ..sandbox import SandboxProvider
-from ..sandbox.registry import installed_providers, provider_class
 from . import hookspec
 from .agent_set import SessionAgent, start_agents
 from .agents_given import agents_given

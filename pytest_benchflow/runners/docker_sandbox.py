@@ -29,12 +29,20 @@ import requests
 from ..configuration import Setting
 from ..envnumbers import in_range
 from ..errors import BenchflowError, RunnerError, first_line
-from ..runners.archive import check_links, extract_archive, spool
-from ..runners.docker import DEFAULT_CAP_DROP, PULL_POLICIES, RUN_LABEL
-from ..runners.docker import OPTIONS as RUNNER_OPTIONS
-from ..runners.engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
-from . import DEFAULT_EXEC_OUTPUT_CAP, DEFAULT_READ_CAP, ExecResult, Sandbox, SandboxError, SandboxProvider, SandboxSpec
-from .output import HeadTail
+from ..sandbox import (
+    DEFAULT_EXEC_OUTPUT_CAP,
+    DEFAULT_READ_CAP,
+    ExecResult,
+    Sandbox,
+    SandboxError,
+    SandboxProvider,
+    SandboxSpec,
+)
+from ..sandbox.output import HeadTail
+from .archive import check_links, extract_archive, spool
+from .docker import DEFAULT_CAP_DROP, PULL_POLICIES, RUN_LABEL
+from .docker import OPTIONS as RUNNER_OPTIONS
+from .engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
 
 __all__ = ["SANDBOX_LABEL", "DockerSandbox", "DockerSandboxProvider"]
 

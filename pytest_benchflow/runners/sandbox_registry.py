@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from ..bench_lookup import import_object
 from ..errors import BenchflowError, RunnerError
-from . import SandboxProvider
+from ..sandbox import SandboxProvider
 
 __all__ = ["SANDBOXES_GROUP", "installed_providers", "provider_class"]
 
