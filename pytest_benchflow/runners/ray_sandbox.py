@@ -278,8 +278,11 @@ class RaySandboxProvider(SandboxProvider):
             return
         with self._lock:
             groups = list(self._groups.values())
+            boxes = list(self._open.values())
             self._groups.clear()
             self._open.clear()
+        for box in boxes:  # no call reaches a killed actor (nor, after a disconnect, starts a new Ray)
+            box._closed = True
         ray = _ray()
         refs = [g.actor.close_all.remote() for g in groups]
         try:
@@ -340,7 +343,12 @@ class RaySandbox(Sandbox):
     def _call(self, method: str, doing: str, *args: Any) -> Any:
         if self._closed:
             raise SandboxError(f"sandbox {self.id[:12]} of {self.spec.image!r} is closed")
-        return call(self.group, getattr(self.group.actor, method).remote(self.id, *args), doing)
+        try:
+            ref = getattr(self.group.actor, method).remote(self.id, *args)
+        except Exception as e:  # the actor is dead: Ray refuses the call at once
+            lost = f"lost {self.group.node} ({first_line(str(e))})"
+            raise SandboxError(f"sandbox {self.id[:12]}: cannot {doing}: {lost}") from None
+        return call(self.group, ref, doing)
 
     def exec(
         self,
