@@ -1,0 +1,77 @@
+"""The Ray runner's per-task overhead vs the local runner's, side by side: `python perf/ray.py [ROUNDS]`.
+
+In-process per-question MMLU-Pro items (an instant agent on loopback) at the same
+``--benchflow-concurrency``, run by the local runner and by the Ray runner on a local Ray cluster
+(a head on 127.0.0.1 with as many logical CPUs as the concurrency, so Ray never queues a task the
+local runner would run). Each runner runs SMALL and LARGE items; the per-task cost is the slope
+(wall(LARGE) - wall(SMALL)) / (LARGE - SMALL), so the session's fixed costs (pytest's start, Ray's
+connect) drop out. Rounds alternate the contenders; figures are medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from run import ours, per_question_run, serve, synthetic_questions, timed  # noqa: E402 - perf/run.py's helpers
+
+CONCURRENCY = int(os.environ.get("RAY_PERF_CONCURRENCY", "4"))
+SMALL, LARGE = 8, int(os.environ.get("RAY_PERF_ITEMS", "48"))
+
+
+def main() -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # loopback only
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"node_ip_address": "127.0.0.1", "num_cpus": CONCURRENCY, "include_dashboard": False},
+    )
+    argv, port = ours()
+    quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
+    runners = {
+        "local": ["--benchflow-runner=local"],
+        "ray": ["--benchflow-runner=ray", f"--benchflow-ray-address={cluster.address}"],
+    }
+    walls: dict[tuple[str, int], list[float]] = {(r, n): [] for r in runners for n in (SMALL, LARGE)}
+    try:
+        with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "pytest.ini").write_text("[pytest]\n")
+            for n in (SMALL, LARGE):
+                (tmp / f"data{n}.json").write_text(json.dumps(synthetic_questions(n, categories=1)))
+            for _ in range(rounds):
+                for key in random.sample(list(walls), len(walls)):
+                    name, n = key
+                    command = [
+                        *per_question_run(url, tmp / f"data{n}.json", tmp / f"out-{name}-{n}", quiet),
+                        *runners[name],
+                        f"--benchflow-concurrency={CONCURRENCY}",
+                    ]
+                    walls[key].append(timed(command, tmp, dict(os.environ))[0])
+    finally:
+        cluster.shutdown()
+    median = {key: statistics.median(values) for key, values in walls.items()}
+    print(f"per-question items at --benchflow-concurrency {CONCURRENCY}, medians of {rounds} rounds")
+    for name in runners:
+        per_task = (median[(name, LARGE)] - median[(name, SMALL)]) / (LARGE - SMALL)
+        print(
+            f"  {name:>5}: {SMALL} items {median[(name, SMALL)]:.2f} s, {LARGE} items {median[(name, LARGE)]:.2f} s, "
+            f"per task {per_task * 1000:.0f} ms"
+        )
+    local = (median[("local", LARGE)] - median[("local", SMALL)]) / (LARGE - SMALL)
+    over = (median[("ray", LARGE)] - median[("ray", SMALL)]) / (LARGE - SMALL)
+    print(f"  Ray's extra cost per task: {(over - local) * 1000:.0f} ms (x{over / local:.1f} of the local runner's)")
+
+
+if __name__ == "__main__":
+    main()
