@@ -10,6 +10,7 @@ connect) drop out. Rounds alternate the contenders; figures are medians.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -19,11 +20,32 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run import ours, per_question_run, serve, synthetic_questions, timed  # noqa: E402 - perf/run.py's helpers
+# This file's name would shadow the ray package: perf/ leaves the path, perf/run.py's helpers load by file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("benchflow_perf_run", HERE / "run.py")
+assert _spec is not None and _spec.loader is not None
+_run = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_run)
+ours, per_question_run, serve, synthetic_questions, timed = (
+    _run.ours,
+    _run.per_question_run,
+    _run.serve,
+    _run.synthetic_questions,
+    _run.timed,
+)
 
 CONCURRENCY = int(os.environ.get("RAY_PERF_CONCURRENCY", "4"))
-SMALL, LARGE = 8, int(os.environ.get("RAY_PERF_ITEMS", "48"))
+SMALL, LARGE = 20, int(os.environ.get("RAY_PERF_ITEMS", "400"))
+
+
+def _check_all_passed(tmp: Path, walls: dict[tuple[str, int], list[float]]) -> None:
+    """Every run recorded all its items as passed (a figure of runs that failed fast would mean nothing)."""
+    for (name, n), values in walls.items():
+        runs = sorted((tmp / f"out-{name}-{n}").glob("*/results.jsonl"))
+        assert len(runs) == len(values), (name, n, runs)
+        for results in runs:
+            outcomes = [json.loads(line)["outcome"] for line in results.read_text().splitlines()]
+            assert outcomes == ["passed"] * n, (name, n, results, outcomes[:5])
 
 
 def main() -> None:
@@ -58,6 +80,7 @@ def main() -> None:
                         f"--benchflow-concurrency={CONCURRENCY}",
                     ]
                     walls[key].append(timed(command, tmp, dict(os.environ))[0])
+            _check_all_passed(tmp, walls)
     finally:
         cluster.shutdown()
     median = {key: statistics.median(values) for key, values in walls.items()}
@@ -70,7 +93,11 @@ def main() -> None:
         )
     local = (median[("local", LARGE)] - median[("local", SMALL)]) / (LARGE - SMALL)
     over = (median[("ray", LARGE)] - median[("ray", SMALL)]) / (LARGE - SMALL)
-    print(f"  Ray's extra cost per task: {(over - local) * 1000:.0f} ms (x{over / local:.1f} of the local runner's)")
+    print(f"  Ray's extra cost per task (slope): {(over - local) * 1000:.0f} ms")
+    whole = (median[("ray", LARGE)] - median[("local", LARGE)]) / LARGE
+    print(f"  Ray's extra cost per task at {LARGE} items, its session start included: {whole * 1000:.0f} ms")
+    for key, values in sorted(walls.items()):
+        print(f"  {key[0]:>5} {key[1]:>4} items, every round: {', '.join(f'{v:.2f}' for v in values)} s")
 
 
 if __name__ == "__main__":

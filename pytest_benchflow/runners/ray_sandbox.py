@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import secrets
 import tarfile
 import tempfile
 import threading
@@ -209,7 +210,7 @@ class RaySandboxProvider(SandboxProvider):
 
     def open(self, spec: SandboxSpec) -> RaySandbox:
         self._connect()
-        group_name = spec.group or f"solo-{id(spec)}-{len(self._open)}"
+        group_name = spec.group or secrets.token_hex(8)
         group = self._hold(group_name)
         try:
             box_id = call(group, group.actor.open.remote(replace(spec, group=group_name)), "open a sandbox")
