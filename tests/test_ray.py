@@ -326,3 +326,52 @@ def test_a_bench_on_the_head_drives_sandboxes_on_worker_nodes(
     engines = {json.loads(p.read_text())["engine"] for p in run.rglob("r.json")}
     assert engines and all(e.rsplit(" ", 1)[-1] in _worker_ids(ray_cluster) for e in engines), engines
     assert _sandboxes(run.name) == []
+
+
+HANGING_SANDBOX_BENCH = in_process_bench(
+    "HangingSandboxBench",
+    """
+    def evaluate(env):
+        box = env.sandbox(os.environ["SANDBOX_IMAGE"], cpus=1, memory_mb=512)
+        box.exec("sleep 300")
+    """,
+    """
+    return {"is_resolved": False, "metrics": {}}
+    """,
+    tasks=("a", "b"),
+)
+
+
+@pytest.mark.docker
+def test_ctrl_c_kills_the_sandbox_actors_and_removes_their_containers(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(hanging_sandbox_bench=HANGING_SANDBOX_BENCH)
+    monkeypatch.setenv("SANDBOX_IMAGE", base_image(engine()))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--benchflow=hanging_sandbox_bench.py:HangingSandboxBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-sandbox=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "--benchflow-concurrency=2",
+        "-p",
+        "no:cacheprovider",
+    ]
+    proc = pytester.popen(command, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            runs = list(pytester.path.glob(".benchflow/2*"))
+            if runs and len([c for c in _sandboxes(runs[0].name) if c["State"] == "running"]) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _sandboxes(runs[0].name) == []
