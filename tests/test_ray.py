@@ -375,3 +375,67 @@ def test_ctrl_c_kills_the_sandbox_actors_and_removes_their_containers(
         if proc.poll() is None:
             proc.kill()
     assert _sandboxes(runs[0].name) == []
+
+
+AGENTIC_BENCH = """
+import json, os
+from pathlib import Path
+from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult
+from pytest_benchflow.agent_loop import run_agent
+
+
+def evaluate(env):
+    with env.sandbox(os.environ["BENCHFLOW_BASE_IMAGE"]) as box:
+        run = run_agent(env["INTELLIGENCE_URL"], box, "Write 21 doubled to /work/answer.", sample_id="solve")
+        check = box.exec('test "$(cat /work/answer)" = 42')
+        result = {"stop": run.stop_reason, "ok": check.exit_code == 0, "engine": box.engine}
+    Path(env["BENCHFLOW_RESULTS_DIR"], "result.json").write_text(json.dumps(result))
+
+
+class AgenticBench(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+
+    def get_all_tasks(self, split):
+        return {"task_ids": ["double"], "error_message": None}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        r = json.loads(Path(self.results_dir, "result.json").read_text())
+        return BenchmarkResult(is_resolved=r["ok"], metrics={}, log=r["stop"])
+"""
+
+
+@pytest.mark.docker
+def test_an_agentic_task_drives_its_sandbox_on_a_worker_node(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_agent_session import SCRIPT
+    from tool_model import ToolModel
+
+    model = ToolModel(SCRIPT)
+    try:
+        monkeypatch.setenv("BENCHFLOW_BASE_IMAGE", base_image(engine()))
+        monkeypatch.setenv("OPENAI_BASE_URL", model.url)
+        monkeypatch.setenv("OPENAI_MODEL", "tool-model")
+        monkeypatch.setenv("OPENAI_MAX_RETRY_SECONDS", "0")
+        monkeypatch.delenv("INTELLIGENCE_URL", raising=False)
+        pytester.makepyfile(agentic_bench=AGENTIC_BENCH)
+        result = pytester.runpytest_subprocess(
+            "--benchflow=agentic_bench.py:AgenticBench",
+            "--agent=pytest_benchflow.agents:OpenAIChatAgent",
+            "--benchflow-sandbox=ray",
+            f"--benchflow-ray-address={ray_cluster.address}",
+            "-p",
+            "no:cacheprovider",
+            timeout=600,
+        )
+    finally:
+        model.stop()
+    result.assert_outcomes(passed=1)
+    run = runs_by_start(pytester)[-1]
+    (done,) = [json.loads(p.read_text()) for p in run.rglob("result.json")]
+    assert done["ok"] and done["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), done
+    assert _sandboxes(run.name) == []
