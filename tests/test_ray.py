@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -18,12 +19,14 @@ from typing import Any
 
 import pytest
 from container_toy import ARGS
-from images import conformance_image, engine
+from images import base_image, conformance_image, engine
 from test_mmlu_pro import replay_args
 from test_runner_conformance import docker_leftovers
 
-from conftest import INTERRUPTIBLE, runs_by_start
+from conftest import INTERRUPTIBLE, in_process_bench, runs_by_start
 from pytest_benchflow.runners.ray import RayRunner
+from pytest_benchflow.runners.ray_sandbox import RaySandboxProvider
+from pytest_benchflow.sandbox import SandboxError, SandboxSpec
 from pytest_benchflow.testing import check_runner
 
 pytestmark = pytest.mark.xdist_group("ray")
@@ -211,3 +214,228 @@ def test_ctrl_c_cancels_the_ray_tasks_and_removes_their_containers(
             proc.kill()
     assert _labelled(run) == []
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+
+
+# --- sandboxes on Ray: actors on worker nodes, each holding a container on its node's engine ------------------
+
+
+def sandbox_provider(cluster: RayCluster, run_id: str) -> RaySandboxProvider:
+    values = {o.name: o.default for o in RaySandboxProvider.options()}
+    values["benchflow_ray_address"] = cluster.address
+    return RaySandboxProvider.from_options(values, run_id)
+
+
+def _worker_ids(cluster: RayCluster) -> set[str]:
+    return {w.node_id[:12] for w in cluster.workers}
+
+
+@pytest.mark.docker
+def test_a_ray_sandbox_runs_on_a_worker_node_files_round_trip_and_close_leaves_nothing(
+    ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    provider = sandbox_provider(ray_cluster, f"ray-sandbox-{secrets.token_hex(4)}")
+    try:
+        box = provider.open(SandboxSpec(base_image(engine()), group="t"))
+        assert box.engine is not None and box.engine.startswith("ray node 127.0.0.1 ")
+        assert box.engine.rsplit(" ", 1)[-1] in _worker_ids(ray_cluster)  # the head has no Docker
+        result = box.exec("echo $((6 * 7)); echo oops >&2; exit 3", timeout=60)
+        assert (result.exit_code, result.stdout, result.stderr) == (3, "42\n", "oops\n")
+        assert box.exec("sleep 30", timeout=1).timed_out
+        box.write_file("/work/deep/note.txt", "hello")
+        assert box.read_file("/work/deep/note.txt") == b"hello"
+        with pytest.raises(SandboxError, match="no such file"):
+            box.read_file("/work/missing")
+        source = tmp_path / "src"
+        (source / "pkg").mkdir(parents=True)
+        (source / "pkg" / "mod.py").write_text("x = 1\n")
+        box.upload(source, "/work/project")
+        assert box.exec("cat /work/project/pkg/mod.py").stdout == "x = 1\n"
+        box.exec("ln -s /etc/passwd /work/project/escape")
+        with pytest.raises(Exception, match="escape"):  # extracted here, as safely as a task's results
+            box.download("/work/project", tmp_path / "out")
+        box.exec("rm /work/project/escape")
+        box.download("/work/project", tmp_path / "out2")
+        assert (tmp_path / "out2" / "pkg" / "mod.py").read_text() == "x = 1\n"
+        with box.snapshot() as verifier:
+            assert verifier.engine == box.engine  # one group: one actor, one node
+            assert verifier.exec("cat /work/deep/note.txt").stdout == "hello"
+        assert len(_sandboxes(provider.run_id)) == 1
+        box.close()
+        assert _sandboxes(provider.run_id) == []
+        with pytest.raises(SandboxError, match="closed"):
+            box.exec("true")
+    finally:
+        provider.close_all()
+        provider.sweep()
+    assert _sandboxes(provider.run_id) == []
+
+
+@pytest.mark.docker
+def test_close_all_kills_the_actors_and_removes_their_containers(ray_cluster: RayCluster) -> None:
+    provider = sandbox_provider(ray_cluster, f"ray-sandbox-{secrets.token_hex(4)}")
+    try:
+        boxes = [provider.open(SandboxSpec(base_image(engine()), group=g)) for g in ("a", "b")]
+        assert len(_sandboxes(provider.run_id)) == 2
+    finally:
+        provider.close_all()  # Ctrl-C and the session's end
+    assert _sandboxes(provider.run_id) == []
+    with pytest.raises(SandboxError):
+        boxes[0].exec("true")
+
+
+def _sandboxes(run_id: str) -> list[dict[str, Any]]:
+    labels = [f"benchflow.run={run_id}", "benchflow.sandbox"]
+    found: list[dict[str, Any]] = engine().api.containers(all=True, filters={"label": labels})
+    return found
+
+
+RAY_SANDBOX_BENCH = in_process_bench(
+    "RaySandboxBench",
+    """
+    def evaluate(env):
+        box = env.sandbox(os.environ["SANDBOX_IMAGE"], cpus=1, memory_mb=512)
+        answer = box.exec("echo $((6 * 7))").stdout.strip()
+        box.write_file("/answer", answer)
+        with box.snapshot() as verifier:
+            checked = verifier.read_file("/answer").decode()
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps({"answer": checked, "engine": box.engine}))
+    """,
+    """
+    data = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {"is_resolved": data["answer"] == "42", "metrics": {}}
+    """,
+    tasks=("one", "two"),
+)
+
+
+@pytest.mark.docker
+def test_a_bench_on_the_head_drives_sandboxes_on_worker_nodes(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(ray_sandbox_bench=RAY_SANDBOX_BENCH)
+    monkeypatch.setenv("SANDBOX_IMAGE", base_image(engine()))
+    result = pytester.runpytest_subprocess(
+        "--benchflow=ray_sandbox_bench.py:RaySandboxBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-sandbox=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "--benchflow-timeout=120",
+    )
+    result.assert_outcomes(passed=2)
+    run = runs_by_start(pytester)[-1]
+    engines = {json.loads(p.read_text())["engine"] for p in run.rglob("r.json")}
+    assert engines and all(e.rsplit(" ", 1)[-1] in _worker_ids(ray_cluster) for e in engines), engines
+    assert _sandboxes(run.name) == []
+
+
+HANGING_SANDBOX_BENCH = in_process_bench(
+    "HangingSandboxBench",
+    """
+    def evaluate(env):
+        box = env.sandbox(os.environ["SANDBOX_IMAGE"], cpus=1, memory_mb=512)
+        box.exec("sleep 300")
+    """,
+    """
+    return {"is_resolved": False, "metrics": {}}
+    """,
+    tasks=("a", "b"),
+)
+
+
+@pytest.mark.docker
+def test_ctrl_c_kills_the_sandbox_actors_and_removes_their_containers(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(hanging_sandbox_bench=HANGING_SANDBOX_BENCH)
+    monkeypatch.setenv("SANDBOX_IMAGE", base_image(engine()))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--benchflow=hanging_sandbox_bench.py:HangingSandboxBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-sandbox=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "--benchflow-concurrency=2",
+        "-p",
+        "no:cacheprovider",
+    ]
+    proc = pytester.popen(command, **INTERRUPTIBLE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            runs = list(pytester.path.glob(".benchflow/2*"))
+            if runs and len([c for c in _sandboxes(runs[0].name) if c["State"] == "running"]) >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _sandboxes(runs[0].name) == []
+
+
+AGENTIC_BENCH = """
+import json, os
+from pathlib import Path
+from pytest_benchflow import BaseBench, BenchArgs, BenchmarkResult
+from pytest_benchflow.agent_loop import run_agent
+
+
+def evaluate(env):
+    with env.sandbox(os.environ["BENCHFLOW_BASE_IMAGE"]) as box:
+        run = run_agent(env["INTELLIGENCE_URL"], box, "Write 21 doubled to /work/answer.", sample_id="solve")
+        check = box.exec('test "$(cat /work/answer)" = 42')
+        result = {"stop": run.stop_reason, "ok": check.exit_code == 0, "engine": box.engine}
+    Path(env["BENCHFLOW_RESULTS_DIR"], "result.json").write_text(json.dumps(result))
+
+
+class AgenticBench(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+
+    def get_all_tasks(self, split):
+        return {"task_ids": ["double"], "error_message": None}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        r = json.loads(Path(self.results_dir, "result.json").read_text())
+        return BenchmarkResult(is_resolved=r["ok"], metrics={}, log=r["stop"])
+"""
+
+
+@pytest.mark.docker
+def test_an_agentic_task_drives_its_sandbox_on_a_worker_node(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_agent_session import SCRIPT
+    from tool_model import ToolModel
+
+    model = ToolModel(SCRIPT)
+    try:
+        monkeypatch.setenv("BENCHFLOW_BASE_IMAGE", base_image(engine()))
+        monkeypatch.setenv("OPENAI_BASE_URL", model.url)
+        monkeypatch.setenv("OPENAI_MODEL", "tool-model")
+        monkeypatch.setenv("OPENAI_MAX_RETRY_SECONDS", "0")
+        monkeypatch.delenv("INTELLIGENCE_URL", raising=False)
+        pytester.makepyfile(agentic_bench=AGENTIC_BENCH)
+        result = pytester.runpytest_subprocess(
+            "--benchflow=agentic_bench.py:AgenticBench",
+            "--agent=pytest_benchflow.agents:OpenAIChatAgent",
+            "--benchflow-sandbox=ray",
+            f"--benchflow-ray-address={ray_cluster.address}",
+            "-p",
+            "no:cacheprovider",
+            timeout=600,
+        )
+    finally:
+        model.stop()
+    result.assert_outcomes(passed=1)
+    run = runs_by_start(pytester)[-1]
+    (done,) = [json.loads(p.read_text()) for p in run.rglob("result.json")]
+    assert done["ok"] and done["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), done
+    assert _sandboxes(run.name) == []

@@ -50,7 +50,7 @@ from .docker import DockerLimits, DockerRunner, _max_log_bytes
 from .labels import RUN_LABEL, run_selector
 from .loopback import check_agent_reachable
 
-__all__ = ["DOCKER_RESOURCE", "RayRunner", "RayTaskResources", "connect_ray", "node_name"]
+__all__ = ["DOCKER_RESOURCE", "RayRunner", "RayTaskResources", "connect_ray", "node_name", "sweep_nodes"]
 
 logger = logging.getLogger("pytest_benchflow.ray")
 
@@ -398,6 +398,25 @@ def _local_runner() -> Runner:
     return LocalRunner()
 
 
+def sweep_nodes(run_id: str) -> None:
+    """Remove every container of run ``run_id`` on every live node with Docker (bounded; logged, never raised)."""
+    ray = _ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    sweep = ray.remote(_sweep_node)
+    docker_nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(DOCKER_RESOURCE, 0) > 0]
+    refs = [
+        sweep.options(
+            num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote(run_id)
+        for n in docker_nodes
+    ]
+    try:
+        ray.get(refs, timeout=_CLEANUP_TIMEOUT)
+    except Exception as e:
+        logger.warning("sweeping the containers of run %s on the Ray nodes failed: %s", run_id, e)
+
+
 def _sweep_node(run_id: str) -> int:
     """Remove every container of run ``run_id`` on this node's Docker engine; how many."""
     from .engines import docker_module
@@ -550,20 +569,7 @@ class RayRunner(Runner):
             self._connected = False
 
     def _sweep(self) -> None:
-        ray = _ray()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        sweep = ray.remote(_sweep_node)
-        refs = [
-            sweep.options(
-                num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-            ).remote(self.run_id)
-            for n in self._docker_nodes()
-        ]
-        try:
-            ray.get(refs, timeout=_CLEANUP_TIMEOUT)
-        except Exception as e:
-            logger.warning("sweeping the containers of run %s on the Ray nodes failed: %s", self.run_id, e)
+        sweep_nodes(self.run_id)
 
     # -- one task -----------------------------------------------------------------------------------
 
