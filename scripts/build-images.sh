@@ -43,7 +43,7 @@ if ! "$PYTHON" -c "import docker, pydantic, requests, yaml, pytest" >/dev/null 2
   PYTHON=$TOOLS/bin/python
 fi
 log "building $MMLU_IMAGE on $BASE"
-# From the checkout (its pyproject.toml registers mmlu_pro), whichever pytest-benchflow is installed.
-PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" -m pytest_benchflow build . --base-image "$BASE" \
+# From the checkout (its pyproject.toml registers mmlu_pro among others), whichever pytest-benchflow is installed.
+PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} "$PYTHON" -m pytest_benchflow build . --bench mmlu_pro --base-image "$BASE" \
   --dockerfile example_bench/mmlu_pro/Dockerfile --tag "$MMLU_IMAGE" >&2
 echo "$BASE"

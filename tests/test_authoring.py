@@ -316,3 +316,18 @@ def test_build_images_script_builds_mmlu_pro_with_pytest_benchflow_build() -> No
     finally:
         with contextlib.suppress(Exception):
             client.images.remove(tag)
+
+
+def test_build_of_a_project_with_several_benches_asks_which_and_refuses_an_unknown_one() -> None:
+    def build_here(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pytest_benchflow", "build", str(ROOT), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    several = build_here()
+    assert several.returncode == 2
+    assert "registers 2 benchmarks (humaneval, mmlu_pro)" in several.stderr
+    assert "choose one with --bench NAME" in several.stderr
+    unknown = build_here("--bench", "nosuch")
+    assert unknown.returncode == 2
+    assert "--bench 'nosuch': " in unknown.stderr and "registers no such benchmark" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1

@@ -44,7 +44,7 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         built = build_image(
-            find_project(args.path),
+            find_project(args.path, args.bench),
             base_image=args.base_image,
             tag=args.tag,
             dockerfile=Path(args.dockerfile) if args.dockerfile else None,
@@ -81,6 +81,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     build.add_argument(
         "--base-image", help="the image to build on (default: BENCHFLOW_BASE_IMAGE, else the Dockerfile's)"
     )
+    build.add_argument("--bench", help="the benchmark to build, when the project registers several")
     build.add_argument("--tag", help="the image's name (default: the bench's get_image_name())")
     build.add_argument("--dockerfile", help="the Dockerfile (default: PATH/Dockerfile)")
     build.set_defaults(run=_build)

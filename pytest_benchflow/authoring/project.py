@@ -68,10 +68,10 @@ def _entry_points(pyproject: Path) -> dict[str, str]:
     return dict(re.findall(r'^\s*([\w.-]+)\s*=\s*"([^"]+)"', body, re.M))
 
 
-def find_project(target: str) -> BenchProject:
+def find_project(target: str, bench: str | None = None) -> BenchProject:
     """The bench ``target`` names: a project directory whose ``pyproject.toml`` registers one bench under the
-    ``pytest_benchflow.benchmarks`` entry point (imported from that directory, installed or not), else a
-    registered name, ``package.module:Class`` or ``path/file.py:Class``.
+    ``pytest_benchflow.benchmarks`` entry point (imported from that directory, installed or not; ``bench``
+    picks one of several), else a registered name, ``package.module:Class`` or ``path/file.py:Class``.
 
     Raises:
         ProjectError: one line saying what is missing.
@@ -82,9 +82,19 @@ def find_project(target: str) -> BenchProject:
         if not pyproject.is_file():
             raise ProjectError(f"{path} has no pyproject.toml: give a bench project directory or a bench name")
         found = _entry_points(pyproject)
+        if bench is not None:
+            if bench not in found:
+                listed = ", ".join(sorted(found)) or "none"
+                raise ProjectError(
+                    f"--bench {bench!r}: {pyproject} registers no such benchmark (it registers {listed})"
+                )
+            found = {bench: found[bench]}
         if len(found) != 1:
             what = f"registers {len(found)} benchmarks ({', '.join(sorted(found))})" if found else "registers none"
-            raise ProjectError(f'{pyproject} {what}: expected one under [project.entry-points."{BENCHMARKS_GROUP}"]')
+            hint = "; choose one with --bench NAME" if found else ""
+            raise ProjectError(
+                f'{pyproject} {what}: expected one under [project.entry-points."{BENCHMARKS_GROUP}"]{hint}'
+            )
         ((name, ref),) = found.items()
         directory = path.resolve()
         # The project's own source wins over an installed copy of it (check what is about to be published).

@@ -1,4 +1,4 @@
-"""``RayRunner``: each task as a Ray task on a node of a Ray cluster (``pip install 'pytest-benchflow[ray]'``).
+"""``RayRunner``: each task as a Ray task on a node of a Ray cluster (``pip install -e '.[ray]'`` in a clone).
 
 An in-process bench's entrance runs on the node the cluster places the task on, in a scratch directory
 there; a container bench's container runs on that node's Docker engine (a node with an engine advertises
@@ -104,7 +104,7 @@ def _ray() -> Any:
         import ray
     except ImportError:
         raise RunnerError(
-            "--benchflow-runner ray needs Ray, which is not installed: pip install 'pytest-benchflow[ray]'"
+            "--benchflow-runner ray needs Ray: pip install -e '.[ray]' in the clone of pytest-benchflow"
         ) from None
     return ray
 
