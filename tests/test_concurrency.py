@@ -224,3 +224,38 @@ def test_ctrl_c_at_16_leaves_no_container_and_a_record_per_started_task(
     assert began and set(found) == began
     assert {r["reason"] for r in found.values()} == {INTERRUPTED}
     assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+
+
+PEAK_AGENT = """
+import threading, time
+from pathlib import Path
+from pytest_benchflow import BaseAgent
+
+_lock = threading.Lock()
+_in_flight = [0, 0]
+
+
+class PeakAgent(BaseAgent):
+    def call_api(self, inputs):
+        with _lock:
+            _in_flight[0] += 1
+            _in_flight[1] = max(_in_flight)
+            Path("peak.txt").write_text(str(_in_flight[1]))
+        time.sleep(0.5)
+        with _lock:
+            _in_flight[0] -= 1
+        return inputs["question"].upper()
+"""
+
+
+def test_n_tasks_at_once_may_have_n_requests_in_flight_to_the_agent(
+    toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each task's client asks for 8 requests in flight at most (its default), yet 24 tasks at once
+    of one request each must not queue behind 8: the agent's limit in the process is at least N."""
+    toy.makepyfile(peak_agent=PEAK_AGENT)
+    monkeypatch.setenv("TOY_TASKS", json.dumps([f"good{i}" for i in range(24)]))
+    args = [a for a in TOY if not a.startswith("--agent=")]
+    result = toy.runpytest(*args, "--agent=peak_agent:PeakAgent", "--benchflow-concurrency=24")
+    result.assert_outcomes(passed=24)
+    assert int((toy.path / "peak.txt").read_text()) > 8

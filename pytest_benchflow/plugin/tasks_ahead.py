@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ..client._limit import limit_for
 from .concurrency import TaskPool, concurrent_safe, xdist_upcoming
 from .session import BenchflowRun, packed_record
 
@@ -36,6 +37,10 @@ class ConcurrentTasks:
             upcoming=upcoming,
             on_change=run.pool_changed,
         )
+        # N tasks at once may each have a request in flight: the agents' shared limit in this process is at
+        # least N, whatever each task's client asks for (a per-question task's default is 8).
+        for url in {run.agent_url, *run.agents.values()}:
+            limit_for(url, run.concurrency)
         if upcoming is None:
             pool.add(session.items)
         run.pool = pool
