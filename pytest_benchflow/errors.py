@@ -18,6 +18,8 @@ Our exceptions::
     ├── TaskError                 a task could not be evaluated (its run broke)
     │   ├── BudgetError           not started: the run's cost limit was reached
     │   ├── InfraError            where it ran failed: engine lost, image missing, container not started
+    │   │   └── SandboxError      a sandbox did not open or died (defined in pytest_benchflow.sandbox)
+    │   ├── SandboxSpecError      a sandbox a bench asked for cannot be (pytest_benchflow.sandbox)
     │   ├── TaskCancelled         a request not sent: its task was already stopped
     │   ├── TaskInterrupted       Ctrl-C or SIGTERM arrived while it ran
     │   ├── TaskTimeout           the task ran past its time limit

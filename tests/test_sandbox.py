@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -285,3 +286,30 @@ def test_env_sandbox_without_a_provider_says_why() -> None:
 
     with pytest.raises(SandboxError, match="pytest --benchflow"):
         TaskEnvironment().sandbox("python:3.12-slim")
+
+
+def test_a_sandbox_that_cannot_open_is_an_infra_error_rerun_once(
+    pytester: pytest.Pytester, echo_agent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(sandbox_bench=SANDBOX_BENCH)
+    monkeypatch.setenv("SANDBOX_IMAGE", "benchflow-test/no-such-image:0")
+    result = pytester.runpytest_subprocess(
+        "--benchflow=sandbox_bench.py:SandboxBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-pull=never",
+        "-k",
+        "closes",
+    )
+    result.assert_outcomes(errors=1)
+    (run_dir,) = (pytester.path / ".benchflow").iterdir()
+    (record,) = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert record["error_kind"] == "infra" and "no-such-image" in record["reason"]
+    assert [a["error_kind"] for a in record["attempts"]] == ["infra"]  # run again once, by default
+
+
+def test_a_sandbox_asked_for_wrongly_is_the_benchs_error() -> None:
+    from pytest_benchflow.errors import error_kind
+    from pytest_benchflow.sandbox import SandboxSpecError
+
+    assert error_kind(SandboxError("the engine went away")) == "infra"
+    assert error_kind(SandboxSpecError("sandbox network 'wifi': choose 'none' or 'bridge'")) == "bench"

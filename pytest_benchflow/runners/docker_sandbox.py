@@ -37,6 +37,7 @@ from ..sandbox import (
     SandboxError,
     SandboxProvider,
     SandboxSpec,
+    SandboxSpecError,
 )
 from ..sandbox.output import HeadTail
 from .archive import check_links, extract_archive, spool
@@ -279,13 +280,13 @@ class DockerSandboxProvider(SandboxProvider):
 def _check_spec(spec: SandboxSpec) -> None:
     """A one-line ``SandboxError`` naming the field a bench got wrong."""
     if not isinstance(spec.image, str) or not spec.image.strip():
-        raise SandboxError(f"sandbox image {spec.image!r}: give an image name, e.g. 'python:3.12-slim'")
+        raise SandboxSpecError(f"sandbox image {spec.image!r}: give an image name, e.g. 'python:3.12-slim'")
     if spec.network not in _NETWORKS:
-        raise SandboxError(f"sandbox network {spec.network!r}: choose 'none' (the default) or 'bridge'")
+        raise SandboxSpecError(f"sandbox network {spec.network!r}: choose 'none' (the default) or 'bridge'")
     for name in ("cpus", "memory_mb", "pids", "max_file_mb"):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not in_range(value, 0, above=True):
-            raise SandboxError(f"sandbox {name}={value!r}: expected a positive number")
+            raise SandboxSpecError(f"sandbox {name}={value!r}: expected a positive number")
 
 
 def _container_config(api: Any, spec: SandboxSpec, labels: dict[str, str], cap_drop: tuple[str, ...]) -> dict[str, Any]:

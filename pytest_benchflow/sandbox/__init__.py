@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..errors import InfraError, TaskError
+
 if TYPE_CHECKING:
     from ..configuration import Setting
 
@@ -31,6 +33,7 @@ __all__ = [
     "SandboxError",
     "SandboxProvider",
     "SandboxSpec",
+    "SandboxSpecError",
     "TaskSandboxes",
 ]
 
@@ -42,8 +45,14 @@ DEFAULT_READ_CAP = 16 * 1024 * 1024
 Network = Literal["none", "bridge"]
 
 
-class SandboxError(Exception):
-    """A sandbox could not be opened or stopped answering (an infrastructure fault, not the agent's)."""
+class SandboxError(InfraError):
+    """A sandbox could not be opened or stopped answering: an infrastructure fault (``infra``, rerun by
+    default), not the agent's."""
+
+
+class SandboxSpecError(TaskError):
+    """A bench asked for a sandbox that cannot be (no image, an unknown network, a negative limit): the
+    bench's fault (``bench``), not rerun."""
 
 
 @dataclass(frozen=True)
