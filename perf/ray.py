@@ -1,6 +1,7 @@
 """The Ray runner, side by side, medians: `python perf/ray.py [ROUNDS] [overhead|nodes|memory ...]`.
 
-overhead: the Ray runner's per-task overhead vs the local runner's. In-process per-question MMLU-Pro items (an instant agent on loopback) at the same
+overhead: the Ray runner's per-task overhead vs the local runner's. In-process per-question MMLU-Pro
+items (an instant agent on loopback) at the same
 ``--benchflow-concurrency``, run by the local runner and by the Ray runner on a local Ray cluster
 (a head on 127.0.0.1 with as many logical CPUs as the concurrency, so Ray never queues a task the
 local runner would run). Each runner runs SMALL and LARGE items; the per-task cost is the slope
@@ -81,9 +82,7 @@ def _cluster(head_cpus: int, workers: int = 0, **worker: Any) -> Any:
     from ray.cluster_utils import Cluster
 
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # loopback only
-    cluster = Cluster(
-        initialize_head=True, head_node_args={**NODE, "num_cpus": head_cpus, "include_dashboard": False}
-    )
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": head_cpus, "include_dashboard": False})
     for _ in range(workers):
         cluster.add_node(**NODE, **worker)
     cluster.wait_for_nodes()
@@ -167,7 +166,8 @@ def nodes(rounds: int) -> None:
                 cluster = _cluster(1, workers, num_cpus=1, resources={"docker": DOCKER_SLOTS})
                 try:
                     command = [
-                        sys.executable, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle", *QUIET,
+                        sys.executable, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle",
+                        *QUIET,
                         "--benchflow-arg=NAP=3", f"--benchflow-output={tmp / f'out-{workers}'}",
                         "--benchflow-runner=ray", f"--benchflow-ray-address={cluster.address}",
                         f"--benchflow-ray-runtime-env={runtime_env}", f"--benchflow-concurrency={NAP_TASKS}",
