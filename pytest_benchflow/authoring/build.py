@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchflowError, first_line
+from ..runners.engines import remove_failed_build_layers
 from .project import BenchProject
 
 __all__ = ["MIN_PYTHON", "BuildError", "BuiltImage", "build_image", "image_python"]
@@ -275,9 +276,13 @@ def _docker_build(client: Any, ctx: str, image: str, base: str) -> None:
 
     output: list[str] = []
     try:
-        for chunk in client.api.build(path=ctx, tag=image, buildargs={"BASE_IMAGE": base}, rm=True, decode=True):
+        stream = client.api.build(
+            path=ctx, tag=image, buildargs={"BASE_IMAGE": base}, rm=True, forcerm=True, decode=True
+        )
+        for chunk in stream:
             if "error" in chunk:
                 tail = " | ".join(line for line in output[-3:] if line)
+                remove_failed_build_layers(client.api, output)
                 raise BuildError(
                     f"the image {image} did not build: {first_line(chunk['error'])}"
                     + (f" (after: {tail})" if tail else "")

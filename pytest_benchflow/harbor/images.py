@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TaskError
-from ..runners.engines import Engine
+from ..runners.engines import Engine, remove_failed_build_layers
 
 __all__ = ["IMAGE_REPOSITORY", "BuildError", "ensure_image", "environment_digest", "image_tag"]
 
@@ -103,6 +103,7 @@ def _build(engine: Engine, tag: str, context: Path, timeout: float, log_file: Pa
                     lines.extend(text.splitlines())
                     del lines[:-_TAIL_LINES]
                 if "error" in chunk or "errorDetail" in chunk:
+                    remove_failed_build_layers(api, lines)
                     raise BuildError(_failure(tag, "failed", lines))
                 if time.monotonic() > deadline:
                     stream.close()  # closing the connection cancels the build on the engine

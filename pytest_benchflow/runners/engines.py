@@ -37,6 +37,7 @@ __all__ = [
     "is_local_engine",
     "is_loopback_url",
     "parse_engines",
+    "remove_failed_build_layers",
 ]
 
 #: The engine ``docker.from_env()`` finds when ``DOCKER_HOST`` is unset.
@@ -299,3 +300,25 @@ class EnginePool:
 
     def remove_directory(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+_LAYER = re.compile(r"^\s*---> ([0-9a-f]{12,64})\s*$")
+
+
+def remove_failed_build_layers(api: Any, output: list[str]) -> None:
+    """After a failed ``docker build``: remove the untagged layers it left that nothing uses (the images named
+    on its ``---> <id>`` lines and now dangling), so a failed build leaves no dangling image behind."""
+    ids = {m.group(1) for line in output for m in [_LAYER.match(line)] if m}
+    if not ids:
+        return
+    try:
+        dangling = api.images(filters={"dangling": True}, quiet=True)
+    except Exception:
+        return
+    for image_id in dangling:
+        short = image_id.removeprefix("sha256:")
+        if any(short.startswith(i) for i in ids):
+            try:
+                api.remove_image(image_id)
+            except Exception:  # used meanwhile, or gone: nothing to clean
+                pass
