@@ -131,7 +131,7 @@ def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) 
 @pytest.hookimpl(trylast=True)
 def pytest_benchflow_make_sandbox_provider(config: pytest.Config, name: str, run_id: str) -> SandboxProvider:
     cls = provider_class(name)
-    return cls.from_options(config.stash[SETTINGS_KEY].runner_values(cls), run_id)  # type: ignore[arg-type]
+    return cls.from_options(config.stash[SETTINGS_KEY].runner_values(cls), run_id)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -24,6 +24,7 @@ from ..envnumbers import MAX_SECONDS, in_range, parse_number, shown_value
 from ..errors import ConfigurationError
 from ..runners import Runner
 from ..runners.registry import usable_runners
+from ..sandbox import SandboxProvider
 from .gate import GATE_MODES
 from .progress import MODES as PROGRESS_MODES
 from .reruns import RerunPolicy, parse_rerun_kinds, parse_reruns
@@ -370,8 +371,8 @@ class SessionSettings:
         """Which errored tasks run again, how often."""
         return RerunPolicy(self.rerun_infra, self.rerun_kinds)
 
-    def runner_values(self, runner: type[Runner]) -> dict[str, str]:
-        """What ``runner.from_options`` receives: each of its settings' value (every one present)."""
+    def runner_values(self, runner: type[Runner] | type[SandboxProvider]) -> dict[str, str]:
+        """What ``from_options`` of a runner or sandbox provider receives: each of its settings' value."""
         return {o.name: self.runner_options.get(o.name) or o.default for o in runner.options()}
 
     def configures(self, runner: type[Runner]) -> bool:
