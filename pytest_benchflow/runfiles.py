@@ -96,14 +96,7 @@ def _open_below(root: Path, path: Path, flags: int) -> int:
                 raise
             os.close(directory)
             directory = inner
-        try:
-            return os.open(parts[-1], flags, 0o644, dir_fd=directory)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise _refuse(path, "is a symbolic link") from None
-            if e.errno == errno.ENXIO:  # a FIFO nobody reads
-                raise _refuse(path, "is not a regular file") from None
-            raise
+        return _open_here(Path(parts[-1]), flags, dir_fd=directory, shown=path)
     finally:
         os.close(directory)
 
@@ -119,15 +112,29 @@ def open_for_writing(path: Path, mode: Literal["a", "w", "ab", "wb"] = "a", *, r
         UnsafeRunFile: a link, a FIFO or another non-regular file is in the way.
         OSError: the file cannot be created (permissions, a missing directory).
     """
-    fd = _open_below(root or path.parent, path, _WRITE_FLAGS | (os.O_APPEND if mode.startswith("a") else 0))
+    flags = _WRITE_FLAGS | (os.O_APPEND if mode.startswith("a") else 0)
+    fd = _open_below(root, path, flags) if root is not None else _open_here(path, flags)
     _check_regular(fd, path)
+    # No os.set_blocking: O_NONBLOCK only mattered for opening; a regular file's reads and writes ignore it.
     try:
-        os.set_blocking(fd, True)
         if mode.startswith("w"):
             os.ftruncate(fd, 0)  # only now: truncating on open would have emptied whatever was there first
-        return os.fdopen(fd, mode) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")
+        # Bytes are unbuffered: each write is one system call, and nothing waits in a buffer to be flushed.
+        return os.fdopen(fd, mode, buffering=0) if "b" in mode else os.fdopen(fd, mode, encoding="utf-8")
     except BaseException:
         os.close(fd)
+        raise
+
+
+def _open_here(path: Path, flags: int, *, dir_fd: int | None = None, shown: Path | None = None) -> int:
+    """``os.open(path, flags)`` in a directory the caller trusts: never through a link at ``path`` itself."""
+    try:
+        return os.open(path, flags, 0o644, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise _refuse(shown or path, "is a symbolic link") from None
+        if e.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise _refuse(shown or path, "is not a regular file") from None
         raise
 
 

@@ -32,7 +32,7 @@ class Transcript:
     def __init__(self, path: Path, secret_values: Collection[str] = ()) -> None:
         self.path = path
         self.secret_values = secret_values
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
         self._closed = False
         self._lock = threading.Lock()
 
@@ -75,12 +75,18 @@ class Transcript:
                 return  # a request abandoned at the task's time limit answered late: the task is over
             try:
                 if self._file is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = open_for_writing(self.path)  # never through a link planted in a resumed run
-                self._file.write(line)
-                self._file.flush()
+                    self._file = self._open()
+                self._file.write(line.encode("utf-8"))  # unbuffered: on disk once written
             except OSError:
                 self._closed = True  # a transcript is a record, never a reason for the task to fail
+
+    def _open(self) -> IO[bytes]:
+        """The file, to append to; never through a link planted in a resumed run."""
+        try:
+            return open_for_writing(self.path, "ab")
+        except FileNotFoundError:  # its directory is made on the first line (a container's log dir may not be)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return open_for_writing(self.path, "ab")
 
     def close(self) -> None:
         with self._lock:

@@ -83,6 +83,7 @@ class ScriptedServer:
         self.replies: list[Reply] = [Reply()]
         self.requests: list[tuple[str, bytes, float]] = []
         self.client_ports: list[int] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -97,6 +98,7 @@ class ScriptedServer:
                 with outer.lock:
                     outer.requests.append((self.path, body, time.monotonic()))
                     outer.client_ports.append(self.client_address[1])
+                    outer.headers.append(dict(self.headers))
                     reply = outer.replies.pop(0) if len(outer.replies) > 1 else outer.replies[0]
                 time.sleep(reply.delay)
                 self.send_response(reply.status)

@@ -298,3 +298,25 @@ def test_cancelled_scope_sends_nothing(echo_agent: str) -> None:
     client = fast(echo_agent)
     with pytest.raises(TaskCancelled, match="not sent: the task was stopped at its time limit"):
         cancel_scope(stop).run(client.get_responses, [{"q": "a"}, {"q": "b"}], max_concurrency=2)
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    scripted: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripted server plays an HTTP forward proxy: it receives the agent's absolute URL.
+    monkeypatch.setenv("HTTP_PROXY", scripted.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    scripted.script(json_reply("via proxy"))
+    agent = "http://agent-behind-proxy.invalid:8123"
+    assert fast(agent).get_response({"q": "hi"})["raw_response"] == "via proxy"
+    assert scripted.requests[0][0] == f"{agent}/response"
+
+
+def test_credentials_in_the_agent_url_are_sent_as_basic_auth(scripted: ScriptedServer) -> None:
+    scripted.script(json_reply("ok"))
+    url = scripted.url.replace("http://", "http://alice:s3cret@")
+    fast(url).get_response({"q": "hi"})
+    assert scripted.headers[0]["Authorization"] == "Basic YWxpY2U6czNjcmV0"
+    assert scripted.headers[0]["Content-Type"] == "application/json"
+    assert int(scripted.headers[0]["Content-Length"]) == len(scripted.requests[0][1])

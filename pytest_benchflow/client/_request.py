@@ -35,13 +35,10 @@ from ..untrusted import excerpt
 from ..usage import USAGE_HEADER, current_meter, parse_usage
 from ._cancel import current_cancel
 from ._limit import AdaptiveLimit, limit_for
-from ._pool import keepalive_session
+from ._pool import keepalive_post
 from ._settings import ClientSettings, retry_after_seconds
 
 __all__ = ["AgentRequest", "request_json"]
-
-_JSON = {"Content-Type": "application/json"}
-
 
 def request_json(
     url: str,
@@ -179,9 +176,7 @@ class AgentRequest:
     def _post(self, body: bytes, timeout: tuple[float, float], limit: AdaptiveLimit) -> tuple[requests.Response, bytes]:
         """One POST and its whole answer, in the concurrency slot already taken from ``limit`` (given back here)."""
         try:
-            response = keepalive_session(self.url).post(
-                self.url, data=body, headers=_JSON, timeout=timeout, stream=True, allow_redirects=False
-            )
+            response = keepalive_post(self.url, body, timeout)
             with response:
                 return response, self._read_body(response)
         finally:

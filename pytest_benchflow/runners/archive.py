@@ -17,6 +17,7 @@ __all__ = [
     "MAX_ARCHIVE_BYTES",
     "MAX_ARCHIVE_MEMBERS",
     "check_links",
+    "ensure_task_dir",
     "extract_archive",
     "make_task_dir",
     "spool",
@@ -57,20 +58,39 @@ def make_task_dir(base: Path, *parts: str) -> Path:
     Raises:
         UnsafeArchive: a level exists and is a symlink or not a directory.
     """
+    return ensure_task_dir(base, *parts)[0]
+
+
+def ensure_task_dir(base: Path, *parts: str) -> tuple[Path, bool]:
+    """:func:`make_task_dir`, and whether its last level was created now (so it is empty)."""
     path = base
-    for part in parts:
+    for i, part in enumerate(parts):
         path = path / part
+        # Levels above the last usually exist (looked at once), the last usually does not (made at once):
+        # each costs one system call in the common case, which a task many times a second notices.
+        last = i == len(parts) - 1
         try:
-            os.mkdir(path)
+            if last or not _is_real_directory(path):
+                os.mkdir(path)
+                if last:
+                    return path, True
         except FileExistsError:
-            mode = os.lstat(path).st_mode
-            if not stat.S_ISDIR(mode):
+            if not _is_real_directory(path):
+                mode = os.lstat(path).st_mode
                 kind = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
                 raise UnsafeArchive(f"task directory {path} is {kind}; refusing to use it") from None
         except FileNotFoundError:
             base.mkdir(parents=True, exist_ok=True)
-            return make_task_dir(base, *parts)
-    return path
+            return ensure_task_dir(base, *parts)
+    return path, False
+
+
+def _is_real_directory(path: Path) -> bool:
+    """Whether ``path`` is a directory and not a link (False when it is missing)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 class _Tree:

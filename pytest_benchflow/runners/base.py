@@ -19,7 +19,7 @@ from ..sandbox import SandboxProvider, TaskSandboxes
 from ..schemas import BenchmarkResult, ResolvedArgs, to_result
 from ..transcript import TRANSCRIPT_FILE, TRANSCRIPTS_ENV, Transcript, no_transcript
 from ..usage import UsageMeter, read_usage_file
-from .archive import make_task_dir
+from .archive import ensure_task_dir
 
 __all__ = ["Runner", "RunnerOption", "Setting", "TaskSpec", "collect_result", "prepare_task", "task_usage"]
 
@@ -156,10 +156,11 @@ def prepare_task(spec: TaskSpec) -> TaskEnvironment:
     for directory in (spec.results_dir, spec.log_dir):
         if spec.run_dir is not None:
             # Every level below the run directory: a link planted at <bench>/logs since the run began is refused.
-            make_task_dir(spec.run_dir, *directory.relative_to(spec.run_dir).parts)
+            _, created = ensure_task_dir(spec.run_dir, *directory.relative_to(spec.run_dir).parts)
         else:
-            make_task_dir(directory.parent, directory.name)
-        remove_planted(directory)
+            _, created = ensure_task_dir(directory.parent, directory.name)
+        if not created:  # one made just now is empty
+            remove_planted(directory)
     env = task_environment(
         agent_url=spec.agent_url,
         task_id=spec.task_id,
