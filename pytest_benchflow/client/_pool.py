@@ -34,12 +34,13 @@ def keepalive_post(url: str, body: bytes, timeout: tuple[float, float]) -> reque
     request = connection.template.copy()
     request.body = body
     request.headers["Content-Length"] = str(len(body))
-    session = connection.session
-    return connection.adapter.send(request, stream=True, timeout=timeout, verify=session.verify, proxies=session.proxies)
+    return connection.adapter.send(
+        request, stream=True, timeout=timeout, verify=connection.verify, proxies=connection.session.proxies
+    )
 
 
 class _KeepAlive:
-    __slots__ = ("adapter", "session", "template")
+    __slots__ = ("adapter", "session", "template", "verify")
 
     def __init__(self, url: str) -> None:
         session = self.session = requests.Session()
@@ -49,7 +50,10 @@ class _KeepAlive:
         env = session.merge_environment_settings(url, {}, None, None, None)
         session.trust_env = False
         session.proxies.update(env["proxies"])
-        session.verify = env["verify"]
+        verify = env["verify"]
+        # merge_environment_settings gives the CA bundle's path or True; None would mean the default, True.
+        self.verify: bool | str = True if verify is None else verify
+        session.verify = self.verify
         self.template = requests.Request("POST", url, headers={"Content-Type": "application/json"}).prepare()
 
 

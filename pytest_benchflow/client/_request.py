@@ -40,6 +40,7 @@ from ._settings import ClientSettings, retry_after_seconds
 
 __all__ = ["AgentRequest", "request_json"]
 
+
 def request_json(
     url: str,
     body: dict[str, Any],
