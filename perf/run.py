@@ -1,7 +1,8 @@
 """pytest-benchflow's benchmarks: `python3 dev.py bench [section ...]` prints each figure as a ratio.
 
 Sections: client, server, concurrency, scale, docker, adapter, transcripts, engines, many (default: all).
-MANY_QUESTIONS, MANY_TASKS and MANY_SLOTS scale `many` down (default 2000, 128, 32).
+MANY_QUESTIONS, MANY_TASKS and MANY_SLOTS scale `many` down (default 2000, 128, 32); MANY_LATENCY sets its
+agent's latency in seconds (default 0.1); MANY_TASKS=0 leaves the containers out.
 BENCH_ROUNDS (default 5) sets the rounds; BENCH_SCALE_SIZES (e.g. 12032) the task counts of `scale`;
 BENCH_OUTPUT the results directory of `scale` (default: a temporary directory on disk).
 Every comparison runs its contenders side by side, alternating, in the same run; figures
@@ -649,9 +650,10 @@ def bench_many() -> None:
     """--benchflow-concurrency: per-question items many at once vs one grouped task; containers from one
     process vs one process per container."""
     questions = int(os.environ.get("MANY_QUESTIONS", "2000"))
+    latency = float(os.environ.get("MANY_LATENCY", "0.1"))
     print(f"\n9. many tasks from one process: {questions} per-question items at --benchflow-concurrency 64 vs one")
-    print("   category task at MAX_CONCURRENCY=64 (agent latency 100 ms)")
-    argv, port = ours("slow", 0.1)
+    print(f"   category task at MAX_CONCURRENCY=64 (agent latency {latency * 1000:g} ms)")
+    argv, port = ours("slow", latency)
     quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
     with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -680,6 +682,8 @@ def bench_many() -> None:
 
 def bench_many_containers() -> None:
     tasks, slots = int(os.environ.get("MANY_TASKS", "128")), int(os.environ.get("MANY_SLOTS", "32"))
+    if tasks <= 0:
+        return
     print(
         f"\n   {tasks} container tasks of 2 s, one engine with {slots} slots: "
         f"--benchflow-concurrency {slots} vs -n {slots}"
