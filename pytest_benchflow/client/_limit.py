@@ -55,8 +55,10 @@ class AdaptiveLimit:
 
     def record(self, throttled: bool) -> None:
         with self._changed:
-            self.limit = max(1, self.limit // 2) if throttled else min(self.ceiling, self.limit + 1)
-            self._changed.notify_all()
+            limit = max(1, self.limit // 2) if throttled else min(self.ceiling, self.limit + 1)
+            if limit > self.limit:
+                self._changed.notify_all()  # only a wider limit lets a waiting request go
+            self.limit = limit
 
 
 _LIMITS: dict[str, AdaptiveLimit] = {}
@@ -65,6 +67,9 @@ _LIMITS_LOCK = threading.Lock()
 
 def limit_for(url: str, ceiling: int) -> AdaptiveLimit:
     """The process's limit for the agent at ``url``, made with ``ceiling`` or widened to it."""
+    limit = _LIMITS.get(url)
+    if limit is not None and limit.ceiling >= ceiling:
+        return limit  # every request asks this: no lock shared by all of the process's tasks (ceilings only grow)
     with _LIMITS_LOCK:
         limit = _LIMITS.get(url)
         if limit is None:
