@@ -439,3 +439,44 @@ def test_an_agentic_task_drives_its_sandbox_on_a_worker_node(
     (done,) = [json.loads(p.read_text()) for p in run.rglob("result.json")]
     assert done["ok"] and done["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), done
     assert _sandboxes(run.name) == []
+
+
+WHERE_BENCH = in_process_bench(
+    "WhereBench",
+    """
+    def evaluate(env):
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps({"pid": os.getpid()}))
+    """,
+    """
+    import ray
+
+    if task_id == "broken":
+        raise ValueError("no result here")
+    ran = json.loads(Path(self.results_dir, "r.json").read_text())
+    node = ray.get_runtime_context().get_node_id()
+    return {"is_resolved": True, "metrics": {"entrance_pid": ran["pid"], "pid": os.getpid(), "node": node}}
+    """,
+    tasks=("where", "broken"),
+)
+
+
+def test_get_result_runs_on_the_node_where_the_entrance_ran(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str
+) -> None:
+    pytester.makepyfile(where_bench=WHERE_BENCH)
+    result = pytester.runpytest_subprocess(
+        "--benchflow=where_bench.py:WhereBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-runner=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    done = {r["task_id"]: r for r in records(runs_by_start(pytester)[-1])}
+    metrics = done["where"]["metrics"]
+    assert metrics["pid"] == metrics["entrance_pid"], metrics  # the node's worker process, not the driver
+    assert done["where"]["engine"].endswith(" " + metrics["node"][:12]), done["where"]
+    broken = done["broken"]  # a raising get_result on the node: the driver's ResultError, same words and kind
+    assert broken["reason"].startswith("task 'broken': get_result raised ValueError: no result here"), broken
+    assert broken["error_kind"] == "bench", broken  # a ResultError's kind, as on the local runner

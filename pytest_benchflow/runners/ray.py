@@ -4,8 +4,9 @@ An in-process bench's entrance runs on the node the cluster places the task on, 
 there; a container bench's container runs on that node's Docker engine (a node with an engine advertises
 the custom resource ``docker``, its number of container slots). Either way, the task's results and logs
 come back as bounded tar archives through Ray's object store and are unpacked here with the same safe
-extraction as a container's; usage, transcripts and progress travel with them. ``get_result`` then runs
-here, as it does for the Docker runner. The node is the task's ``engine`` in its record.
+extraction as a container's; usage, transcripts and progress travel with them. An in-process task's
+``get_result`` runs on its node too (its validated result comes back with the archives, in ``spec.result``);
+a container task's runs here, as it does for the Docker runner. The node is the task's ``engine`` in its record.
 
 Ray is imported when the runner starts, never when pytest starts: an environment without Ray lists the
 runner, and choosing it says how to install Ray.
@@ -42,9 +43,10 @@ from ..errors import (
     UnsafeArchive,
     first_line,
 )
+from ..schemas import BenchmarkResult
 from ..usage import UsageMeter
 from .archive import check_links, extract_archive, max_archive_bytes, spool
-from .base import Runner, RunnerOption, TaskSpec, prepare_task
+from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task
 from .docker import OPTIONS as DOCKER_OPTIONS
 from .docker import DockerLimits, DockerRunner, _max_log_bytes
 from .labels import RUN_LABEL, run_selector
@@ -357,12 +359,20 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
         run_dir=scratch,
     )
     failure: list[BaseException] = []
+    collected: list[BenchmarkResult] = []
     runner: Runner = _docker_runner(task) if task.container else _local_runner()
 
     def work() -> None:
         try:
             env = prepare_task(spec)
-            runner.execute(bench, spec, env)
+            try:
+                runner.execute(bench, spec, env)
+            finally:
+                spec.close()
+            if not task.container:
+                # An in-process task's get_result runs here, where its entrance ran (a container's, on the
+                # driver, as with the Docker runner): same validation and errors as the driver's.
+                collected.append(collect_result(bench, spec))
         except BaseException as e:
             failure.append(e)
         finally:
@@ -376,6 +386,7 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
             yield {"progress": event}
         worker.join()
         outcome: dict[str, Any] = {"usage": spec.usage.snapshot(), "error": None}
+        outcome["result"] = collected[0] if collected else None
         if failure:
             outcome["error"] = _error_chain(failure[0])
         for what in ("results", "logs"):
@@ -704,6 +715,7 @@ class RayRunner(Runner):
             check_links(dest, f"{what} of task {spec.task_id!r}")
         if outcome.get("error"):
             raise _rebuild(outcome["error"])
+        spec.result = outcome.get("result")  # the node's get_result (an in-process task's), validated there
 
 
 def _ship_by_value(cls: type) -> None:
