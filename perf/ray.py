@@ -11,7 +11,11 @@ connect) drop out. Rounds alternate the contenders; figures are medians.
 nodes: two worker nodes vs one on container tasks bound by the node's capacity, not by CPU (on one
 machine the nodes share its CPUs): each worker node advertises ``docker: 2``, each task sleeps 3 s in
 its container and needs ``docker: 1``, so one node runs 2 at a time and two nodes 4. Each round starts
-its cluster (a head without Docker, then the workers, all on 127.0.0.1) and stops it after.
+its cluster (a head without Docker, then the workers, all on 127.0.0.1), lets it settle (RAY_PERF_SETTLE
+seconds, default 5: the nodes' own start-up, their prestarted worker processes, is over before the clock
+starts) and stops it after. Beside the session's wall (the headline), each round is split from its records:
+the session's start (pytest's start to the first task submitted), the task phase (to the last task done)
+and the end (cleanup, the sweep, disconnect).
 
 memory: one pytest process driving 256 in-process per-question items on a cluster of two worker nodes
 at ``--benchflow-concurrency`` 8, the pytest process's peak RSS (``ru_maxrss``), the local runner's
@@ -54,6 +58,7 @@ QUIET = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
 NODE = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024 * 1024}
 NAP_IMAGE = "benchflow-perf/nap:1"
 NAP_TASKS, DOCKER_SLOTS = int(os.environ.get("RAY_PERF_NAP_TASKS", "16")), 2
+SETTLE = float(os.environ.get("RAY_PERF_SETTLE", "5"))
 MEMORY_ITEMS, MEMORY_CONCURRENCY = int(os.environ.get("RAY_PERF_MEMORY_ITEMS", "256")), 8
 
 
@@ -151,10 +156,23 @@ def _nap_containers() -> list[str]:
     return [c.id for c in docker.from_env().containers.list(all=True, filters={"ancestor": NAP_IMAGE})]
 
 
+def _phases(output: Path, started: float, ended: float) -> tuple[float, float, float]:
+    """(session start, task phase, end) of the newest run under ``output``, from its records' times."""
+    newest = max(output.glob("*/results.jsonl"), key=lambda p: p.stat().st_mtime)
+    records = [json.loads(line) for line in newest.read_text().splitlines()]
+    first = min(r["finished_at"] - r["duration"] for r in records)  # the first tasks start at once: exact
+    last = max(r["finished_at"] for r in records)
+    return first - started, last - first, ended - last
+
+
 def nodes(rounds: int) -> None:
+    import time
+
     _nap_image()
     before = set(_nap_containers())
     walls: dict[int, list[float]] = {1: [], 2: []}
+    phases: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
+    loads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "nap_bench.py").write_text(NAP_BENCH)
@@ -164,6 +182,7 @@ def nodes(rounds: int) -> None:
         for _ in range(rounds):
             for workers in random.sample(list(walls), len(walls)):
                 cluster = _cluster(1, workers, num_cpus=1, resources={"docker": DOCKER_SLOTS})
+                time.sleep(SETTLE)
                 try:
                     command = [
                         sys.executable, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle",
@@ -172,7 +191,10 @@ def nodes(rounds: int) -> None:
                         "--benchflow-runner=ray", f"--benchflow-ray-address={cluster.address}",
                         f"--benchflow-ray-runtime-env={runtime_env}", f"--benchflow-concurrency={NAP_TASKS}",
                     ]  # fmt: skip
+                    started = time.time()
                     walls[workers].append(timed(command, tmp, env)[0])
+                    phases[workers].append(_phases(tmp / f"out-{workers}", started, time.time()))
+                    loads.append(os.getloadavg()[0])
                 finally:
                     cluster.shutdown()
         for workers, values in walls.items():
@@ -183,12 +205,16 @@ def nodes(rounds: int) -> None:
     ideal = NAP_TASKS / DOCKER_SLOTS * 3
     print(
         f"{NAP_TASKS} container tasks of 3 s, docker: {DOCKER_SLOTS} per worker node, medians of {rounds} rounds "
-        f"(session wall, cluster start excluded)"
+        f"(session wall, cluster start excluded), load average {min(loads):.1f} to {max(loads):.1f}"
     )
     print(f"  one worker node: {one:.1f} s (ideal {ideal:.0f} s), two: {two:.1f} s (ideal {ideal / 2:.0f} s)")
     print(f"  two vs one: {one / two:.2f}x (goal >= 1.7x)")
     for workers, values in walls.items():
         print(f"  {workers} worker node(s), every round: {', '.join(f'{v:.1f}' for v in values)} s")
+        start, phase, end = (statistics.median(p[i] for p in phases[workers]) for i in range(3))
+        print(f"    medians: session start {start:.1f} s, task phase {phase:.1f} s, end {end:.1f} s")
+    task_phase = [statistics.median(p[1] for p in phases[w]) for w in (1, 2)]
+    print(f"  task phase alone, two vs one: {task_phase[0] / task_phase[1]:.2f}x")
 
 
 def memory(rounds: int) -> None:

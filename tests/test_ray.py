@@ -439,3 +439,109 @@ def test_an_agentic_task_drives_its_sandbox_on_a_worker_node(
     (done,) = [json.loads(p.read_text()) for p in run.rglob("result.json")]
     assert done["ok"] and done["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), done
     assert _sandboxes(run.name) == []
+
+
+WHERE_BENCH = in_process_bench(
+    "WhereBench",
+    """
+    def evaluate(env):
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps({"pid": os.getpid()}))
+    """,
+    """
+    import ray
+
+    if task_id == "broken":
+        raise ValueError("no result here")
+    ran = json.loads(Path(self.results_dir, "r.json").read_text())
+    node = ray.get_runtime_context().get_node_id()
+    return {"is_resolved": True, "metrics": {"entrance_pid": ran["pid"], "pid": os.getpid(), "node": node}}
+    """,
+    tasks=("where", "broken"),
+)
+
+
+def test_get_result_runs_on_the_node_where_the_entrance_ran(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str
+) -> None:
+    pytester.makepyfile(where_bench=WHERE_BENCH)
+    result = pytester.runpytest_subprocess(
+        "--benchflow=where_bench.py:WhereBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-runner=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    done = {r["task_id"]: r for r in records(runs_by_start(pytester)[-1])}
+    metrics = done["where"]["metrics"]
+    assert metrics["pid"] == metrics["entrance_pid"], metrics  # the node's worker process, not the driver
+    assert done["where"]["engine"].endswith(" " + metrics["node"][:12]), done["where"]
+    broken = done["broken"]  # a raising get_result on the node: the driver's ResultError, same words and kind
+    assert broken["reason"].startswith("task 'broken': get_result raised ValueError: no result here"), broken
+    assert broken["error_kind"] == "bench", broken  # a ResultError's kind, as on the local runner
+
+
+NODE_SANDBOX_BENCH = in_process_bench(
+    "NodeSandboxBench",
+    """
+    def evaluate(env):
+        box = env.sandbox("SANDBOX_IMAGE", cpus=1, memory_mb=512)  # the nodes do not have the test's environment
+        if env["TEST_START_ID"] == "hangs-on-ray":
+            box.exec("sleep 300")  # past the task's timeout: its worker is killed on the node
+        answer = box.exec("echo $((6 * 7))").stdout.strip()
+        box.write_file("/answer", answer)
+        with box.snapshot() as verifier:
+            checked = verifier.read_file("/answer").decode()
+        import docker
+
+        labels = ["benchflow.task=hangs-on-ray", "benchflow.sandbox"]
+        left = docker.from_env().containers.list(all=True, filters={"label": labels})
+        done = {"answer": checked, "engine": box.engine, "left": len(left)}
+        Path(env["BENCHFLOW_RESULTS_DIR"], "r.json").write_text(json.dumps(done))
+    """,
+    """
+    data = json.loads(Path(self.results_dir, "r.json").read_text())
+    return {"is_resolved": data["answer"] == "42" and data["left"] == 0, "metrics": {"engine": data["engine"]}}
+    """,
+    tasks=("hangs-on-ray", "drives-on-ray"),
+)
+
+
+@pytest.mark.docker
+def test_an_in_process_task_on_a_node_drives_its_sandboxes_and_a_timeout_leaves_none(
+    pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str
+) -> None:
+    pytester.makepyfile(node_sandbox_bench=NODE_SANDBOX_BENCH.replace("SANDBOX_IMAGE", base_image(engine())))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--benchflow=node_sandbox_bench.py:NodeSandboxBench",
+        f"--agent-url={echo_agent}",
+        "--benchflow-runner=ray",
+        "--benchflow-sandbox=ray",
+        f"--benchflow-ray-address={ray_cluster.address}",
+        "--benchflow-timeout=20",
+        "-p",
+        "no:cacheprovider",
+    ]
+    proc = pytester.popen(command, **INTERRUPTIBLE)
+    hung = False  # the timed-out task's sandbox was seen running before its timeout
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            hung = hung or bool(engine().api.containers(filters={"label": "benchflow.task=hangs-on-ray"}))
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert hung
+    run = runs_by_start(pytester)[-1]
+    done = {r["task_id"]: r for r in records(run)}
+    assert done["hangs-on-ray"]["error_kind"] == "timeout", done["hangs-on-ray"]
+    drives = done["drives-on-ray"]  # its sandbox on a worker node; none of the timed-out task's left meanwhile
+    assert drives["outcome"] == "passed", drives
+    assert drives["metrics"]["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), drives
+    assert drives["engine"].startswith("ray node 127.0.0.1 "), drives  # the task itself ran on a node
+    assert _sandboxes(run.name) == []

@@ -131,7 +131,10 @@ def pytest_benchflow_make_runner(config: pytest.Config, name: str, run_id: str) 
 @pytest.hookimpl(trylast=True)
 def pytest_benchflow_make_sandbox_provider(config: pytest.Config, name: str, run_id: str) -> SandboxProvider:
     cls = provider_class(name)
-    return cls.from_options(config.stash[SETTINGS_KEY].runner_values(cls), run_id)
+    values = config.stash[SETTINGS_KEY].runner_values(cls)
+    provider = cls.from_options(values, run_id)
+    provider.made_from = dict(values)  # a Ray node makes the same provider from them
+    return provider
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -61,6 +61,9 @@ class TaskSpec:
     run_dir: Path | None = None
     #: Where ``env.sandbox(...)`` opens the task's sandboxes (the session's ``--benchflow-sandbox``), or None.
     sandbox_provider: SandboxProvider | None = None
+    #: The task's validated result, set by a runner that called ``get_result`` where the task ran (the Ray
+    #: runner's in-process tasks, on their node): :func:`collect_result` then returns it instead of asking again.
+    result: BenchmarkResult | None = field(init=False, default=None)
     transcript: Transcript | None = field(init=False, default=None)
     sandboxes: TaskSandboxes = field(init=False)
 
@@ -191,9 +194,12 @@ def task_usage(spec: TaskSpec) -> tuple[dict[str, int] | None, list[str]]:
 
 
 def collect_result(bench: BaseBench, spec: TaskSpec) -> BenchmarkResult:
-    """Point the bench at the task's directories (for this thread) and validate ``get_result``."""
+    """Point the bench at the task's directories (for this thread) and validate ``get_result``; the result
+    the runner already collected where the task ran (``spec.result``), when it did."""
     bench.results_dir = str(spec.results_dir)
     bench.log_files_dir = str(spec.log_dir)
+    if spec.result is not None:
+        return spec.result
     try:
         raw = bench.get_result(spec.task_id)
     except BenchflowError:

@@ -4,8 +4,9 @@ An in-process bench's entrance runs on the node the cluster places the task on, 
 there; a container bench's container runs on that node's Docker engine (a node with an engine advertises
 the custom resource ``docker``, its number of container slots). Either way, the task's results and logs
 come back as bounded tar archives through Ray's object store and are unpacked here with the same safe
-extraction as a container's; usage, transcripts and progress travel with them. ``get_result`` then runs
-here, as it does for the Docker runner. The node is the task's ``engine`` in its record.
+extraction as a container's; usage, transcripts and progress travel with them. An in-process task's
+``get_result`` runs on its node too (its validated result comes back with the archives, in ``spec.result``);
+a container task's runs here, as it does for the Docker runner. The node is the task's ``engine`` in its record.
 
 Ray is imported when the runner starts, never when pytest starts: an environment without Ray lists the
 runner, and choosing it says how to install Ray.
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import secrets
 import shutil
 import socket
 import tarfile
@@ -42,9 +44,11 @@ from ..errors import (
     UnsafeArchive,
     first_line,
 )
+from ..sandbox import SandboxError, SandboxProvider, SandboxSpec
+from ..schemas import BenchmarkResult
 from ..usage import UsageMeter
 from .archive import check_links, extract_archive, max_archive_bytes, spool
-from .base import Runner, RunnerOption, TaskSpec, prepare_task
+from .base import Runner, RunnerOption, TaskSpec, collect_result, prepare_task
 from .docker import OPTIONS as DOCKER_OPTIONS
 from .docker import DockerLimits, DockerRunner, _max_log_bytes
 from .labels import RUN_LABEL, run_selector
@@ -65,6 +69,9 @@ _CLEANUP_TIMEOUT = 60.0
 _ADDRESS_TIMEOUT = 5.0
 # How often a waiting task looks whether it was interrupted.
 _POLL = 0.2
+# The label that tells one attempt's containers (and sandboxes) from the rest of the run's: what a cancelled
+# task left on its node is removed at once, not only by the end-of-session sweep.
+_ATTEMPT_LABEL = "benchflow.ray-attempt"
 
 # Docker limit settings the Ray runner shares with the Docker runner (same ini names, same meaning).
 _SHARED = {"benchflow_pull", "benchflow_max_log_bytes", "benchflow_memory", "benchflow_cpus", "benchflow_pids"}
@@ -269,6 +276,45 @@ class _NodeTask:
     epoch: int
     container: bool
     docker: dict[str, Any]
+    #: How the node makes the session's sandbox provider (an in-process task's ``env.sandbox(...)``), or None.
+    sandbox: _SandboxRecipe | None = None
+
+
+@dataclass(frozen=True)
+class _SandboxRecipe:
+    """The session's sandbox provider as a node makes it again: its class (importable there, as the bench's
+    code is) and the settings' values the session made it from."""
+
+    name: str
+    cls: type[SandboxProvider] | None
+    values: dict[str, str]
+
+    @classmethod
+    def of(cls, provider: SandboxProvider) -> _SandboxRecipe:
+        made_from = provider.made_from
+        kind = type(provider)
+        return cls(kind.name or kind.__name__, kind if made_from is not None else None, dict(made_from or {}))
+
+    def build(self, run_id: str) -> SandboxProvider:
+        if self.cls is None:
+            return _NoSandboxOnNodes(self.name)
+        return self.cls.from_options(self.values, run_id)
+
+
+class _NoSandboxOnNodes(SandboxProvider):
+    """A provider the session did not make from its settings (a plugin's hook): the node cannot make it again."""
+
+    def __init__(self, name: str) -> None:
+        self.shown = name
+
+    def open(self, spec: SandboxSpec) -> Any:
+        raise SandboxError(
+            f"sandbox provider {self.shown!r} was not made from the session's settings, so a Ray node cannot make "
+            "it again: run this bench with another runner, or choose --benchflow-sandbox ray or docker"
+        )
+
+    def close_all(self) -> None:
+        pass
 
 
 def _tar_directory(directory: Path, what: str) -> bytes:
@@ -340,6 +386,13 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
     yield {"node": node_name(node_id, address)}
     scratch = Path(tempfile.mkdtemp(prefix="benchflow-ray-"))
     events: queue.Queue[tuple[int, int] | None] = queue.Queue()
+    failure: list[BaseException] = []
+    provider: SandboxProvider | None = None
+    if task.sandbox is not None and not task.container:
+        try:  # the session's provider, made here: its sandboxes are this task's, closed when it ends
+            provider = task.sandbox.build(task.run_id)
+        except Exception as e:
+            failure.append(e)
     spec = TaskSpec(
         bench_name=task.bench_name,
         task_id=task.task_id,
@@ -355,18 +408,28 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
         transcripts=task.transcripts,
         epoch=task.epoch,
         run_dir=scratch,
+        sandbox_provider=provider,
     )
-    failure: list[BaseException] = []
+    collected: list[BenchmarkResult] = []
     runner: Runner = _docker_runner(task) if task.container else _local_runner()
 
     def work() -> None:
         try:
+            if failure:
+                return  # the sandbox provider could not be made here: the task's error
             env = prepare_task(spec)
-            runner.execute(bench, spec, env)
+            try:
+                runner.execute(bench, spec, env)
+            finally:
+                spec.close()
+            if not task.container:
+                # An in-process task's get_result runs here, where its entrance ran (a container's, on the
+                # driver, as with the Docker runner): same validation and errors as the driver's.
+                collected.append(collect_result(bench, spec))
         except BaseException as e:
             failure.append(e)
         finally:
-            spec.close()
+            _close_task(spec, provider)
             events.put(None)
 
     worker = threading.Thread(target=work, name=f"benchflow-ray-{task.task_id}", daemon=True)
@@ -376,6 +439,7 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
             yield {"progress": event}
         worker.join()
         outcome: dict[str, Any] = {"usage": spec.usage.snapshot(), "error": None}
+        outcome["result"] = collected[0] if collected else None
         if failure:
             outcome["error"] = _error_chain(failure[0])
         for what in ("results", "logs"):
@@ -389,7 +453,18 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
         # Ray cancels by raising KeyboardInterrupt here (or by killing this process): stop the task's work.
         if worker.is_alive():
             runner.interrupt()
+            _close_task(spec, provider)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _close_task(spec: TaskSpec, provider: SandboxProvider | None) -> None:
+    """The task is over (or cancelled): close its sandboxes, then its provider (no container, no actor left)."""
+    spec.close()
+    if provider is not None:
+        try:
+            provider.close_all()
+        except Exception as e:  # the driver's sweep of this attempt removes what is left
+            logger.warning("closing the sandboxes of task %r on this node: %s", spec.task_id, first_line(str(e)))
 
 
 def _local_runner() -> Runner:
@@ -398,8 +473,9 @@ def _local_runner() -> Runner:
     return LocalRunner()
 
 
-def sweep_nodes(run_id: str) -> None:
-    """Remove every container of run ``run_id`` on every live node with Docker (bounded; logged, never raised)."""
+def sweep_nodes(run_id: str, attempt: str | None = None) -> None:
+    """Remove every container of run ``run_id`` (of one ``attempt`` of a task only, when given) on every live
+    node with Docker (bounded; logged, never raised)."""
     ray = _ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -408,7 +484,7 @@ def sweep_nodes(run_id: str) -> None:
     refs = [
         sweep.options(
             num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
-        ).remote(run_id)
+        ).remote(run_id, attempt)
         for n in docker_nodes
     ]
     try:
@@ -417,13 +493,14 @@ def sweep_nodes(run_id: str) -> None:
         logger.warning("sweeping the containers of run %s on the Ray nodes failed: %s", run_id, e)
 
 
-def _sweep_node(run_id: str) -> int:
-    """Remove every container of run ``run_id`` on this node's Docker engine; how many."""
+def _sweep_node(run_id: str, attempt: str | None = None) -> int:
+    """Remove every container of run ``run_id`` (of one attempt, when given) on this node's engine; how many."""
     from .engines import docker_module
 
     client = docker_module().from_env(timeout=int(_CLEANUP_TIMEOUT))
     try:
-        found = client.api.containers(all=True, quiet=True, filters={"label": run_selector(run_id)})
+        labels = [run_selector(run_id)] + ([f"{_ATTEMPT_LABEL}={attempt}"] if attempt else [])
+        found = client.api.containers(all=True, quiet=True, filters={"label": labels})
         for container in found:
             try:
                 client.api.remove_container(container["Id"], force=True)
@@ -441,9 +518,12 @@ def _sweep_node(run_id: str) -> int:
 class _Running:
     """One task's Ray task, as the driver tracks it."""
 
-    def __init__(self, generator: Any, container: bool) -> None:
+    def __init__(self, generator: Any, container: bool, attempt: str, leaves_containers: bool) -> None:
         self.generator = generator
         self.container = container
+        self.attempt = attempt
+        #: Whether it may leave containers on a node (a container task, or sandboxes an in-process task opens).
+        self.leaves_containers = leaves_containers
         self.node: str | None = None
         self.interrupted = threading.Event()
 
@@ -473,6 +553,7 @@ class RayRunner(Runner):
         self._benches: dict[int, Any] = {}
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
+        # Whether any task may have left containers on a node (a container task's, a sandbox's): swept at the end.
         self._ran_containers = False
 
     @classmethod
@@ -550,7 +631,7 @@ class RayRunner(Runner):
                 _ray().cancel(task.generator, force=True)
             except Exception as e:  # already finished, or the cluster is gone
                 logger.info("could not cancel a Ray task: %s", e)
-        if any(task.container for task in running):
+        if any(task.leaves_containers for task in running):
             self._sweep()
 
     def cleanup(self) -> None:
@@ -576,10 +657,12 @@ class RayRunner(Runner):
     def execute(self, bench: BaseBench, spec: TaskSpec, env: TaskEnvironment) -> None:
         self.connect()
         container = bench.get_entrypoint() is None
-        if container:
-            self._ran_containers = True
-            if not bench.get_image_name():
-                raise TaskError(f"{spec.bench_name} has neither an in-process entrance nor an image")
+        if container and not bench.get_image_name():
+            raise TaskError(f"{spec.bench_name} has neither an in-process entrance nor an image")
+        sandbox = None if container or spec.sandbox_provider is None else _SandboxRecipe.of(spec.sandbox_provider)
+        leaves_containers = container or sandbox is not None
+        self._ran_containers = self._ran_containers or leaves_containers
+        attempt = secrets.token_hex(8)
         task = _NodeTask(
             run_id=self.run_id,
             bench_name=spec.bench_name,
@@ -588,15 +671,16 @@ class RayRunner(Runner):
             args=spec.args,
             split=spec.split,
             timeout=spec.timeout,
-            labels={RUN_LABEL: self.run_id, **spec.labels},
+            labels={RUN_LABEL: self.run_id, **spec.labels, _ATTEMPT_LABEL: attempt},
             secret_values=list(spec.secret_values),
             transcripts=spec.transcripts,
             epoch=spec.epoch,
             container=container,
             docker=self.docker,
+            sandbox=sandbox,
         )
         generator = self._submit(bench, task, spec.avoid_engines)
-        running = _Running(generator, container)
+        running = _Running(generator, container, attempt, leaves_containers)
         with self._lock:
             self._running[id(running)] = running
         try:
@@ -665,8 +749,21 @@ class RayRunner(Runner):
                 else:
                     return dict(item)
             if deadline is not None and time.monotonic() > deadline:
-                ray.cancel(running.generator, force=True)
+                self._stop(running)
                 raise TaskTimeout(f"task {spec.task_id!r} timed out after {spec.timeout:g} s (Ray task cancelled)")
+
+    def _stop(self, running: _Running) -> None:
+        """Cancel a task that ran out of time (its worker process is killed, and with it the sandbox actors it
+        owned), then remove what it left on the nodes' engines: its containers and its sandboxes'."""
+        ray = _ray()
+        ray.cancel(running.generator, force=True)
+        if not running.leaves_containers:
+            return
+        try:  # the worker gone first, so that nothing it was starting outlives the sweep
+            ray.wait([running.generator], timeout=_CLEANUP_TIMEOUT / 4)
+        except Exception as e:
+            logger.info("waiting for a cancelled Ray task: %s", e)
+        sweep_nodes(self.run_id, running.attempt)
 
     def _where(self, running: _Running) -> str:
         return running.node or "the Ray cluster"
@@ -704,6 +801,7 @@ class RayRunner(Runner):
             check_links(dest, f"{what} of task {spec.task_id!r}")
         if outcome.get("error"):
             raise _rebuild(outcome["error"])
+        spec.result = outcome.get("result")  # the node's get_result (an in-process task's), validated there
 
 
 def _ship_by_value(cls: type) -> None:

@@ -150,6 +150,9 @@ class SandboxProvider(ABC):
 
     #: The name chosen with ``--benchflow-sandbox``.
     name: str = ""
+    #: The settings' values the session made this provider from (None: made otherwise), so that a runner
+    #: running tasks in other processes makes the same provider there (the Ray runner, on each node).
+    made_from: Mapping[str, str] | None = None
 
     @classmethod
     def options(cls) -> list[Setting]:
