@@ -204,3 +204,28 @@ def test_an_agent_the_baseline_did_not_evaluate_is_noted_and_the_others_compared
         ("q[a] vs baseline q[b]", True),
         ("q[c] vs baseline q[b]", False),
     ]
+
+
+def test_a_baseline_of_several_agents_on_other_data_stops_the_session_before_any_task(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_data_fingerprints import FILE_BENCH, FILES
+
+    pytester.makepyfile(file_bench=FILE_BENCH)
+    words = pytester.path / "words.json"
+    words.write_text(json.dumps(["alpha", "beta", "gamma"]))
+    monkeypatch.syspath_prepend(pytester.path)
+    monkeypatch.delenv("FP_MODE", raising=False)
+    several = [*FILES[:1], "--agent=u1=file_bench:Upper", "--agent=u2=file_bench:Upper", *FILES[2:]]
+    pytester.runpytest(*several, "--benchflow-output=base").assert_outcomes(passed=6)
+    words.write_text(json.dumps(["alpha", "beta", "delta"]))
+    # The data is checked before any agent starts, whatever the agents: the baseline's keys are FileBench[u1] …
+    gated = pytester.runpytest(*FILES, "--benchflow-output=gated", "--benchflow-baseline=base")
+    assert gated.ret == pytest.ExitCode.USAGE_ERROR
+    gated.stderr.fnmatch_lines(
+        [
+            "ERROR: --benchflow-baseline: FileBench's data differs between the runs (base sha256:*, new sha256:*); "
+            "not compared: *"
+        ]
+    )
+    assert not list((pytester.path / "gated").glob("*/results.jsonl"))

@@ -96,15 +96,20 @@ def check_data(base: Mapping[str, BenchInfo], new: Mapping[str, BenchInfo], benc
 def check_pairs(
     base: Mapping[str, BenchInfo], new: Mapping[str, BenchInfo], pairs: Iterable[tuple[str, str]]
 ) -> DataCheck:
-    """Compare the data fingerprints of each (new key, base key) pair of two runs' bench infos.
+    """Compare the data fingerprints of each (new key, base key) pair of two runs' bench infos, each bench once
+    (its first pair).
 
     A bench whose fingerprint one run lacks (a run from before fingerprints, one cut off before its summary,
     a bench that declared none then) is compared with a note; one that neither run has is not mentioned.
     """
-    check = DataCheck()
+    check, seen = DataCheck(), set()
     for new_key, base_key in pairs:
+        # The data is the bench's, whatever the agent (every agent's key holds the same fingerprint): once a bench.
+        bench = split_key(new_key)[0]
+        if bench in seen:
+            continue
+        seen.add(bench)
         before, after = _fingerprint(base, base_key), _fingerprint(new, new_key)
-        bench = pair_label(new_key, base_key)
         if before is not None and after is not None:
             if before.get("digest") != after.get("digest"):
                 check.changed.append((bench, before, after))
