@@ -63,10 +63,11 @@ def baseline_choice(settings: SessionSettings) -> BaselineChoice:
 def check_baseline_agents(run: BenchflowRun, base: RunData | None, choice: BaselineChoice) -> None:
     """A usage error, before any task runs, when the baseline and the session share no bench, or the session's
     agents cannot be paired with the baseline's (a baseline of several, a session of one, no choice)."""
-    from ..results.compare import NOTHING_COMPARED, BaselineChoiceError, pair_benches, run_keys, split_key
-
     if base is None:
         return
+    # Imported here: a session without a baseline does not load the comparison.
+    from ..results.compare import NOTHING_COMPARED, BaselineChoiceError, pair_benches, run_keys, split_key
+
     keys = [bench_key(name, agent) for name in run.benches for agent in run.agents or [""]]
     try:
         pairing = pair_benches(
