@@ -1,17 +1,86 @@
-"""``--benchflow-gate-agent NAME``: a session of several agents fails when the pairwise matrix says so."""
+"""``--benchflow-gate-agent NAME``: a session of several agents fails when the pairwise matrix says so.
+``--benchflow-baseline-agent NAME``: which agent of a baseline of several the session's agents are compared with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..results.leaderboard import Leaderboard
+from ..errors import ConfigurationError
+from ..results.records import bench_key
+from ..untrusted import printable
+from .agents_given import agents_given
 
-__all__ = ["GATE_MODES", "AgentGate", "check_gate_agent", "gate_failure"]
+if TYPE_CHECKING:
+    from ..results.leaderboard import Leaderboard
+    from ..results.reader import RunData
+    from .session import BenchflowRun
+    from .settings import SessionSettings
+
+__all__ = [
+    "BASELINE_AGENT_FLAG",
+    "GATE_MODES",
+    "AgentGate",
+    "BaselineChoice",
+    "baseline_choice",
+    "check_baseline_agents",
+    "check_gate_agent",
+    "gate_failure",
+]
 
 #: worse: no other agent may be significantly worse than NAME; better: NAME must be significantly better than each.
 GATE_MODES = ("worse", "better")
+
+
+#: The option naming the baseline agent the session's agents are compared with.
+BASELINE_AGENT_FLAG = "--benchflow-baseline-agent"
+
+
+@dataclass(frozen=True)
+class BaselineChoice:
+    """Which agent of a baseline of several the session is compared with: ``agent`` (the option) or, for a
+    session of one agent, the baseline agent of the name the user gave it (``named``)."""
+
+    agent: str | None = None
+    named: str | None = None
+
+
+def baseline_choice(settings: SessionSettings) -> BaselineChoice:
+    """The session's choice; a usage error when the option comes without a baseline to choose in."""
+    if settings.baseline_agent and not settings.baseline:
+        raise pytest.UsageError(f"{BASELINE_AGENT_FLAG} {settings.baseline_agent}: give --benchflow-baseline DIR too")
+    try:
+        given = agents_given(settings.agent_url, settings.agent, settings.agent_cmd)
+    except ConfigurationError:
+        given = []  # reported where the agents start
+    # One agent's name is dropped from its items and records (they look as they always did): kept here only.
+    named = given[0].name if len(given) == 1 else None
+    return BaselineChoice(settings.baseline_agent, named)
+
+
+def check_baseline_agents(run: BenchflowRun, base: RunData | None, choice: BaselineChoice) -> None:
+    """A usage error, before any task runs, when the baseline and the session share no bench, or the session's
+    agents cannot be paired with the baseline's (a baseline of several, a session of one, no choice)."""
+    if base is None:
+        return
+    # Imported here: a session without a baseline does not load the comparison.
+    from ..results.compare import NOTHING_COMPARED, BaselineChoiceError, pair_benches, run_keys, split_key
+
+    keys = [bench_key(name, agent) for name in run.benches for agent in run.agents or [""]]
+    try:
+        pairing = pair_benches(
+            run_keys(base), keys, base_agent=choice.agent, new_name=choice.named, flag=BASELINE_AGENT_FLAG
+        )
+    except BaselineChoiceError as e:
+        raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
+    if not pairing.pairs:
+        theirs = printable(", ".join(dict.fromkeys(split_key(k)[0] for k in run_keys(base))), 300) or "none"
+        raise pytest.UsageError(
+            f"--benchflow-baseline {base.path}: {NOTHING_COMPARED} (the baseline's benches: {theirs}; "
+            f"this session's: {', '.join(run.benches)})"
+        )
 
 
 @dataclass(frozen=True)

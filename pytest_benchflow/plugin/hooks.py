@@ -22,7 +22,7 @@ from . import hookspec
 from .agent_set import SessionAgent, start_agents
 from .agents_given import agents_given
 from .concurrency import AheadScheduling, concurrent_safe
-from .gate import AgentGate, check_gate_agent
+from .gate import AgentGate, baseline_choice, check_baseline_agents, check_gate_agent
 from .items import NODE_PREFIX, BenchCollector, BenchItem, TaskBroken
 from .loading import load_session, plan_runs
 from .process import interrupt_on_sigterm, printable_interrupt, redact_logging
@@ -152,11 +152,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _check_output_directory(run.run_dir.parent, run.run_id)
     # Once per bench, before any agent or task: what the data is, and whether the baseline ran on the same.
     run.fingerprint_data()
-    check_baseline_data(run, run.settings.baseline)
+    choice = baseline_choice(run.settings)
+    base = check_baseline_data(run, run.settings.baseline)
     display = ProgressDisplay.create(config, run.settings.progress)
     gate = AgentGate(run.settings.gate_agent, run.settings.gate_mode)
     agents = _start_agents(config, run)
     check_gate_agent(gate, run.agents)
+    # Once the agents have their names, before any task: whom each is compared with in the baseline.
+    check_baseline_agents(run, base, choice)
     _start_runners(run, agents)
     if display is not None:
         run.progress, run.display = display.callback, display
@@ -170,6 +173,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _say_where_the_cache_is_unused(config, run)
     described = _described_agents(run, agents)
     reporter = _results_reporter(run, described, gate)
+    reporter.baseline_choice = choice
     reporter.notes += [run.redact(a.info_note) for a in agents if a.info_note]
     reporter.notes += concurrency_notes
     reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ..results.compare import BenchComparison, DataCheck
     from ..results.leaderboard import Leaderboard
     from ..results.reader import RunData
-    from .gate import AgentGate
+    from .gate import AgentGate, BaselineChoice
 
 __all__ = ["ERROR_KIND_ATTRIBUTE", "JunitErrorKinds", "ResultsReporter", "check_baseline_data"]
 
@@ -32,22 +32,26 @@ _COMPARE_ANYWAY = (
 )
 
 
-def check_baseline_data(run: BenchflowRun, baseline: str | None) -> None:
-    """A usage error, before any task runs, when ``baseline`` evaluated other data than this session's benches
-    (their fingerprints differ): that comparison would say nothing about the agent. A baseline that cannot be read
-    is left to the comparison at the end, which says why."""
+def check_baseline_data(run: BenchflowRun, baseline: str | None) -> RunData | None:
+    """A usage error, before any agent or task starts, when ``baseline`` evaluated other data than this session's
+    benches (their fingerprints differ): that comparison would say nothing about the agent. The baseline read, for
+    the check of its agents once the session's are known; None when none was given or it cannot be read (left to
+    the comparison at the end, which says why)."""
     if not baseline:
-        return
-    from ..results.compare import check_data
+        return None
+    from ..results.compare import check_pairs, run_keys, split_key
     from ..results.reader import load_run
 
     try:
         base = load_run(Path(baseline))
     except ResultsFormatError:
-        return
-    data = check_data(base.bench_info, {name: ctx.info() for name, ctx in run.benches.items()}, run.benches)
+        return None
+    # The data is the bench's whatever the agent: each bench against each of the baseline's agents of it.
+    pairs = [(name, key) for name in run.benches for key in run_keys(base) if split_key(key)[0] == name]
+    data = check_pairs(base.bench_info, {name: ctx.info() for name, ctx in run.benches.items()}, pairs)
     if data.changed:
         raise pytest.UsageError(f"--benchflow-baseline: {data.refusal(_COMPARE_ANYWAY)}")
+    return base
 
 
 class ResultsReporter:
@@ -61,9 +65,12 @@ class ResultsReporter:
         baseline: str | None = None,
         max_cost: float | None = None,
         gate: AgentGate | None = None,
+        baseline_choice: BaselineChoice | None = None,
     ) -> None:
         self.run = run
         self.gate = gate
+        #: Which baseline agent the session's agents are compared with, when the agent sets differ.
+        self.baseline_choice = baseline_choice
         #: With several agents: each bench's leaderboard, once the summary is written.
         self.boards: list[Leaderboard] = []
         self.writer = writer
@@ -159,7 +166,7 @@ class ResultsReporter:
 
     def _after_summary(self, session: pytest.Session) -> None:
         # Imported here: only a session with --benchflow-html or --benchflow-baseline pays for them.
-        from ..results.compare import check_run_data, compare_runs, format_comparison
+        from ..results.compare import format_comparison
         from ..results.reader import load_run
 
         current = load_run(self.run.run_dir)
@@ -173,19 +180,39 @@ class ResultsReporter:
             except ResultsFormatError as e:
                 raise pytest.UsageError(f"--benchflow-baseline: {e}") from None
             self.notes += base.warnings
-            data = check_run_data(base, current)
-            if data.changed:  # checked at start; only a baseline that changed since (the output directory's newest)
-                self.comparison = f"--benchflow-baseline: {data.refusal(_COMPARE_ANYWAY)}"
-                self._refuse(session, self.comparison)
+            compared = self._compare(base, current)
+            if isinstance(compared, str):
+                self.comparison = compared
+                self._refuse(session, compared)
                 self._write_html(current, None, None, None)
                 return
-            comparisons = compare_runs(base, current)
+            comparisons, data = compared
             self.comparison = format_comparison(comparisons, base, current, data)
             regressed = [c for c in comparisons if c.regression]
             if regressed and session.exitstatus == pytest.ExitCode.OK:
                 self._fail_on(session, regressed, base.path)
                 current.metadata.update(exit_status=int(session.exitstatus), exit_reason=self.failure)
         self._write_html(current, comparisons, base, data)
+
+    def _compare(self, base: RunData, current: RunData) -> tuple[list[BenchComparison], DataCheck] | str:
+        """The comparison with the baseline and its data check, or why there is none (a usage error).
+
+        All was checked at start; only a baseline that changed since (the output directory's newest run) fails
+        here, and a session that compared nothing never passes."""
+        from ..results.compare import NOTHING_COMPARED, BaselineChoiceError, check_run_data, compare_runs
+        from .gate import BASELINE_AGENT_FLAG, BaselineChoice
+
+        c = self.baseline_choice or BaselineChoice()
+        try:
+            data = check_run_data(base, current, base_agent=c.agent, new_name=c.named, flag=BASELINE_AGENT_FLAG)
+            comparisons = compare_runs(base, current, base_agent=c.agent, new_name=c.named, flag=BASELINE_AGENT_FLAG)
+        except BaselineChoiceError as e:
+            return f"--benchflow-baseline: {e}"
+        if data.changed:
+            return f"--benchflow-baseline: {data.refusal(_COMPARE_ANYWAY)}"
+        if not comparisons:
+            return f"--benchflow-baseline {base.path}: {NOTHING_COMPARED}"
+        return comparisons, data
 
     def _write_html(
         self, current: RunData, comparisons: list[BenchComparison] | None, base: RunData | None, data: DataCheck | None
@@ -224,11 +251,11 @@ class ResultsReporter:
         from ..results.compare import deciding_level
 
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        benches = ", ".join(f"{c.bench} (at {deciding_level(c)})" for c in regressed)
+        benches = ", ".join(f"{c.label} (at {deciding_level(c)})" for c in regressed)
         self.failure = f"{benches} regressed against the baseline {base}"
         if len(regressed) == 1:
             self.failure = (
-                f"{regressed[0].bench} regressed against the baseline {base} (at {deciding_level(regressed[0])})"
+                f"{regressed[0].label} regressed against the baseline {base} (at {deciding_level(regressed[0])})"
             )
         self.writer.fail(int(session.exitstatus), self.failure)
         session.config.pluginmanager.register(_FailureLine(self.failure, len(regressed)), "benchflow-failure-line")

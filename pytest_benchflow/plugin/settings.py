@@ -274,6 +274,13 @@ class SessionSettings:
             "benchflow_baseline", "compare with this earlier run; a significant regression fails the session", _optional
         )
     )
+    baseline_agent: str | None = field(
+        metadata=_option(
+            "benchflow_baseline_agent",
+            "with a baseline of several agents: the one to compare with (each of this run's agents)",
+            _optional,
+        )
+    )
     cache: str = field(
         metadata=_option(
             "benchflow_cache",

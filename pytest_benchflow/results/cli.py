@@ -12,7 +12,16 @@ from ..authoring.cli import add_commands
 from ..bench_lookup import installed_benchmarks, load_bench_class
 from ..errors import ResultsFormatError
 from ..runners import installed_runners
-from .compare import ALLOW_DATA_CHANGE, DataCheck, check_run_data, compare_runs, format_comparison
+from .compare import (
+    ALLOW_DATA_CHANGE,
+    NOTHING_COMPARED,
+    BaselineChoiceError,
+    BenchComparison,
+    DataCheck,
+    check_run_data,
+    compare_runs,
+    format_comparison,
+)
 from .html import render_html
 from .reader import RunData, load_run
 
@@ -31,10 +40,19 @@ def _load(path: str) -> RunData:
     return run
 
 
+#: The option naming the baseline agent compared with (``compare``, ``report``), when the agent sets differ.
+BASELINE_AGENT = "--baseline-agent"
+
+
 def _same_data(args: argparse.Namespace, base: RunData, new: RunData) -> DataCheck | None:
     """The runs' data check, or None (after saying why on one line) when their data differs and the user did
-    not allow comparing it: a comparison of different questions says nothing about the agent."""
-    data = check_run_data(base, new)
+    not allow comparing it (a comparison of different questions says nothing about the agent), or the runs'
+    agents do not say which to compare."""
+    try:
+        data = check_run_data(base, new, base_agent=args.baseline_agent, flag=BASELINE_AGENT)
+    except BaselineChoiceError as e:
+        print(f"{PROG} {args.command}: {e}", file=sys.stderr)
+        return None
     if data.changed and not args.allow_data_change:
         print(f"{PROG} {args.command}: {data.refusal()}", file=sys.stderr)
         return None
@@ -46,11 +64,17 @@ def _same_data(args: argparse.Namespace, base: RunData, new: RunData) -> DataChe
 def _report(args: argparse.Namespace) -> int:
     run = _load(args.results_dir)
     output = Path(args.output)
+    if args.baseline_agent and not args.baseline:
+        print(f"{PROG} report: {BASELINE_AGENT} {args.baseline_agent}: give --baseline BASE too", file=sys.stderr)
+        return EXIT_ERROR
     base = _load(args.baseline) if args.baseline else None
     data = _same_data(args, base, run) if base else None
     if base and data is None:
         return EXIT_ERROR
-    comparisons = compare_runs(base, run, alpha=args.alpha, max_drop=args.max_drop) if base else None
+    comparisons = _comparisons(args, base, run) if base else None
+    if comparisons == []:  # asked for a comparison and got none: never a report that looks compared
+        print(f"{PROG} report: --baseline {base.path if base else ''}: {NOTHING_COMPARED}", file=sys.stderr)
+        return EXIT_ERROR
     output.write_text(render_html(run, comparisons, base, data=data), encoding="utf-8")
     print(f"report of {run.path} written to {output}")
     return EXIT_OK
@@ -61,7 +85,7 @@ def _compare(args: argparse.Namespace) -> int:
     data = _same_data(args, base, new)
     if data is None:
         return EXIT_ERROR
-    comparisons = compare_runs(base, new, alpha=args.alpha, max_drop=args.max_drop)
+    comparisons = _comparisons(args, base, new)
     if not comparisons:
         # A gate that compared nothing must not pass: say so, with the input-error code.
         print(format_comparison(comparisons, base, new), file=sys.stderr)
@@ -80,6 +104,13 @@ def _compare(args: argparse.Namespace) -> int:
         print(format_comparison(comparisons, base, new, data))
     regressed = any(c.regression for c in comparisons)
     return EXIT_REGRESSION if regressed and args.fail_on_regression else EXIT_OK
+
+
+def _comparisons(args: argparse.Namespace, base: RunData, new: RunData) -> list[BenchComparison]:
+    # The pairing was checked with the data (_same_data): no BaselineChoiceError here.
+    return compare_runs(
+        base, new, alpha=args.alpha, max_drop=args.max_drop, base_agent=args.baseline_agent, flag=BASELINE_AGENT
+    )
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -110,6 +141,12 @@ _ALLOW_HELP = (
 )
 
 
+_BASELINE_AGENT_HELP = (
+    "with a base run of several agents: the one each agent of the new run is compared with (required when the new "
+    "run evaluated one agent)"
+)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog=PROG,
@@ -124,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--alpha", type=float, default=0.05, help="significance level of the comparison")
     report.add_argument("--max-drop", type=float, default=0.0, help="tolerated fall, e.g. 0.02 (default 0)")
     report.add_argument(ALLOW_DATA_CHANGE, action="store_true", help=_ALLOW_HELP)
+    report.add_argument(BASELINE_AGENT, metavar="NAME", help=_BASELINE_AGENT_HELP)
     report.set_defaults(run=_report)
     compare = sub.add_parser("compare", help="compare two runs; optionally fail on a significant regression")
     compare.add_argument("base_dir")
@@ -135,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
         "--max-drop", type=float, default=0.0, help="tolerated fall of the resolution rate, e.g. 0.02 (default 0)"
     )
     compare.add_argument(ALLOW_DATA_CHANGE, action="store_true", help=_ALLOW_HELP)
+    compare.add_argument(BASELINE_AGENT, metavar="NAME", help=_BASELINE_AGENT_HELP)
     compare.set_defaults(run=_compare)
     listing = sub.add_parser("list", help="list installed benchmarks (splits, arguments) and runners")
     listing.set_defaults(run=_list)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import INFRASTRUCTURE_KINDS
+from ..errors import INFRASTRUCTURE_KINDS, ConfigurationError
 from ..stats import (
     RateInterval,
     clustered_mean,
@@ -24,21 +24,30 @@ from .records import BenchInfo, BenchStats, SampleRecord, TaskRecord, bench_key
 
 __all__ = [
     "ALLOW_DATA_CHANGE",
+    "NOTHING_COMPARED",
+    "BaselineChoiceError",
     "BenchComparison",
     "DataCheck",
     "MetricChange",
+    "Pairing",
     "SampleComparison",
     "check_data",
+    "check_pairs",
     "check_run_data",
     "compare_runs",
     "deciding_level",
     "format_comparison",
+    "pair_benches",
+    "run_keys",
+    "split_key",
     "verdict",
 ]
 
 
 #: The flag of ``pytest-benchflow compare`` and ``report`` that compares runs of different data anyway.
 ALLOW_DATA_CHANGE = "--allow-data-change"
+#: What a comparison of two runs that share no bench says (the gate and the command refuse it: nothing compared).
+NOTHING_COMPARED = "no benchmark appears in both runs: nothing compared"
 
 
 def _fingerprint_text(fingerprint: Mapping[str, str]) -> str:
@@ -80,14 +89,27 @@ class DataCheck:
 
 
 def check_data(base: Mapping[str, BenchInfo], new: Mapping[str, BenchInfo], benches: Iterable[str]) -> DataCheck:
-    """Compare the data fingerprints of ``benches`` in two runs' bench infos.
+    """Compare the data fingerprints of ``benches`` in two runs' bench infos (each under one key in both)."""
+    return check_pairs(base, new, [(bench, bench) for bench in benches])
+
+
+def check_pairs(
+    base: Mapping[str, BenchInfo], new: Mapping[str, BenchInfo], pairs: Iterable[tuple[str, str]]
+) -> DataCheck:
+    """Compare the data fingerprints of each (new key, base key) pair of two runs' bench infos, each bench once
+    (its first pair).
 
     A bench whose fingerprint one run lacks (a run from before fingerprints, one cut off before its summary,
     a bench that declared none then) is compared with a note; one that neither run has is not mentioned.
     """
-    check = DataCheck()
-    for bench in benches:
-        before, after = _fingerprint(base, bench), _fingerprint(new, bench)
+    check, seen = DataCheck(), set()
+    for new_key, base_key in pairs:
+        # The data is the bench's, whatever the agent (every agent's key holds the same fingerprint): once a bench.
+        bench = split_key(new_key)[0]
+        if bench in seen:
+            continue
+        seen.add(bench)
+        before, after = _fingerprint(base, base_key), _fingerprint(new, new_key)
         if before is not None and after is not None:
             if before.get("digest") != after.get("digest"):
                 check.changed.append((bench, before, after))
@@ -105,11 +127,120 @@ def _fingerprint(infos: Mapping[str, BenchInfo], bench: str) -> dict[str, str] |
     return info.data_fingerprint if info is not None else None
 
 
-def check_run_data(base: RunData, new: RunData) -> DataCheck:
-    """:func:`check_data` over the benches both runs have (those a comparison compares)."""
-    before = set(base.bench_info) | {r.bench for r in base.records}
-    shared = [b for b in dict.fromkeys([*new.bench_info, *(r.bench for r in new.records)]) if b in before]
-    return check_data(base.bench_info, new.bench_info, shared)
+class BaselineChoiceError(ConfigurationError):
+    """The runs' agents do not say which baseline agent to compare with (or the choice names none of them)."""
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """A summary key's bench and agent (``""`` in a run of one agent): ``mmlu_pro[a]`` is (``mmlu_pro``, ``a``)."""
+    bench, _, rest = key.partition("[")
+    return (bench, rest[:-1]) if rest.endswith("]") else (key, "")
+
+
+def pair_label(new_key: str, base_key: str) -> str:
+    """How output names a comparison: the bench, or ``mmlu_pro[a] vs baseline mmlu_pro`` when the keys differ."""
+    return new_key if new_key == base_key else f"{new_key} vs baseline {base_key}"
+
+
+def run_keys(run: RunData) -> list[str]:
+    """A run's summary keys (``bench`` or ``bench[agent]``) in the order its summary and records name them."""
+    return list(dict.fromkeys([*run.bench_info, *(bench_key(r.bench, r.agent) for r in run.records)]))
+
+
+@dataclass
+class Pairing:
+    """Which key of the baseline each key of the new run is compared with."""
+
+    #: (new key, base key), in the new run's order.
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    #: New keys of a bench the baseline has but no counterpart there (an agent the baseline did not evaluate).
+    unpaired: list[str] = field(default_factory=list)
+
+
+def pair_benches(
+    base_keys: Iterable[str],
+    new_keys: Iterable[str],
+    *,
+    base_agent: str | None = None,
+    new_name: str | None = None,
+    flag: str = "--baseline-agent",
+) -> Pairing:
+    """Pair the new run's benches with the baseline's, across runs of one agent and of several.
+
+    The same key pairs with itself (same bench, same agent or both runs of one agent). Each agent of a run of
+    several is compared with a baseline of one agent. A run of one agent is compared with the baseline agent
+    ``base_agent`` (``flag`` chose it) or, without it, with the one named ``new_name`` (the name the user gave
+    the new run's agent). With ``base_agent``, every agent of the new run is compared with that baseline agent.
+
+    Raises:
+        BaselineChoiceError: a baseline of several agents and nothing says which one, or ``base_agent`` names
+            none of the baseline's agents (one line listing them, naming ``flag``).
+    """
+    by_bench: dict[str, dict[str, str]] = {}
+    for key in base_keys:
+        bench, agent = split_key(key)
+        by_bench.setdefault(bench, {})[agent] = key
+    pairing = Pairing()
+    for key in new_keys:
+        bench, agent = split_key(key)
+        agents = by_bench.get(bench)
+        if agents is None:
+            continue  # a bench the baseline did not run: nothing to compare it with
+        base = _base_key(bench, agent, agents, base_agent, new_name, flag)
+        if base is None:
+            pairing.unpaired.append(key)
+        else:
+            pairing.pairs.append((key, base))
+    return pairing
+
+
+def _base_key(
+    bench: str, agent: str, agents: dict[str, str], base_agent: str | None, new_name: str | None, flag: str
+) -> str | None:
+    """The baseline key ``bench[agent]`` of the new run is compared with; None: no counterpart (noted)."""
+    several = "" not in agents
+    # The baseline's summary may come from anywhere: its names printable, and not too many of them.
+    listed = printable(", ".join(sorted(agents)), 300)
+    if base_agent is not None:
+        if not several:
+            raise BaselineChoiceError(f"{flag} {base_agent}: the baseline evaluated one agent; leave {flag} out")
+        if base_agent not in agents:
+            raise BaselineChoiceError(
+                f"{flag} {base_agent!r}: the baseline has no such agent on {bench} (its agents: {listed})"
+            )
+        return agents[base_agent]
+    if agent in agents:
+        return agents[agent]
+    if not several:
+        return agents[""]  # each agent of this run against the baseline's only one
+    if agent:
+        return None  # an agent the baseline did not evaluate, while it has others: noted, not compared
+    if new_name in agents:
+        return agents[new_name]
+    named = f" (none is named {new_name!r}, this run's agent)" if new_name else ""
+    raise BaselineChoiceError(
+        f"the baseline evaluated several agents on {bench} ({listed}) and this run one{named}: "
+        f"choose the one to compare with by {flag} NAME"
+    )
+
+
+def check_run_data(
+    base: RunData, new: RunData, *, base_agent: str | None = None, new_name: str | None = None, flag: str = ""
+) -> DataCheck:
+    """:func:`check_pairs` over the benches a comparison compares (see :func:`pair_benches`), with a note for each
+    agent of the new run that the baseline did not evaluate.
+
+    Raises:
+        BaselineChoiceError: as :func:`pair_benches`.
+    """
+    pairing = pair_benches(
+        run_keys(base), run_keys(new), base_agent=base_agent, new_name=new_name, flag=flag or "--baseline-agent"
+    )
+    check = check_pairs(base.bench_info, new.bench_info, pairing.pairs)
+    check.notes += [
+        f"{key} not compared: the baseline did not evaluate agent {split_key(key)[1]}" for key in pairing.unpaired
+    ]
+    return check
 
 
 @dataclass
@@ -151,6 +282,7 @@ class SampleComparison:
 class BenchComparison:
     """One benchmark in both runs. ``regression`` is the verdict a CI gate acts on."""
 
+    #: The bench's key in the new run (``bench``, or ``bench[agent]`` for one agent of several).
     bench: str
     base_rate: float | None
     new_rate: float | None
@@ -172,6 +304,13 @@ class BenchComparison:
     basis: str = "strict"
     #: Task runs left out of that basis, in the base and the new run.
     left_out: tuple[int, int] = (0, 0)
+    #: The bench's key in the baseline: ``bench`` unless the runs evaluated different agent sets (see pair_benches).
+    base_bench: str = ""
+
+    @property
+    def label(self) -> str:
+        """What output calls this comparison: ``mmlu_pro``, or ``mmlu_pro[a] vs baseline mmlu_pro``."""
+        return pair_label(self.bench, self.base_bench or self.bench)
 
     @property
     def decided_by(self) -> list[str]:
@@ -215,10 +354,17 @@ def _scores(samples: list[SampleRecord], bench: str) -> dict[tuple[str, int], Sa
 
 
 def compare_samples(
-    base: list[SampleRecord], new: list[SampleRecord], bench: str, *, alpha: float, max_drop: float
+    base: list[SampleRecord],
+    new: list[SampleRecord],
+    bench: str,
+    *,
+    alpha: float,
+    max_drop: float,
+    base_bench: str | None = None,
 ) -> SampleComparison | None:
-    """Pair ``bench``'s samples on (sample id, epoch); None when the runs share none."""
-    before, after = _scores(base, bench), _scores(new, bench)
+    """Pair ``bench``'s samples (``base_bench``'s in the baseline) on (sample id, epoch); None when the runs
+    share none."""
+    before, after = _scores(base, base_bench or bench), _scores(new, bench)
     keys = [k for k in after if k in before]
     if not keys:
         return None
@@ -257,8 +403,18 @@ def compare_samples(
     )
 
 
-def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: float = 0.0) -> list[BenchComparison]:
-    """Compare every benchmark present in both runs.
+def compare_runs(
+    base: RunData,
+    new: RunData,
+    *,
+    alpha: float = 0.05,
+    max_drop: float = 0.0,
+    base_agent: str | None = None,
+    new_name: str | None = None,
+    flag: str = "",
+) -> list[BenchComparison]:
+    """Compare every benchmark present in both runs, paired by :func:`pair_benches` (``base_agent``,
+    ``new_name`` and ``flag`` are its; it raises BaselineChoiceError) when the runs' agent sets differ.
 
     A benchmark regressed when its resolution rate fell by more than ``max_drop`` and the
     fall is significant at ``alpha``: by McNemar's exact test on the (task, epoch) runs both
@@ -268,13 +424,17 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
     exact test over samples (the paired z-test for fractional scores).
     """
     base_benches, new_benches = base.benches(), new.benches()
+    pairing = pair_benches(
+        base_benches, new_benches, base_agent=base_agent, new_name=new_name, flag=flag or "--baseline-agent"
+    )
     comparisons = []
-    for name in [b for b in new_benches if b in base_benches]:
-        b, n = base_benches[name].stats, new_benches[name].stats
+    for name, base_name in pairing.pairs:
+        b, n = base_benches[base_name].stats, new_benches[name].stats
         # The same basis in both runs: if either had infrastructure errors, neither rate counts them.
         without_infra = bool(b.infra_errors or n.infra_errors)
         diff, low, high = difference_interval(_rate(b, without_infra), _rate(n, without_infra))
-        before, after = _resolved(base.records, name, without_infra), _resolved(new.records, name, without_infra)
+        before = _resolved(base.records, base_name, without_infra)
+        after = _resolved(new.records, name, without_infra)
         shared = [t for t in after if t in before]
         epochs = any(e > 1 for _, e in [*before, *after])
         regressed = [_task_label(t, epochs) for t in shared if before[t] and not after[t]]
@@ -287,7 +447,7 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
             )
             test, p = "two-proportion-z", two_proportion_p(b.resolved, b_tasks, n.resolved, n_tasks)
         drop = -diff if not math.isnan(diff) else 0.0
-        samples = compare_samples(base.samples, new.samples, name, alpha=alpha, max_drop=max_drop)
+        samples = compare_samples(base.samples, new.samples, name, alpha=alpha, max_drop=max_drop, base_bench=base_name)
         task_regression = drop > max_drop and p < alpha
         metrics = []
         for metric, s_new in n.metrics.items():
@@ -313,6 +473,7 @@ def compare_runs(base: RunData, new: RunData, *, alpha: float = 0.05, max_drop: 
                 task_regression=task_regression,
                 basis=_WITHOUT_INFRA if without_infra else "strict",
                 left_out=(b.infra_errors, n.infra_errors) if without_infra else (0, 0),
+                base_bench=base_name,
             )
         )
     return comparisons
@@ -384,11 +545,11 @@ def format_comparison(
         "",
     ]
     if not comparisons:
-        return "\n".join([*lines, "no benchmark appears in both runs"])
+        return "\n".join([*lines, NOTHING_COMPARED])
     for c in comparisons:
         rate = "resolution rate" if c.basis == "strict" else f"resolution rate {_WITHOUT_INFRA}"
         lines.append(
-            f"{c.bench}: {rate} {percent(c.base_rate)} -> {percent(c.new_rate)} "
+            f"{c.label}: {rate} {percent(c.base_rate)} -> {percent(c.new_rate)} "
             f"({_signed(c.difference)}, 95% CI {_signed(c.ci95[0])} to {_signed(c.ci95[1])}): {verdict(c)}"
         )
         tasks = "REGRESSION" if c.task_regression else "no significant regression at task level"

@@ -287,7 +287,7 @@ def _comparison_section(comparisons: list[BenchComparison], base: RunData, data:
     for c in comparisons:
         parts.append(
             f'<div class="verdict {"error" if c.regression else "passed"}" data-bench="{html.escape(c.bench)}">'
-            f"<b>{html.escape(c.bench)}</b>: resolution rate {percent(c.base_rate)} → {percent(c.new_rate)}; "
+            f"<b>{html.escape(c.label)}</b>: resolution rate {percent(c.base_rate)} → {percent(c.new_rate)}; "
             f"{len(c.regressed)} tasks resolved → unresolved, {len(c.fixed)} unresolved → resolved; "
             f"{html.escape(verdict(c).replace('REGRESSION', 'regression'))}</div>"
         )
