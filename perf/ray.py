@@ -9,13 +9,15 @@ local runner would run). Each runner runs SMALL and LARGE items; the per-task co
 connect) drop out. Rounds alternate the contenders; figures are medians.
 
 nodes: two worker nodes vs one on container tasks bound by the node's capacity, not by CPU (on one
-machine the nodes share its CPUs): each worker node advertises ``docker: 2``, each task sleeps 3 s in
+machine the nodes share its CPUs): each worker node advertises ``docker: 2``, each task sleeps 3 s (RAY_PERF_NAP) in
 its container and needs ``docker: 1``, so one node runs 2 at a time and two nodes 4. Each round starts
 its cluster (a head without Docker, then the workers, all on 127.0.0.1), lets it settle (RAY_PERF_SETTLE
 seconds, default 5: the nodes' own start-up, their prestarted worker processes, is over before the clock
 starts) and stops it after. Beside the session's wall (the headline), each round is split from its records:
 the session's start (pytest's start to the first task submitted), the task phase (to the last task done)
-and the end (cleanup, the sweep, disconnect).
+and the end (cleanup, the sweep, disconnect). RAY_PERF_ENGINES=2 gives the second worker node an engine of
+its own (scripts/docker-engine.sh's d2, as on a real cluster each node has one); default: both nodes use the
+one engine of the machine.
 
 memory: one pytest process driving 256 in-process per-question items on a cluster of two worker nodes
 at ``--benchflow-concurrency`` 8, the pytest process's peak RSS (``ru_maxrss``), the local runner's
@@ -58,6 +60,7 @@ QUIET = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
 NODE = {"node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024 * 1024}
 NAP_IMAGE = "benchflow-perf/nap:1"
 NAP_TASKS, DOCKER_SLOTS = int(os.environ.get("RAY_PERF_NAP_TASKS", "16")), 2
+NAP_SECONDS = float(os.environ.get("RAY_PERF_NAP", "3"))
 SETTLE = float(os.environ.get("RAY_PERF_SETTLE", "5"))
 MEMORY_ITEMS, MEMORY_CONCURRENCY = int(os.environ.get("RAY_PERF_MEMORY_ITEMS", "256")), 8
 
@@ -81,17 +84,39 @@ def _passed(output: Path, n: int, runs: int) -> None:
         assert outcomes == ["passed"] * n, (results, outcomes[:5])
 
 
-def _cluster(head_cpus: int, workers: int = 0, **worker: Any) -> Any:
-    """A Ray cluster on loopback: a head with ``head_cpus`` logical CPUs and ``workers`` worker nodes."""
+def _cluster(head_cpus: int, workers: int = 0, engines: tuple[str, ...] = (), **worker: Any) -> Any:
+    """A Ray cluster on loopback: a head with ``head_cpus`` logical CPUs and ``workers`` worker nodes, the
+    i-th of them on Docker engine ``engines[i]`` when given (its processes inherit that DOCKER_HOST)."""
     import ray
     from ray.cluster_utils import Cluster
 
     ray._private.ray_constants.ENABLE_RAY_CLUSTER = False  # loopback only
     cluster = Cluster(initialize_head=True, head_node_args={**NODE, "num_cpus": head_cpus, "include_dashboard": False})
-    for _ in range(workers):
-        cluster.add_node(**NODE, **worker)
+    own = os.environ.get("DOCKER_HOST")
+    try:
+        for i in range(workers):
+            if i < len(engines):
+                os.environ["DOCKER_HOST"] = engines[i]
+            cluster.add_node(**NODE, **worker)
+    finally:
+        os.environ.pop("DOCKER_HOST", None)
+        if own is not None:
+            os.environ["DOCKER_HOST"] = own
     cluster.wait_for_nodes()
     return cluster
+
+
+def _engines() -> tuple[str, ...]:
+    """The worker nodes' engines: with RAY_PERF_ENGINES=2, the machine's and a second one (started, nap image
+    loaded); else none named (every node uses the machine's)."""
+    if os.environ.get("RAY_PERF_ENGINES", "1") != "2":
+        return ()
+    import subprocess
+
+    script = HERE.parent / "scripts" / "docker-engine.sh"
+    second = subprocess.run(["bash", str(script), "start", "d2"], capture_output=True, text=True, check=True)
+    subprocess.run(["bash", str(script), "load", "d2", NAP_IMAGE], check=True, capture_output=True)
+    return (os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock", second.stdout.strip())
 
 
 def overhead(rounds: int) -> None:
@@ -150,10 +175,11 @@ def _nap_image() -> None:
         client.images.build(path=ctx, tag=NAP_IMAGE, rm=True)
 
 
-def _nap_containers() -> list[str]:
+def _nap_containers(engines: tuple[str, ...] = ()) -> list[str]:
     import docker
 
-    return [c.id for c in docker.from_env().containers.list(all=True, filters={"ancestor": NAP_IMAGE})]
+    clients = [docker.DockerClient(base_url=e) for e in engines] if engines else [docker.from_env()]
+    return [c.id for client in clients for c in client.containers.list(all=True, filters={"ancestor": NAP_IMAGE})]
 
 
 def _phases(output: Path, started: float, ended: float) -> tuple[float, float, float]:
@@ -169,7 +195,8 @@ def nodes(rounds: int) -> None:
     import time
 
     _nap_image()
-    before = set(_nap_containers())
+    engines = _engines()
+    before = set(_nap_containers(engines))
     walls: dict[int, list[float]] = {1: [], 2: []}
     phases: dict[int, list[tuple[float, float, float]]] = {1: [], 2: []}
     loads: list[float] = []
@@ -181,13 +208,13 @@ def nodes(rounds: int) -> None:
         env = {**os.environ, "PYTHONPATH": str(tmp), "NAP_TASKS": str(NAP_TASKS)}
         for _ in range(rounds):
             for workers in random.sample(list(walls), len(walls)):
-                cluster = _cluster(1, workers, num_cpus=1, resources={"docker": DOCKER_SLOTS})
+                cluster = _cluster(1, workers, engines, num_cpus=1, resources={"docker": DOCKER_SLOTS})
                 time.sleep(SETTLE)
                 try:
                     command = [
                         sys.executable, "-m", "pytest", "--benchflow=nap_bench.py:Nap", "--agent=nap_bench:Idle",
                         *QUIET,
-                        "--benchflow-arg=NAP=3", f"--benchflow-output={tmp / f'out-{workers}'}",
+                        f"--benchflow-arg=NAP={NAP_SECONDS:g}", f"--benchflow-output={tmp / f'out-{workers}'}",
                         "--benchflow-runner=ray", f"--benchflow-ray-address={cluster.address}",
                         f"--benchflow-ray-runtime-env={runtime_env}", f"--benchflow-concurrency={NAP_TASKS}",
                     ]  # fmt: skip
@@ -199,13 +226,15 @@ def nodes(rounds: int) -> None:
                     cluster.shutdown()
         for workers, values in walls.items():
             _passed(tmp / f"out-{workers}", NAP_TASKS, len(values))
-    left = set(_nap_containers()) - before
+    left = set(_nap_containers(engines)) - before
     assert not left, f"containers left behind: {left}"
     one, two = statistics.median(walls[1]), statistics.median(walls[2])
-    ideal = NAP_TASKS / DOCKER_SLOTS * 3
+    ideal = NAP_TASKS / DOCKER_SLOTS * NAP_SECONDS
     print(
-        f"{NAP_TASKS} container tasks of 3 s, docker: {DOCKER_SLOTS} per worker node, medians of {rounds} rounds "
-        f"(session wall, cluster start excluded), load average {min(loads):.1f} to {max(loads):.1f}"
+        f"{NAP_TASKS} container tasks of {NAP_SECONDS:g} s, docker: {DOCKER_SLOTS} per worker node, "
+        f"medians of {rounds} rounds "
+        f"(session wall, cluster start excluded), load average {min(loads):.1f} to {max(loads):.1f}, "
+        f"{'an engine per worker node' if engines else 'one engine for both worker nodes'}"
     )
     print(f"  one worker node: {one:.1f} s (ideal {ideal:.0f} s), two: {two:.1f} s (ideal {ideal / 2:.0f} s)")
     print(f"  two vs one: {one / two:.2f}x (goal >= 1.7x)")
