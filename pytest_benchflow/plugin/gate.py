@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINE_AGENT_FLAG",
-    "GATE_MODES",
     "AgentGate",
     "BaselineChoice",
     "baseline_choice",
@@ -29,10 +28,6 @@ __all__ = [
     "check_gate_agent",
     "gate_failure",
 ]
-
-#: worse: no other agent may be significantly worse than NAME; better: NAME must be significantly better than each.
-GATE_MODES = ("worse", "better")
-
 
 #: The option naming the baseline agent the session's agents are compared with.
 BASELINE_AGENT_FLAG = "--benchflow-baseline-agent"

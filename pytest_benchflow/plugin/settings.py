@@ -25,7 +25,6 @@ from ..errors import ConfigurationError
 from ..runners import Runner
 from ..runners.registry import usable_runners
 from ..sandbox import SandboxProvider
-from .gate import GATE_MODES
 from .progress import MODES as PROGRESS_MODES
 from .reruns import RerunPolicy, parse_rerun_kinds, parse_reruns
 from .selection import selected_benches
@@ -42,6 +41,10 @@ __all__ = [
     "concurrency_value",
     "read_settings",
 ]
+
+#: --benchflow-gate-mode: worse: no other agent may be significantly worse than NAME; better: NAME must be
+#: significantly better than each.
+GATE_MODES = ("worse", "better")
 
 #: More epochs than this is a typo, not an evaluation (each epoch is a test item per task).
 MAX_EPOCHS = 1000
