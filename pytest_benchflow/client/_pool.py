@@ -40,6 +40,8 @@ def keepalive_post(url: str, body: bytes, timeout: tuple[float, float]) -> reque
 
 
 class _KeepAlive:
+    """One thread's connection to one agent URL: its session, the session's adapter, a prepared POST to copy."""
+
     __slots__ = ("adapter", "session", "template", "verify")
 
     def __init__(self, url: str) -> None:
