@@ -349,3 +349,21 @@ def test_holm_and_a_pair_that_is_not_significant(tmp_path: Path) -> None:
     marks = {(p.a, p.b): p.significant for p in board.pairs}
     assert marks == {("b", "a"): False, ("b", "c"): True, ("a", "c"): True}
     assert load_run  # the reader builds the same RunData from a run directory
+
+
+def test_collect_only_shows_the_items_of_agents_the_user_named(pytester: pytest.Pytester, free_url: str) -> None:
+    pytester.makepyfile(
+        toy=in_process_bench("Toy", "def evaluate(env):\n    pass", "return {'is_resolved': True, 'metrics': {}}")
+    )
+    # Nothing answers at free_url: collecting asks no agent, as a run's ids would be, named by the user.
+    named = pytester.runpytest(
+        "--benchflow=toy.py:Toy", f"--agent-url=a={free_url}", "--agent=b=conftest:EchoAgent", "--collect-only", "-q"
+    )
+    assert named.ret == pytest.ExitCode.OK
+    named.stdout.fnmatch_lines(["benchflow:Toy::t[a]", "benchflow:Toy::t[b]", "2 tests collected*"])
+    # An unnamed agent is named from its /info when it answers, which collecting never asks: plain ids, as before.
+    unnamed = pytester.runpytest(
+        "--benchflow=toy.py:Toy", f"--agent-url=a={free_url}", f"--agent-url={free_url}", "--collect-only", "-q"
+    )
+    assert unnamed.ret == pytest.ExitCode.OK
+    unnamed.stdout.fnmatch_lines(["benchflow:Toy::t", "1 test collected*"])

@@ -148,6 +148,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     run.plan = plan_runs(run)
     # --collect-only runs nothing: no agent is started (a started command would outlive the session).
     if config.option.collectonly:
+        _name_agents_unstarted(run)
         return
     _check_output_directory(run.run_dir.parent, run.run_id)
     # Once per bench, before any agent or task: what the data is, and whether the baseline ran on the same.
@@ -179,6 +180,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     reporter.notes += [ctx.fingerprint_problem for ctx in run.benches.values() if ctx.fingerprint_problem]
     config.pluginmanager.register(reporter, "benchflow-results")
     config.pluginmanager.register(JunitErrorKinds(config), "benchflow-junit-error-kinds")
+
+
+def _name_agents_unstarted(run: BenchflowRun) -> None:
+    """For --collect-only: several agents, each named by the user, give the items their names (as a run would).
+    An unnamed agent is named once it answers ``GET /info``, which collecting does not ask."""
+    settings = run.settings
+    given = agents_given(settings.agent_url, settings.agent, settings.agent_cmd)
+    if len(given) > 1 and all(g.name for g in given):
+        run.agents = {str(g.name): g.value for g in given}
 
 
 def _start_agents(config: pytest.Config, run: BenchflowRun) -> list[SessionAgent]:
