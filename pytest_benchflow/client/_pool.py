@@ -56,7 +56,11 @@ class _KeepAlive:
         # merge_environment_settings gives the CA bundle's path or True; None would mean the default, True.
         self.verify: bool | str = True if verify is None else verify
         session.verify = self.verify
-        self.template = requests.Request("POST", url, headers={"Content-Type": "application/json"}).prepare()
+        # Prepared by the session: its default headers (User-Agent, Accept, Accept-Encoding) go out as with
+        # Session.post, which an agent's gateway may compress for or admit by; the URL's credentials too.
+        self.template = session.prepare_request(
+            requests.Request("POST", url, headers={"Content-Type": "application/json"})
+        )
 
 
 def _keepalive(url: str) -> _KeepAlive:
