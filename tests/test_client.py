@@ -331,3 +331,14 @@ def test_requests_default_headers_are_sent_as_before(scripted: ScriptedServer) -
     assert "gzip" in sent["accept-encoding"]
     assert sent["accept"] == "*/*"
     assert sent["content-type"] == "application/json"
+
+
+def test_a_cookie_the_agent_sets_is_sent_back_as_before(scripted: ScriptedServer) -> None:
+    # Session.post kept the answer's cookies for the next request (a load balancer's sticky session).
+    sticky = json_reply("ok", headers={"Set-Cookie": "AWSALB=node-7; Path=/"})
+    scripted.script(sticky, json_reply("ok"))
+    client = fast(scripted.url)
+    client.get_response({"q": "a"})
+    client.get_response({"q": "b"})
+    assert "Cookie" not in scripted.headers[0]
+    assert scripted.headers[1]["Cookie"] == "AWSALB=node-7"
