@@ -43,7 +43,7 @@ def keepalive_post(url: str, body: bytes, timeout: tuple[float, float]) -> reque
         request, stream=True, timeout=timeout, verify=connection.verify, proxies=connection.session.proxies
     )
     if "Set-Cookie" in response.headers:
-        extract_cookies_to_jar(cookies, request, response.raw)
+        extract_cookies_to_jar(cookies, request, response.raw)  # type: ignore[no-untyped-call]  # untyped in the stubs
     return response
 
 
