@@ -320,3 +320,25 @@ def test_credentials_in_the_agent_url_are_sent_as_basic_auth(scripted: ScriptedS
     assert scripted.headers[0]["Authorization"] == "Basic YWxpY2U6czNjcmV0"
     assert scripted.headers[0]["Content-Type"] == "application/json"
     assert int(scripted.headers[0]["Content-Length"]) == len(scripted.requests[0][1])
+
+
+def test_requests_default_headers_are_sent_as_before(scripted: ScriptedServer) -> None:
+    # Session.post sent requests' defaults; an agent or its gateway may compress for, or admit by, them.
+    scripted.script(json_reply("ok"))
+    fast(scripted.url).get_response({"q": "hi"})
+    sent = {k.lower(): v for k, v in scripted.headers[0].items()}
+    assert sent["user-agent"].startswith("python-requests/")
+    assert "gzip" in sent["accept-encoding"]
+    assert sent["accept"] == "*/*"
+    assert sent["content-type"] == "application/json"
+
+
+def test_a_cookie_the_agent_sets_is_sent_back_as_before(scripted: ScriptedServer) -> None:
+    # Session.post kept the answer's cookies for the next request (a load balancer's sticky session).
+    sticky = json_reply("ok", headers={"Set-Cookie": "AWSALB=node-7; Path=/"})
+    scripted.script(sticky, json_reply("ok"))
+    client = fast(scripted.url)
+    client.get_response({"q": "a"})
+    client.get_response({"q": "b"})
+    assert "Cookie" not in scripted.headers[0]
+    assert scripted.headers[1]["Cookie"] == "AWSALB=node-7"

@@ -15,6 +15,7 @@ import requests
 from conftest import Reply, ScriptedServer, json_reply
 from pytest_benchflow import AgentHTTPError, AgentOverloaded, BenchClient
 from pytest_benchflow.agents import OpenAIChatAgent
+from pytest_benchflow.client import _limit
 from pytest_benchflow.client._limit import AdaptiveLimit
 
 
@@ -86,6 +87,43 @@ def test_adaptive_limit_halves_and_grows_back() -> None:
     for _ in range(5):
         limit.record(throttled=True)
     assert limit.limit == 1
+
+
+def _queued(limit: AdaptiveLimit, count: int) -> None:
+    """Wait until ``count`` threads wait for one of ``limit``'s slots."""
+    deadline = time.monotonic() + 10
+    while len(limit._changed._waiters) < count:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the requests never queued"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("outcome", ["answered", "transport error"])
+def test_a_stopped_request_woken_for_a_slot_hands_it_on(outcome: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A queued request whose task stopped takes no slot: the wake-up it used must reach the next in line,
+    # which (outside any task with a time limit) waits without polling.
+    monkeypatch.setattr(_limit, "_CANCEL_POLL", 60.0)  # the stopped one learns of its stop only by being woken
+    limit = AdaptiveLimit(1)
+    assert limit.acquire(None)  # a request in flight
+    stop = threading.Event()
+    got: dict[str, bool] = {}
+    stopped = threading.Thread(target=lambda: got.setdefault("stopped", limit.acquire(stop)), daemon=True)
+    stopped.start()
+    _queued(limit, 1)
+    waiting = threading.Thread(target=lambda: got.setdefault("waiting", limit.acquire(None)), daemon=True)
+    waiting.start()
+    _queued(limit, 2)
+    stop.set()
+    limit.release()  # the request in flight ends
+    if outcome == "answered":
+        limit.record(throttled=False)
+    waiting.join(5)
+    try:
+        assert got == {"stopped": False, "waiting": True}
+        assert limit.in_flight == 1
+    finally:
+        with limit._changed:  # never leave a thread behind
+            limit.limit = 2
+            limit._changed.notify_all()
 
 
 class CappedAgent:

@@ -36,6 +36,10 @@ class AdaptiveLimit:
             while self.in_flight >= self.limit and not (cancel is not None and cancel.is_set()):
                 self._changed.wait(None if cancel is None else _CANCEL_POLL)
             if cancel is not None and cancel.is_set():
+                if self.in_flight < self.limit:
+                    # It may have been woken for a free slot it will not take: the next in line must get it
+                    # (one waiting outside a task with a time limit is woken by nothing else).
+                    self._changed.notify()
                 return False
             self.in_flight += 1
             return True

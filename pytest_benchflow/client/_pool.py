@@ -6,6 +6,7 @@ import threading
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
 
 __all__ = ["keepalive_post", "keepalive_session"]
 
@@ -26,17 +27,24 @@ def keepalive_post(url: str, body: bytes, timeout: tuple[float, float]) -> reque
     """POST the JSON ``body`` to ``url`` on this thread's keep-alive connection; the answer is streamed.
 
     The request goes straight to the session's transport adapter: ``Session.request`` would merge
-    settings, cookies and hooks an agent request never has, and prepare the same URL and headers
-    again, which is half the CPU of a request on loopback (many tasks at once share one core for
-    that). Proxies, CA bundle, timeouts, and requests' exceptions are the session's, as before.
+    settings and hooks an agent request never has, and prepare the same URL and headers again,
+    which is half the CPU of a request on loopback (many tasks at once share one core for that).
+    Default headers, proxies, CA bundle, cookies (only looked at when there are some), timeouts,
+    and requests' exceptions are the session's, as before.
     """
     connection = _keepalive(url)
     request = connection.template.copy()
     request.body = body
     request.headers["Content-Length"] = str(len(body))
-    return connection.adapter.send(
+    cookies = connection.session.cookies
+    if cookies:  # what the agent set before goes back, as with Session.post (a load balancer's sticky session)
+        request.prepare_cookies(cookies)
+    response = connection.adapter.send(
         request, stream=True, timeout=timeout, verify=connection.verify, proxies=connection.session.proxies
     )
+    if "Set-Cookie" in response.headers:
+        extract_cookies_to_jar(cookies, request, response.raw)  # type: ignore[no-untyped-call]  # untyped in the stubs
+    return response
 
 
 class _KeepAlive:
@@ -56,7 +64,11 @@ class _KeepAlive:
         # merge_environment_settings gives the CA bundle's path or True; None would mean the default, True.
         self.verify: bool | str = True if verify is None else verify
         session.verify = self.verify
-        self.template = requests.Request("POST", url, headers={"Content-Type": "application/json"}).prepare()
+        # Prepared by the session: its default headers (User-Agent, Accept, Accept-Encoding) go out as with
+        # Session.post, which an agent's gateway may compress for or admit by; the URL's credentials too.
+        self.template = session.prepare_request(
+            requests.Request("POST", url, headers={"Content-Type": "application/json"})
+        )
 
 
 def _keepalive(url: str) -> _KeepAlive:
