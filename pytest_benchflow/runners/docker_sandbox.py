@@ -44,6 +44,7 @@ from .archive import check_links, extract_archive, spool
 from .docker import DEFAULT_CAP_DROP, PULL_POLICIES, RUN_LABEL
 from .docker import OPTIONS as RUNNER_OPTIONS
 from .engines import Engine, EnginePool, docker_module, parse_engines, parse_slots
+from .sandbox_groups import SharedByGroup
 
 __all__ = ["SANDBOX_LABEL", "DockerSandbox", "DockerSandboxProvider"]
 
@@ -91,13 +92,12 @@ def _reason(e: BaseException) -> str:
     return first_line(str(explanation or e))
 
 
+@dataclass(frozen=True)
 class _Slot:
     """One engine slot held for a group of sandboxes, released when the last of them closes."""
 
-    def __init__(self, engine: Engine, stack: ExitStack) -> None:
-        self.engine = engine
-        self.stack = stack
-        self.users = 0
+    engine: Engine
+    stack: ExitStack
 
 
 class DockerSandboxProvider(SandboxProvider):
@@ -123,7 +123,7 @@ class DockerSandboxProvider(SandboxProvider):
         self.cap_drop = cap_drop
         self.pool = EnginePool(engines or parse_engines(""), run_id, slots)
         self._lock = threading.Lock()
-        self._slots: dict[str, _Slot] = {}
+        self._slots: SharedByGroup[_Slot] = SharedByGroup(lambda slot: slot.stack.close())
         self._open: dict[str, DockerSandbox] = {}
         self._images: set[tuple[int, str]] = set()
 
@@ -159,33 +159,18 @@ class DockerSandboxProvider(SandboxProvider):
 
     def _hold(self, group: str) -> _Slot:
         """The group's slot: the one it holds, else a free one of a remaining engine (waiting while all are busy)."""
-        with self._lock:
-            slot = self._slots.get(group)
-            if slot is not None:
-                slot.users += 1
-                return slot
+        return self._slots.hold(group, self._take_slot)
+
+    def _take_slot(self) -> _Slot:
         stack = ExitStack()
         try:
             engine = stack.enter_context(self.pool.slot())
         except BenchflowError as e:
             raise SandboxError(str(e)) from None
-        with self._lock:
-            slot = self._slots.setdefault(group, _Slot(engine, stack))
-            if slot.stack is not stack:  # another thread of the group took one meanwhile: keep theirs
-                stack.close()
-            slot.users += 1
-            return slot
+        return _Slot(engine, stack)
 
     def _release(self, group: str) -> None:
-        with self._lock:
-            slot = self._slots.get(group)
-            if slot is None:
-                return
-            slot.users -= 1
-            if slot.users > 0:
-                return
-            del self._slots[group]
-        slot.stack.close()
+        self._slots.release(group)
 
     def _start(self, engine: Engine, spec: SandboxSpec, image_to_remove: str | None = None) -> DockerSandbox:
         api = engine.client().api

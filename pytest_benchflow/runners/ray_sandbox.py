@@ -39,6 +39,7 @@ from .archive import check_links, extract_archive, max_archive_bytes, spool
 from .docker import DEFAULT_CAP_DROP
 from .ray import DOCKER_RESOURCE, _ray, connect_ray, node_name, sweep_nodes
 from .ray import OPTIONS as RAY_OPTIONS
+from .sandbox_groups import SharedByGroup
 
 __all__ = ["RaySandbox", "RaySandboxProvider"]
 
@@ -132,12 +133,11 @@ class _SandboxHost:
 
 
 class _Group:
-    """The driver's view of one actor: its handle, its node and how many of its sandboxes are open."""
+    """The driver's view of one actor: its handle and its node."""
 
     def __init__(self, actor: Any, node: str) -> None:
         self.actor = actor
         self.node = node
-        self.users = 0
 
 
 class RaySandboxProvider(SandboxProvider):
@@ -159,7 +159,7 @@ class RaySandboxProvider(SandboxProvider):
         self.pull = pull
         self.cap_drop = cap_drop
         self._lock = threading.Lock()
-        self._groups: dict[str, _Group] = {}
+        self._groups: SharedByGroup[_Group] = SharedByGroup(lambda group: _kill(group.actor))
         self._open: dict[int, RaySandbox] = {}
         self._connected = False
         self._owns_ray = False
@@ -226,18 +226,19 @@ class RaySandboxProvider(SandboxProvider):
 
     def _hold(self, name: str) -> _Group:
         """The group's actor: the one it has, else a new one on a node with a free Docker slot (Ray waits for one)."""
-        with self._lock:
-            group = self._groups.get(name)
-            if group is not None:
-                group.users += 1
-                return group
-        ray = _ray()
-        host = ray.remote(_SandboxHost).options(
-            num_cpus=0,
-            resources={DOCKER_RESOURCE: 1},
-            max_concurrency=_ACTOR_CONCURRENCY,
-            max_restarts=0,
-            max_task_retries=0,
+        return self._groups.hold(name, self._start_actor)
+
+    def _start_actor(self) -> _Group:
+        host = (
+            _ray()
+            .remote(_SandboxHost)
+            .options(
+                num_cpus=0,
+                resources={DOCKER_RESOURCE: 1},
+                max_concurrency=_ACTOR_CONCURRENCY,
+                max_restarts=0,
+                max_task_retries=0,
+            )
         )
         actor = host.remote(self.run_id, self.pull, self.cap_drop)
         group = _Group(actor, "a Ray node")
@@ -246,23 +247,10 @@ class RaySandboxProvider(SandboxProvider):
         except BaseException:
             _kill(actor)
             raise
-        with self._lock:
-            kept = self._groups.setdefault(name, group)
-            kept.users += 1
-        if kept is not group:  # another thread of the group made one meanwhile: keep theirs
-            _kill(actor)
-        return kept
+        return group
 
     def _release(self, name: str) -> None:
-        with self._lock:
-            group = self._groups.get(name)
-            if group is None:
-                return
-            group.users -= 1
-            if group.users > 0:
-                return
-            del self._groups[name]
-        _kill(group.actor)
+        self._groups.release(name)
 
     def _forget(self, box: RaySandbox) -> None:
         with self._lock:
@@ -277,10 +265,9 @@ class RaySandboxProvider(SandboxProvider):
         from a Ray this provider started."""
         if not self._connected:
             return
+        groups = self._groups.take_all()
         with self._lock:
-            groups = list(self._groups.values())
             boxes = list(self._open.values())
-            self._groups.clear()
             self._open.clear()
         for box in boxes:  # no call reaches a killed actor (nor, after a disconnect, starts a new Ray)
             box._closed = True
