@@ -137,15 +137,10 @@ def _labelled(run: Path) -> list[dict[str, Any]]:
     return found
 
 
-@pytest.mark.docker
-def test_a_worker_node_killed_mid_run_reruns_its_tasks_on_the_other_node(
-    docker_toy: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tasks = [f"nap{i}" for i in range(4)]
-    monkeypatch.setenv("TOY_TASKS", json.dumps(tasks))
-    monkeypatch.setenv("NAP", "12")
+def _toy_over_ray(docker_toy: pytest.Pytester, ray_cluster: RayCluster, *extra: str) -> list[str]:
+    """The pytest command running the container toy on the cluster (the toy's code reaches the nodes by runtime_env)."""
     runtime_env = json.dumps({"env_vars": {"PYTHONPATH": str(docker_toy.path)}})
-    command = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -153,9 +148,18 @@ def test_a_worker_node_killed_mid_run_reruns_its_tasks_on_the_other_node(
         "--benchflow-runner=ray",
         f"--benchflow-ray-address={ray_cluster.address}",
         f"--benchflow-ray-runtime-env={runtime_env}",
-        "--benchflow-concurrency=4",
-        "--benchflow-rerun-infra=1",
+        *extra,
     ]
+
+
+@pytest.mark.docker
+def test_a_worker_node_killed_mid_run_reruns_its_tasks_on_the_other_node(
+    docker_toy: pytest.Pytester, ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = [f"nap{i}" for i in range(4)]
+    monkeypatch.setenv("TOY_TASKS", json.dumps(tasks))
+    monkeypatch.setenv("NAP", "12")
+    command = _toy_over_ray(docker_toy, ray_cluster, "--benchflow-concurrency=4", "--benchflow-rerun-infra=1")
     proc = docker_toy.popen(command, **INTERRUPTIBLE)
     doomed = ray_cluster.workers[0]
     try:
@@ -193,17 +197,7 @@ def test_ctrl_c_cancels_the_ray_tasks_and_removes_their_containers(
 ) -> None:
     monkeypatch.setenv("TOY_TASKS", json.dumps([f"nap{i}" for i in range(4)]))
     monkeypatch.setenv("NAP", "120")
-    runtime_env = json.dumps({"env_vars": {"PYTHONPATH": str(docker_toy.path)}})
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        *ARGS,
-        "--benchflow-runner=ray",
-        f"--benchflow-ray-address={ray_cluster.address}",
-        f"--benchflow-ray-runtime-env={runtime_env}",
-        "--benchflow-concurrency=4",
-    ]
+    command = _toy_over_ray(docker_toy, ray_cluster, "--benchflow-concurrency=4")
     proc = docker_toy.popen(command, **INTERRUPTIBLE)
     try:
         run = _wait_running(docker_toy, proc, 4)
@@ -545,3 +539,54 @@ def test_an_in_process_task_on_a_node_drives_its_sandboxes_and_a_timeout_leaves_
     assert drives["metrics"]["engine"].rsplit(" ", 1)[-1] in _worker_ids(ray_cluster), drives
     assert drives["engine"].startswith("ray node 127.0.0.1 "), drives  # the task itself ran on a node
     assert _sandboxes(run.name) == []
+
+
+CONTAINER_ONLY_BENCH = """
+from pytest_benchflow import BaseBench, BenchArgs
+
+
+class ContainerOnly(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs({"optional": {}})
+
+    def get_image_name(self):
+        return "benchflow-test/never-pulled:1"
+
+    def get_results_dir_in_container(self):
+        return "/results"
+
+    def get_log_files_dir_in_container(self):
+        return "/logs"
+
+    def get_all_tasks(self, split):
+        return {"task_ids": ["t"], "error_message": None}
+
+    def get_result(self, task_id):
+        return {"is_resolved": True, "metrics": {}, "log": {}, "other": {}}
+"""
+
+
+def test_a_cluster_without_a_docker_node_is_refused_for_a_container_bench_before_any_task(
+    pytester: pytest.Pytester, echo_agent: str
+) -> None:
+    from ray.cluster_utils import Cluster
+
+    # A cluster of its own, a head alone, advertising no Docker (the session's cluster has Docker nodes).
+    bare = Cluster(initialize_head=True, head_node_args={**_NODE, "include_dashboard": False})
+    try:
+        pytester.makepyfile(container_only=CONTAINER_ONLY_BENCH)
+        result = pytester.runpytest_subprocess(
+            "--benchflow=container_only.py:ContainerOnly",
+            f"--agent-url={echo_agent}",
+            "--benchflow-runner=ray",
+            f"--benchflow-ray-address={bare.address}",
+            "-p",
+            "no:cacheprovider",
+        )
+    finally:
+        bare.shutdown()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*no node of the Ray cluster * has a Docker engine for 'benchflow-test/never-pulled:1'*"]
+    )
+    assert not list(pytester.path.glob(".benchflow/*/results.jsonl"))
