@@ -590,3 +590,35 @@ def test_a_cluster_without_a_docker_node_is_refused_for_a_container_bench_before
         ["*no node of the Ray cluster * has a Docker engine for 'benchflow-test/never-pulled:1'*"]
     )
     assert not list(pytester.path.glob(".benchflow/*/results.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        ("benchflow_ray_num_cpus = -1", "benchflow_ray_num_cpus = '-1': expected a number of at least 0"),
+        ("benchflow_ray_memory = lots", "benchflow_ray_memory = 'lots': expected a number of at least 0"),
+        ("benchflow_ray_num_cpus = nan", "benchflow_ray_num_cpus = 'nan': expected a number of at least 0"),
+        ("benchflow_ray_resources = {docker: 1}", "benchflow_ray_resources = '{docker: 1}': not JSON *"),
+        ("benchflow_ray_resources = [1]", "benchflow_ray_resources = '?1?': expected a JSON object"),  # ? for [ ]
+        (
+            'benchflow_ray_resources = {"gpu": -2}',
+            "benchflow_ray_resources: 'gpu' = -2: expected a number of at least 0",
+        ),
+        ("benchflow_ray_runtime_env = not json", "benchflow_ray_runtime_env = 'not json': not JSON *"),
+    ],
+)
+def test_bad_ray_settings_are_one_line_usage_errors_before_any_cluster(
+    pytester: pytest.Pytester, echo_agent: str, ini: str, message: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(container_only=CONTAINER_ONLY_BENCH)
+    result = pytester.runpytest(
+        "--benchflow=container_only.py:ContainerOnly",
+        f"--agent-url={echo_agent}",
+        "--benchflow-runner=ray",
+        "--benchflow-ray-address=127.0.0.1:9",  # never reached: the settings are refused first
+        "-p",
+        "no:cacheprovider",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: *{message}"])

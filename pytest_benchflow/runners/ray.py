@@ -34,6 +34,7 @@ from typing import Any
 from .. import errors as errors_module
 from ..bench import BaseBench
 from ..environment import TaskEnvironment
+from ..envnumbers import in_range, parse_number, shown_value
 from ..errors import (
     BenchflowError,
     InfraError,
@@ -131,12 +132,9 @@ def _json_setting(name: str, raw: str) -> dict[str, Any]:
 def _amount(name: str, raw: str) -> float | None:
     if not raw.strip():
         return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise RunnerError(f"{name} = {raw!r}: expected a number of at least 0")
+    value = parse_number(raw, float)
+    if value is None or not in_range(value):
+        raise RunnerError(f"{name} = {shown_value(raw)!r}: expected a number of at least 0")
     return value
 
 
@@ -152,7 +150,7 @@ class RayTaskResources:
     def from_options(cls, values: Mapping[str, str]) -> RayTaskResources:
         resources = _json_setting("benchflow_ray_resources", values.get("benchflow_ray_resources", ""))
         for key, amount in resources.items():
-            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or amount < 0:
+            if not isinstance(amount, (int, float)) or isinstance(amount, bool) or not in_range(amount):
                 raise RunnerError(f"benchflow_ray_resources: {key!r} = {amount!r}: expected a number of at least 0")
         return cls(
             num_cpus=_amount("benchflow_ray_num_cpus", values.get("benchflow_ray_num_cpus", "")),
