@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from .rootdir import choose_rootdir_again
 from .selection import rewrite_node_id_arguments, select_agent_items
 from .session import RUN_KEY, BenchflowRun, attach_record, unpacked_record
 from .settings import MAX_CONCURRENCY, SETTINGS_KEY, add_options, read_settings
+from .task_processes import local_benches
 from .tasks_ahead import ConcurrentTasks
 
 
@@ -267,6 +270,8 @@ def _choose_concurrency(
         # worksteal takes items back from a worker that may already be running them.
         run.concurrency = 1
         notes.append("--benchflow-concurrency: --dist worksteal takes queued items back; tasks run one at a time")
+    run.task_processes, note = _task_processes(config, run, run.settings.task_processes)
+    notes += [note] if note else []
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     for name, ctx in run.benches.items():
         if run.concurrency > 1 and not concurrent_safe(ctx.bench) and reporter is not None:
@@ -275,6 +280,26 @@ def _choose_concurrency(
                 "its tasks run one at a time"
             )
     return notes
+
+
+def _task_processes(config: pytest.Config, run: BenchflowRun, given: int | str) -> tuple[int, str | None]:
+    """How many processes run the in-process tasks (``--benchflow-task-processes``), and a note when fewer
+    than given: the reason a user who asked for them gets none."""
+    wanted = given if isinstance(given, int) else len(os.sched_getaffinity(0))
+    if wanted <= 1:
+        return 1, None
+    shown = f"--benchflow-task-processes {given}"
+    if run.concurrency <= 1:
+        why = "only tasks run at once (--benchflow-concurrency above 1) are spread over processes"
+    elif config.getoption("dist", "no") != "no" or is_worker(config):
+        why = "-n already runs the tasks in several processes"
+    elif not sys.platform.startswith("linux"):
+        why = "task processes are forked, which only Linux does safely"
+    elif not local_benches(run):
+        why = "no bench here runs in-process (container tasks wait on their containers, not on this process)"
+    else:
+        return min(wanted, run.concurrency), None
+    return 1, f"{shown}: {why}; tasks run in this process"
 
 
 def _capacity(run: BenchflowRun, info: dict[str, Any] | None) -> tuple[int | None, str]:

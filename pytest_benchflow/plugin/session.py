@@ -255,6 +255,8 @@ class BenchflowRun:
     plan: dict[str, list[tuple[str, int]]] | None = None
     #: Tasks run at once by this process (``--benchflow-concurrency``, "auto" resolved by the controller).
     concurrency: int = 1
+    #: Processes that run this process's in-process tasks (``--benchflow-task-processes``, resolved at start).
+    task_processes: int = 1
     #: The threads running tasks ahead of pytest while the items run (None: each item runs its own task).
     pool: TaskPool | None = None
     #: The live progress display, when the session shows one.
@@ -267,7 +269,8 @@ class BenchflowRun:
         if self.display is not None:
             self.display.pool_status(status)
 
-    def _add_secrets(self, given: list[str]) -> None:
+    def add_secrets(self, given: list[str]) -> None:
+        """Mask ``given`` too from now on (a task's secret arguments, found when it resolves them)."""
         values = set(given)
         # Tasks run in threads (--benchflow-concurrency) while others iterate the set: it changes under a lock,
         # and only when a task brings a secret not seen yet (rare: most tasks share the session's arguments).
@@ -348,7 +351,7 @@ class BenchflowRun:
         spec: TaskSpec | None = None
         try:
             args = ctx.resolve(item.task_id)
-            self._add_secrets(args.secret_values())
+            self.add_secrets(args.secret_values())
             spec = TaskSpec(
                 bench_name=ctx.name,
                 task_id=item.task_id,

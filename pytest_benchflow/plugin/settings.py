@@ -33,6 +33,7 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_EPOCHS",
     "MAX_LIMIT",
+    "MAX_TASK_PROCESSES",
     "MAX_TIMEOUT",
     "OPTIONS",
     "SETTINGS_KEY",
@@ -40,6 +41,7 @@ __all__ = [
     "add_options",
     "concurrency_value",
     "read_settings",
+    "task_processes_value",
 ]
 
 #: --benchflow-gate-mode: worse: no other agent may be significantly worse than NAME; better: NAME must be
@@ -86,6 +88,31 @@ def concurrency_value(raw: Any) -> int | str:
         raise ConfigurationError(
             f"--benchflow-concurrency {number}: at most {MAX_CONCURRENCY:,} tasks at once in one process "
             "(add processes with -n for more)"
+        )
+    return int(number)
+
+
+#: More task processes than this is a typo: each is a copy of the pytest process, and past the machine's cores
+#: they only share the same CPUs.
+MAX_TASK_PROCESSES = 256
+
+
+def task_processes_value(raw: Any) -> int | str:
+    """``--benchflow-task-processes`` as a number of processes, or ``"auto"`` (one per CPU); a usage error otherwise."""
+    text = str(raw if raw not in (None, "") else "1").strip()
+    if text.lower() == "auto":
+        return "auto"
+    number = parse_number(text, int)
+    if number is None:
+        raise ConfigurationError(
+            f"--benchflow-task-processes {shown_value(text)!r}: give a whole number of processes (1 runs every task "
+            "in this one) or auto (one per CPU)"
+        )
+    if number < 1:
+        raise ConfigurationError(f"--benchflow-task-processes {number}: at least 1 (this process) runs the tasks")
+    if number > MAX_TASK_PROCESSES:
+        raise ConfigurationError(
+            f"--benchflow-task-processes {number}: at most {MAX_TASK_PROCESSES} (one per CPU is what helps; try auto)"
         )
     return int(number)
 
@@ -337,6 +364,16 @@ class SessionSettings:
             "benchflow_concurrency",
             "tasks each pytest process runs at once: a number (default 1: one by one) or auto (the runner's capacity)",
             lambda raw, setting, cwd: concurrency_value(raw),
+            "1",
+        )
+    )
+    #: Processes forked after collection that run the in-process tasks of that pool, or ``"auto"`` (one per CPU).
+    task_processes: int | str = field(
+        metadata=_option(
+            "benchflow_task_processes",
+            "processes that run the in-process tasks of --benchflow-concurrency: a number (default 1: this process) "
+            "or auto (one per CPU); for thousands of small tasks, which one process's GIL would bind to one core",
+            lambda raw, setting, cwd: task_processes_value(raw),
             "1",
         )
     )

@@ -12,6 +12,7 @@ import pytest
 from ..client._limit import limit_for
 from .concurrency import TaskPool, concurrent_safe, xdist_upcoming
 from .session import BenchflowRun, packed_record
+from .task_processes import TaskProcesses
 
 __all__ = ["ConcurrentTasks"]
 
@@ -30,40 +31,47 @@ class ConcurrentTasks:
         if run.concurrency <= 1 or config.option.collectonly or config.pluginmanager.has_plugin("dsession"):
             return (yield)
         upcoming = xdist_upcoming(config) if self.worker else None
+        # N tasks at once may each have a request in flight: the agents' shared limit in this process is at
+        # least N, whatever each task's client asks for (a per-question task's default is 8).
+        for url in {run.agent_url, *run.agents.values()}:
+            limit_for(url, run.concurrency)
+        # What collection built (items, benches, their data) lives until the session ends. Frozen, the
+        # collector stops rescanning it each time the tasks' garbage triggers a collection: with thousands
+        # of short tasks sharing one core, that scanning cost ~7% of the CPU (perf/run.py many).
+        gc.freeze()
+        processes = None
+        if run.task_processes > 1:  # forked before the pool's threads exist
+            processes = TaskProcesses(run, session.items, run.task_processes, run.concurrency)
         pool = TaskPool(
             run.concurrency,
-            run.execute,
+            processes.execute if processes is not None else run.execute,
             may_start=lambda: not (session.shouldstop or session.shouldfail),
             serial=[name for name, ctx in run.benches.items() if not concurrent_safe(ctx.bench)],
             upcoming=upcoming,
             on_change=run.pool_changed,
         )
-        # N tasks at once may each have a request in flight: the agents' shared limit in this process is at
-        # least N, whatever each task's client asks for (a per-question task's default is 8).
-        for url in {run.agent_url, *run.agents.values()}:
-            limit_for(url, run.concurrency)
         if upcoming is None:
             pool.add(session.items)
         run.pool = pool
-        # What collection built (items, benches, their data) lives until the session ends. Frozen, the
-        # collector stops rescanning it each time the tasks' garbage triggers a collection: with thousands
-        # of short tasks sharing one core, that scanning cost ~7% of the CPU (perf/run.py many).
-        gc.freeze()
         try:
             return (yield)
         finally:
             gc.unfreeze()
             run.pool = None
-            self._stop(pool)
+            self._stop(pool, processes)
 
-    def _stop(self, pool: TaskPool) -> None:
+    def _stop(self, pool: TaskPool, processes: TaskProcesses | None) -> None:
         """No task starts; the running ones are cancelled (containers removed now); every started task
         pytest did not report gets its record."""
         pool.stopped.set()
         if pool.running:
             for runner in self.run.runners():
                 runner.interrupt()
+            if processes is not None:
+                processes.interrupt()
         left = pool.stop()
+        if processes is not None:
+            processes.close()
         records = [self.run.unreported_record(item, task_run) for item, task_run in left]
         if not records:
             return

@@ -45,7 +45,8 @@ from ..errors import (
     UnsafeArchive,
     first_line,
 )
-from ..sandbox import SandboxError, SandboxProvider, SandboxSpec
+from ..sandbox import SandboxProvider
+from ..sandbox.recipe import ProviderRecipe
 from ..schemas import BenchmarkResult
 from ..usage import UsageMeter
 from .archive import check_links, extract_archive, max_archive_bytes, spool
@@ -275,44 +276,11 @@ class _NodeTask:
     container: bool
     docker: dict[str, Any]
     #: How the node makes the session's sandbox provider (an in-process task's ``env.sandbox(...)``), or None.
-    sandbox: _SandboxRecipe | None = None
+    sandbox: ProviderRecipe | None = None
 
 
-@dataclass(frozen=True)
-class _SandboxRecipe:
-    """The session's sandbox provider as a node makes it again: its class (importable there, as the bench's
-    code is) and the settings' values the session made it from."""
-
-    name: str
-    cls: type[SandboxProvider] | None
-    values: dict[str, str]
-
-    @classmethod
-    def of(cls, provider: SandboxProvider) -> _SandboxRecipe:
-        made_from = provider.made_from
-        kind = type(provider)
-        return cls(kind.name or kind.__name__, kind if made_from is not None else None, dict(made_from or {}))
-
-    def build(self, run_id: str) -> SandboxProvider:
-        if self.cls is None:
-            return _NoSandboxOnNodes(self.name)
-        return self.cls.from_options(self.values, run_id)
-
-
-class _NoSandboxOnNodes(SandboxProvider):
-    """A provider the session did not make from its settings (a plugin's hook): the node cannot make it again."""
-
-    def __init__(self, name: str) -> None:
-        self.shown = name
-
-    def open(self, spec: SandboxSpec) -> Any:
-        raise SandboxError(
-            f"sandbox provider {self.shown!r} was not made from the session's settings, so a Ray node cannot make "
-            "it again: run this bench with another runner, or choose --benchflow-sandbox ray or docker"
-        )
-
-    def close_all(self) -> None:
-        pass
+# What to do when the session's sandbox provider cannot be made on a node (a plugin's hook made it).
+_NO_SANDBOX_HERE = "run this bench with another runner, or choose --benchflow-sandbox ray or docker"
 
 
 def _tar_directory(directory: Path, what: str) -> bytes:
@@ -388,7 +356,7 @@ def _node_task(bench: BaseBench, task: _NodeTask) -> Iterator[dict[str, Any]]:
     provider: SandboxProvider | None = None
     if task.sandbox is not None and not task.container:
         try:  # the session's provider, made here: its sandboxes are this task's, closed when it ends
-            provider = task.sandbox.build(task.run_id)
+            provider = task.sandbox.build(task.run_id, "a Ray node", _NO_SANDBOX_HERE)
         except Exception as e:
             failure.append(e)
     spec = TaskSpec(
@@ -657,7 +625,7 @@ class RayRunner(Runner):
         container = bench.get_entrypoint() is None
         if container and not bench.get_image_name():
             raise TaskError(f"{spec.bench_name} has neither an in-process entrance nor an image")
-        sandbox = None if container or spec.sandbox_provider is None else _SandboxRecipe.of(spec.sandbox_provider)
+        sandbox = None if container or spec.sandbox_provider is None else ProviderRecipe.of(spec.sandbox_provider)
         leaves_containers = container or sandbox is not None
         self._ran_containers = self._ran_containers or leaves_containers
         attempt = secrets.token_hex(8)

@@ -1,0 +1,295 @@
+"""``TaskProcesses``: processes forked from the pytest process that run its in-process tasks
+(``--benchflow-task-processes P`` with ``--benchflow-concurrency N``).
+
+N tasks at once in threads share one GIL: thousands of small in-process tasks (MMLU-Pro per question
+against a fast model) are then bound by one core, whatever N is. With P task processes the pool's threads
+hand each in-process task to one of P processes forked after collection (so the benches, items and
+settings are already theirs), each running up to ceil(N / P) tasks in threads, and wait for its
+``TaskRun``. Everything else stays here: pytest's reporting, the records, ``-x``, the cost limit, and the
+tasks of container runners (they wait on containers, not on the CPU).
+
+Frames are pickles on one socket pair per process. This process sends ``("run", nodeid)`` and
+``("stop",)``; a task process answers ``(nodeid, TaskRun, secrets)``. It ignores Ctrl-C and SIGTERM (this
+process stops it with ``stop``), and on end of file (this process ended, however) it stops its tasks and
+exits. A task process that dies takes only its own running tasks: they end as errors, and no task is
+sent to it again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ..client._cancel import cancel_scope
+from ..client._limit import limit_for
+from ..errors import BenchflowError, TaskError, TaskInterrupted
+from ..sandbox.recipe import ProviderRecipe
+from .items import BenchItem
+from .taskrun import TaskRun
+
+if TYPE_CHECKING:
+    from .session import BenchflowRun
+
+__all__ = ["TaskProcesses", "local_benches"]
+
+# How long a stopped or orphaned task process gives its running tasks to unwind before it exits anyway.
+_GRACE = 60.0
+
+
+def local_benches(run: BenchflowRun) -> set[str]:
+    """The benches whose tasks a task process runs: those of the in-process runner."""
+    return {name for name, ctx in run.benches.items() if ctx.runner_name == "local"}
+
+
+class _Child:
+    """This process's end of one task process: its connection, pid and the tasks sent to it."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.waiting: dict[str, _Waiter] = {}
+        self.alive = True
+
+
+class _Waiter:
+    __slots__ = ("done", "run")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.run: TaskRun | None = None
+
+
+class TaskProcesses:
+    """``count`` forked processes running the in-process tasks of ``run`` that :meth:`execute` is given."""
+
+    def __init__(self, run: BenchflowRun, items: Iterable[Any], count: int, concurrency: int) -> None:
+        self.run = run
+        self._local = local_benches(run)
+        self._lock = threading.Lock()
+        self._children: list[_Child] = []
+        self._stopping = False
+        by_id = {item.nodeid: item for item in items if isinstance(item, BenchItem)}
+        threads = math.ceil(concurrency / count)
+        for _ in range(count):
+            ours, theirs = socket.socketpair()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child's coverage is not collected
+                ours.close()
+                for child in self._children:
+                    child.sock.close()
+                _serve(run, by_id, theirs, threads)
+            theirs.close()
+            child = _Child(pid, ours)
+            self._children.append(child)
+            threading.Thread(target=self._receive, args=(child,), name=f"benchflow-tasks-{pid}", daemon=True).start()
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children]
+
+    def execute(self, item: BenchItem) -> TaskRun:
+        """``item``'s run: in a task process for an in-process bench, in the calling thread otherwise."""
+        if item.bench_name not in self._local:
+            return self.run.execute(item)
+        waiter = _Waiter()
+        with self._lock:
+            alive = [child for child in self._children if child.alive]
+            if not alive or self._stopping:
+                return _lost(item, "no task process is left to run it" if not alive else "the session is stopping")
+            child = min(alive, key=lambda c: len(c.waiting))
+            child.waiting[item.nodeid] = waiter
+        try:
+            _send(child, ("run", item.nodeid))
+        except OSError:
+            self._died(child)
+        waiter.done.wait()
+        assert waiter.run is not None
+        return waiter.run
+
+    def interrupt(self) -> None:
+        """Stop the tasks running in every task process (the session is stopping: Ctrl-C, ``-x``)."""
+        with self._lock:
+            self._stopping = True
+        for child in self._children:
+            try:
+                _send(child, ("stop",))
+            except OSError:
+                pass
+
+    def close(self, grace: float = _GRACE) -> None:
+        """End every task process (its running tasks are stopped) and reap it; one still there after ``grace``
+        seconds is killed."""
+        for child in self._children:
+            try:
+                child.sock.shutdown(socket.SHUT_WR)  # end of file: the process stops what runs and exits
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace
+        for child in self._children:
+            while True:
+                try:
+                    done, _ = os.waitpid(child.pid, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if done:
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(child.pid, signal.SIGKILL)
+                    os.waitpid(child.pid, 0)
+                    break
+                time.sleep(0.02)
+            self._died(child)
+            child.sock.close()
+
+    def _receive(self, child: _Child) -> None:
+        reader = child.sock.makefile("rb")
+        while True:
+            try:
+                nodeid, task_run, secrets = _receive(reader)
+            except (EOFError, OSError):
+                break
+            if secrets:
+                self.run.add_secrets(secrets)
+            with self._lock:
+                waiter = child.waiting.pop(nodeid, None)
+            if waiter is not None:
+                waiter.run = task_run
+                waiter.done.set()
+        self._died(child)
+
+    def _died(self, child: _Child) -> None:
+        """``child`` is gone: each task it still had ends as an error (interrupted when the session stops)."""
+        with self._lock:
+            child.alive = False
+            left, child.waiting = child.waiting, {}
+            stopping = self._stopping
+        for nodeid, waiter in left.items():
+            if stopping:
+                waiter.run = TaskRun(error=TaskInterrupted(f"task {nodeid!r} was interrupted while it ran"))
+                waiter.run.interrupted = True
+            else:
+                waiter.run = TaskRun(
+                    error=TaskError(f"its task process (pid {child.pid}) ended before the task finished")
+                )
+            waiter.done.set()
+
+
+def _lost(item: BenchItem, why: str) -> TaskRun:
+    return TaskRun(error=TaskError(f"task {item.task_id!r} was not run: {why}"), interrupted=True)
+
+
+def _send(child: _Child, message: tuple[Any, ...]) -> None:
+    frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    with child.send_lock:
+        child.sock.sendall(_framed(frame))
+
+
+def _framed(frame: bytes) -> bytes:
+    return len(frame).to_bytes(4, "big") + frame
+
+
+def _receive(reader: BinaryIO) -> Any:
+    """The next frame's object; ``EOFError`` at the end (or in the middle of a frame: the sender died)."""
+    head = reader.read(4)
+    frame = reader.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
+    if not frame:
+        raise EOFError
+    return pickle.loads(frame)
+
+
+def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
+    """A task process: run each task it is sent, answer its ``TaskRun``; exit at end of file."""
+    # This process decides when tasks stop: Ctrl-C reaches the whole process group, and a task process that
+    # unwound by itself would leave its tasks without records.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    status = 0
+    try:
+        _run_tasks(run, items, connection, threads)
+    except BaseException:
+        traceback.print_exc()
+        status = 70
+    finally:
+        os._exit(status)  # never pytest's teardown: that belongs to the process that forked this one
+
+
+def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
+    stopped = threading.Event()
+    send_lock = threading.Lock()
+    sent_secrets = set(run.secrets)
+    provider = run.sandbox_provider
+    if provider is not None:
+        # A forked provider would share its parent's connections: this process makes its own.
+        run.sandbox_provider = ProviderRecipe.of(provider).build(
+            run.run_id, "a task process", "run with --benchflow-task-processes 1"
+        )
+    for url in {run.agent_url, *run.agents.values()}:
+        limit_for(url, threads)
+
+    def one(nodeid: str) -> None:
+        item = items[nodeid]
+        try:
+            task_run = cancel_scope(stopped).run(run.execute, item)
+        except BaseException as e:
+            task_run = TaskRun(error=TaskError(f"task {item.task_id!r}: {type(e).__name__}: {e}"))
+        with send_lock:
+            new = run.secrets - sent_secrets
+            sent_secrets.update(new)
+            connection.sendall(_framed(_packed(nodeid, task_run, sorted(new))))
+
+    futures = []
+    # Its threads are never joined: the process ends with os._exit once its tasks are answered (or past the grace).
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="benchflow-task")
+    reader = connection.makefile("rb")
+    while True:
+        try:
+            message = _receive(reader)
+        except (EOFError, OSError):
+            message = ("end",)
+        if message[0] == "run":
+            futures.append(pool.submit(one, message[1]))
+            continue
+        if not stopped.is_set():
+            stopped.set()
+            for runner in run.runners():
+                runner.interrupt()
+        if message[0] == "end":
+            break
+    wait(futures, timeout=_GRACE)
+    if run.sandbox_provider is not None:
+        run.sandbox_provider.close_all()
+
+
+def _packed(nodeid: str, task_run: TaskRun, secrets: list[str]) -> bytes:
+    """The frame answering ``nodeid``: its run as this process can send it.
+
+    A pickled exception loses its traceback and cause: the bench's own traceback goes along as a note
+    (pytest shows it in the report). An error that does not survive pickling is sent as a ``TaskError``
+    with the same words.
+    """
+    error = task_run.error
+    if (error is not None and not isinstance(error, BenchflowError)) or (error is not None and error.__cause__):
+        error.add_note(f"in task process {os.getpid()}:\n" + "".join(traceback.format_exception(error)).rstrip())
+    try:
+        if error is not None:
+            pickle.loads(pickle.dumps(error))
+        return pickle.dumps((nodeid, task_run, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        shown = f"{type(error).__name__}: {error}" if error is not None else "its result"
+        replaced = TaskRun(
+            error=TaskError(f"{shown} (sent back from its task process as text: {type(e).__name__}: {e})"),
+            usage=task_run.usage,
+            duration=task_run.duration,
+            notes=task_run.notes,
+        )
+        return pickle.dumps((nodeid, replaced, secrets), protocol=pickle.HIGHEST_PROTOCOL)
