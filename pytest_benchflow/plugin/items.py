@@ -138,13 +138,23 @@ class TaskBroken(pytest.fail.Exception):  # type: ignore[name-defined,misc]
         message = str(error)
         cause = error.__cause__
         if cause is not None and not isinstance(cause, BenchflowError):
-            # Only the benchmark's own frames: ours say nothing to the bench's author.
-            frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_PACKAGE_DIR)]
-            trace = "".join(traceback.format_list(frames[-10:]))
-            exc = "".join(traceback.format_exception_only(type(cause), cause))
-            message += "\n\nTraceback (most recent call last):\n" + trace + exc.rstrip()
+            message += bench_traceback(cause)
         super().__init__(message, pytrace=False)
         self.error = error
+
+
+def bench_traceback(cause: BaseException) -> str:
+    """The part of an error's report that shows where the bench raised ``cause``: only the benchmark's own
+    frames (ours say nothing to the bench's author). Kept on ``cause`` once made, so it survives pickling
+    (a task process sends its errors back without their tracebacks)."""
+    made: str | None = getattr(cause, "_benchflow_traceback", None)
+    if made is None:
+        frames = [f for f in traceback.extract_tb(cause.__traceback__) if not f.filename.startswith(_PACKAGE_DIR)]
+        trace = "".join(traceback.format_list(frames[-10:]))
+        exc = "".join(traceback.format_exception_only(type(cause), cause))
+        made = "\n\nTraceback (most recent call last):\n" + trace + exc.rstrip()
+        cause._benchflow_traceback = made  # type: ignore[attr-defined]
+    return made
 
 
 class BenchCollector(pytest.Collector):

@@ -33,7 +33,7 @@ from ..client._cancel import cancel_scope
 from ..client._limit import limit_for
 from ..errors import BenchflowError, TaskError, TaskInterrupted
 from ..sandbox.recipe import ProviderRecipe
-from .items import BenchItem
+from .items import BenchItem, bench_traceback
 from .taskrun import TaskRun
 
 if TYPE_CHECKING:
@@ -104,8 +104,12 @@ class TaskProcesses:
         waiter = _Waiter()
         with self._lock:
             alive = [child for child in self._children if child.alive]
-            if not alive or self._stopping:
-                return _lost(item, "no task process is left to run it" if not alive else "the session is stopping")
+            if self._stopping:
+                return TaskRun(
+                    error=TaskError(f"task {item.task_id!r} was not run: the session is stopping"), interrupted=True
+                )
+            if not alive:
+                return TaskRun(error=TaskError(f"task {item.task_id!r} was not run: every task process has ended"))
             child = min(alive, key=lambda c: len(c.waiting))
             child.waiting[item.nodeid] = waiter
         try:
@@ -155,9 +159,11 @@ class TaskProcesses:
         reader = child.sock.makefile("rb")
         while True:
             try:
-                nodeid, task_run, secrets = _receive(reader)
+                nodeid, task_run, cause, secrets = _receive(reader)
             except (EOFError, OSError):
                 break
+            if cause is not None and task_run.error is not None:
+                task_run.error.__cause__ = cause
             if secrets:
                 self.run.add_secrets(secrets)
             with self._lock:
@@ -182,10 +188,6 @@ class TaskProcesses:
                     error=TaskError(f"its task process (pid {child.pid}) ended before the task finished")
                 )
             waiter.done.set()
-
-
-def _lost(item: BenchItem, why: str) -> TaskRun:
-    return TaskRun(error=TaskError(f"task {item.task_id!r} was not run: {why}"), interrupted=True)
 
 
 def _send(child: _Child, message: tuple[Any, ...]) -> None:
@@ -271,25 +273,25 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
 
 
 def _packed(nodeid: str, task_run: TaskRun, secrets: list[str]) -> bytes:
-    """The frame answering ``nodeid``: its run as this process can send it.
-
-    A pickled exception loses its traceback and cause: the bench's own traceback goes along as a note
-    (pytest shows it in the report). An error that does not survive pickling is sent as a ``TaskError``
-    with the same words.
-    """
+    """The frame answering ``nodeid``: its run, and its error's cause (pickle drops ``__cause__`` and
+    tracebacks; the bench's traceback goes along as text). An error that does not survive pickling (an
+    exception whose ``__init__`` takes other arguments than its ``args``) is sent as a ``TaskError`` with
+    the same words."""
     error = task_run.error
-    if (error is not None and not isinstance(error, BenchflowError)) or (error is not None and error.__cause__):
-        error.add_note(f"in task process {os.getpid()}:\n" + "".join(traceback.format_exception(error)).rstrip())
+    cause = error.__cause__ if error is not None else None
+    if cause is not None and not isinstance(cause, BenchflowError):
+        bench_traceback(cause)
     try:
-        if error is not None:
-            pickle.loads(pickle.dumps(error))
-        return pickle.dumps((nodeid, task_run, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+        for sent in (error, cause):
+            if sent is not None:
+                pickle.loads(pickle.dumps(sent))
+        return pickle.dumps((nodeid, task_run, cause, secrets), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as e:
-        shown = f"{type(error).__name__}: {error}" if error is not None else "its result"
+        shown = f"{type(error).__name__}: {error}" if error is not None else "its result could not be sent back"
         replaced = TaskRun(
-            error=TaskError(f"{shown} (sent back from its task process as text: {type(e).__name__}: {e})"),
+            error=TaskError(f"{shown} ({type(e).__name__} in its task process)"),
             usage=task_run.usage,
             duration=task_run.duration,
             notes=task_run.notes,
         )
-        return pickle.dumps((nodeid, replaced, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((nodeid, replaced, None, secrets), protocol=pickle.HIGHEST_PROTOCOL)
