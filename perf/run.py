@@ -664,17 +664,19 @@ def bench_many() -> None:
         common = [*per_question_run(url, data, output, quiet), "--benchflow-arg=MAX_CONCURRENCY=64"]
         commands = {
             "items": [*common, "--benchflow-concurrency=64"],
+            "processes": [*common, "--benchflow-concurrency=64", "--benchflow-task-processes=auto"],
             "task": [arg for arg in common if "TASK_UNIT" not in arg],
         }
         walls: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(min(ROUNDS, 3)):
-            for name in random.sample(list(commands), 2):
+            for name in random.sample(list(commands), len(commands)):
                 walls[name].append(timed(commands[name], tmp, dict(os.environ))[0])
                 shutil.rmtree(output, ignore_errors=True)
-        items, task = statistics.median(walls["items"]), statistics.median(walls["task"])
+        items, processes, task = (statistics.median(walls[name]) for name in ("items", "processes", "task"))
+        row(f"{questions} items at 64: {items:.1f}s, one task at 64: {task:.1f}s", f"{items / task:.2f}x", "")
         row(
-            f"{questions} items at 64: {items:.1f}s, one task at 64: {task:.1f}s",
-            f"{items / task:.2f}x",
+            f"the items in task processes (auto: {len(os.sched_getaffinity(0))}): {processes:.1f}s",
+            f"{processes / task:.2f}x",
             "goal <= 1.3x",
         )
     bench_many_containers()

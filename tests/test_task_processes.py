@@ -14,6 +14,7 @@ import pytest
 from container_toy import junit
 from test_concurrency import STARTS, STARTS_ARGS, records_of, timeless
 from test_mmlu_pro import CS, HISTORY, replay_args
+from test_secrets import LEAKY_BENCH, SECRET, texts
 
 from conftest import INTERRUPTIBLE, TOY, runs_by_start
 from pytest_benchflow.plugin.session import INTERRUPTED
@@ -147,3 +148,42 @@ def _children_of(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def test_x_starts_no_new_task_and_stops_the_ones_in_task_processes(
+    starts: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tasks = ["boom", "long-4", *[f"later{i}-0.5" for i in range(30)]]
+    monkeypatch.setenv("STARTS_TASKS", json.dumps(tasks))
+    result = starts.runpytest_subprocess(
+        *STARTS_ARGS, "--benchflow-concurrency=2", "--benchflow-task-processes=2", "-x"
+    )
+    result.assert_outcomes(errors=1)
+    started = (starts.path / "started.txt").read_text().split()
+    assert "boom" in started and "long-4" in started and len(started) < 8
+    (run,) = runs_by_start(starts)
+    found = {r["task_id"]: r for r in records_of(run)}
+    assert set(found) == set(started)
+    assert (found["long-4"]["outcome"], found["long-4"]["reason"]) == ("error", INTERRUPTED)
+
+
+def test_no_secret_leaves_a_task_process(pytester: pytest.Pytester, echo_agent: str) -> None:
+    pytester.makepyfile(leaky=LEAKY_BENCH)
+    url = echo_agent.replace("http://", "http://alice:pw-Zq81xx@")
+    result = pytester.runpytest_subprocess(
+        "--benchflow=leaky.py:Leaky",
+        f"--agent-url={url}",
+        f"--benchflow-arg=LEAKY_API_KEY={SECRET}",
+        "--benchflow-concurrency=2",
+        "--benchflow-task-processes=2",
+        "--log-cli-level=INFO",
+        "-rA",
+    )
+    result.assert_outcomes(failed=1)
+    shown = result.stdout.str() + result.stderr.str()
+    assert "calling http://" in shown  # the task process's logging reached the terminal, masked
+    for where, text in [("terminal", shown), *texts(pytester.path / ".benchflow").items()]:
+        if not where.endswith("r.json"):
+            assert SECRET not in text and "pw-Zq81xx" not in text, where
+    (record,) = records_of(next(pytester.path.glob(".benchflow/*/")))
+    assert record["metrics"]["echo"] == "used ***"

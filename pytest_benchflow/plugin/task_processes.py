@@ -22,9 +22,11 @@ import os
 import pickle
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -82,7 +84,11 @@ class TaskProcesses:
         threads = math.ceil(concurrency / count)
         for _ in range(count):
             ours, theirs = socket.socketpair()
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of fork() beside other threads: those alive now (an agent served in-process,
+                # the progress display) hold no lock a task process takes, and the child never runs them.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's coverage is not collected
                 ours.close()
                 for child in self._children:
@@ -222,6 +228,11 @@ def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.so
         traceback.print_exc()
         status = 70
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()  # what the bench printed: os._exit would drop it
+            except Exception:
+                pass
         os._exit(status)  # never pytest's teardown: that belongs to the process that forked this one
 
 

@@ -24,7 +24,9 @@ class ConcurrentTasks:
         self.run = run
         self.worker = worker
 
-    @pytest.hookimpl(wrapper=True)
+    # Innermost: the pool (and the task processes forked for it) starts inside pytest's logging setup, so a
+    # task's log records reach the same masked handlers from a thread or a task process.
+    @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
         run, config = self.run, session.config
         # The xdist controller runs no task: its workers do, each with a pool of its own.
