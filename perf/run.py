@@ -655,7 +655,9 @@ def bench_many() -> None:
     print(f"   category task at MAX_CONCURRENCY=64 (agent latency {latency * 1000:g} ms)")
     argv, port = ours("slow", latency)
     quiet = ["-q", "-p", "no:cacheprovider", "--tb=no", "-rN", "-p", "no:randomly"]
-    with serve(argv, port) as url, tempfile.TemporaryDirectory() as tmp_name:
+    # The run's files go where a user's run puts them, beside the project (here: perf/), not in /tmp: on
+    # the CI VMs /tmp makes a file ~15x slower than another directory of the same disk (docs/performance.md).
+    with serve(argv, port) as url, tempfile.TemporaryDirectory(dir=HERE, prefix=".many-") as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "pytest.ini").write_text("[pytest]\n")
         data = tmp / "data.json"

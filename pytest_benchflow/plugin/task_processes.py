@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..client._cancel import cancel_scope
 from ..client._limit import limit_for
-from ..errors import BenchflowError, TaskError, TaskInterrupted
+from ..errors import BenchflowError, InfraError, TaskError, TaskInterrupted
 from ..sandbox.recipe import ProviderRecipe
 from .items import BenchItem, bench_traceback
 from .taskrun import TaskRun
@@ -45,6 +45,8 @@ __all__ = ["TaskProcesses", "local_benches"]
 
 # How long a stopped or orphaned task process gives its running tasks to unwind before it exits anyway.
 _GRACE = 60.0
+# How long the pytest process waits for a task process to exit once told to, before killing it.
+_EXIT_GRACE = 10.0
 
 
 def local_benches(run: BenchflowRun) -> set[str]:
@@ -64,9 +66,12 @@ class _Child:
 
 
 class _Waiter:
-    __slots__ = ("done", "run")
+    """A pool thread waiting for the run of task ``task_id``."""
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "run", "task_id")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
         self.done = threading.Event()
         self.run: TaskRun | None = None
 
@@ -99,15 +104,11 @@ class TaskProcesses:
             self._children.append(child)
             threading.Thread(target=self._receive, args=(child,), name=f"benchflow-tasks-{pid}", daemon=True).start()
 
-    @property
-    def pids(self) -> list[int]:
-        return [child.pid for child in self._children]
-
     def execute(self, item: BenchItem) -> TaskRun:
         """``item``'s run: in a task process for an in-process bench, in the calling thread otherwise."""
         if item.bench_name not in self._local:
             return self.run.execute(item)
-        waiter = _Waiter()
+        waiter = _Waiter(item.task_id)
         with self._lock:
             alive = [child for child in self._children if child.alive]
             if self._stopping:
@@ -136,9 +137,9 @@ class TaskProcesses:
             except OSError:
                 pass
 
-    def close(self, grace: float = _GRACE) -> None:
-        """End every task process (its running tasks are stopped) and reap it; one still there after ``grace``
-        seconds is killed."""
+    def close(self, grace: float = _EXIT_GRACE) -> None:
+        """End every task process and reap it; one still there after ``grace`` seconds is killed (the pool
+        has already waited for every task it will report)."""
         for child in self._children:
             try:
                 child.sock.shutdown(socket.SHUT_WR)  # end of file: the process stops what runs and exits
@@ -180,19 +181,19 @@ class TaskProcesses:
         self._died(child)
 
     def _died(self, child: _Child) -> None:
-        """``child`` is gone: each task it still had ends as an error (interrupted when the session stops)."""
+        """``child`` is gone: each task it still had ends as an ``infra`` error, as on a crashed xdist worker
+        (interrupted when the session stops)."""
         with self._lock:
             child.alive = False
             left, child.waiting = child.waiting, {}
             stopping = self._stopping
-        for nodeid, waiter in left.items():
+        for waiter in left.values():
             if stopping:
-                waiter.run = TaskRun(error=TaskInterrupted(f"task {nodeid!r} was interrupted while it ran"))
+                waiter.run = TaskRun(error=TaskInterrupted(f"task {waiter.task_id!r} was interrupted while it ran"))
                 waiter.run.interrupted = True
             else:
-                waiter.run = TaskRun(
-                    error=TaskError(f"its task process (pid {child.pid}) ended before the task finished")
-                )
+                ended = f"task {waiter.task_id!r}: its task process (pid {child.pid}) ended before the task finished"
+                waiter.run = TaskRun(error=InfraError(ended))
             waiter.done.set()
 
 
