@@ -73,23 +73,14 @@ MAX_CONCURRENCY = 10_000
 
 def concurrency_value(raw: Any) -> int | str:
     """``--benchflow-concurrency`` as a number of tasks, or ``"auto"``; a usage error naming the value otherwise."""
-    text = str(raw if raw not in (None, "") else "1").strip()
-    if text.lower() == "auto":
-        return "auto"
-    number = parse_number(text, int)
-    if number is None:
-        raise ConfigurationError(
-            f"--benchflow-concurrency {shown_value(text)!r}: give a whole number of tasks at once (1 runs them one "
-            "by one) or auto"
-        )
-    if number < 1:
-        raise ConfigurationError(f"--benchflow-concurrency {number}: at least 1 task must run at once")
-    if number > MAX_CONCURRENCY:
-        raise ConfigurationError(
-            f"--benchflow-concurrency {number}: at most {MAX_CONCURRENCY:,} tasks at once in one process "
-            "(add processes with -n for more)"
-        )
-    return int(number)
+    return _count_or_auto(
+        raw,
+        "--benchflow-concurrency",
+        MAX_CONCURRENCY,
+        wanted="tasks at once (1 runs them one by one) or auto",
+        too_few="at least 1 task must run at once",
+        too_many=f"at most {MAX_CONCURRENCY:,} tasks at once in one process (add processes with -n for more)",
+    )
 
 
 #: More task processes than this is a typo: each is a copy of the pytest process, and past the machine's cores
@@ -99,21 +90,28 @@ MAX_TASK_PROCESSES = 256
 
 def task_processes_value(raw: Any) -> int | str:
     """``--benchflow-task-processes`` as a number of processes, or ``"auto"`` (one per CPU); a usage error otherwise."""
+    return _count_or_auto(
+        raw,
+        "--benchflow-task-processes",
+        MAX_TASK_PROCESSES,
+        wanted="processes (1 runs every task in this one) or auto (one per CPU)",
+        too_few="at least 1 (this process) runs the tasks",
+        too_many=f"at most {MAX_TASK_PROCESSES} (one per CPU is what helps; try auto)",
+    )
+
+
+def _count_or_auto(raw: Any, flag: str, maximum: int, *, wanted: str, too_few: str, too_many: str) -> int | str:
+    """A whole number from 1 to ``maximum`` (unset: 1), or ``"auto"``; else a usage error naming ``flag``'s value."""
     text = str(raw if raw not in (None, "") else "1").strip()
     if text.lower() == "auto":
         return "auto"
     number = parse_number(text, int)
     if number is None:
-        raise ConfigurationError(
-            f"--benchflow-task-processes {shown_value(text)!r}: give a whole number of processes (1 runs every task "
-            "in this one) or auto (one per CPU)"
-        )
+        raise ConfigurationError(f"{flag} {shown_value(text)!r}: give a whole number of {wanted}")
     if number < 1:
-        raise ConfigurationError(f"--benchflow-task-processes {number}: at least 1 (this process) runs the tasks")
-    if number > MAX_TASK_PROCESSES:
-        raise ConfigurationError(
-            f"--benchflow-task-processes {number}: at most {MAX_TASK_PROCESSES} (one per CPU is what helps; try auto)"
-        )
+        raise ConfigurationError(f"{flag} {number}: {too_few}")
+    if number > maximum:
+        raise ConfigurationError(f"{flag} {number}: {too_many}")
     return int(number)
 
 
