@@ -238,6 +238,9 @@ def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.so
 
 
 def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
+    # The live display is the pytest process's: a copy here would write over its line with stale counts.
+    run.display = None
+    run.progress = lambda bench, task: None
     stopped = threading.Event()
     send_lock = threading.Lock()
     sent_secrets = set(run.secrets)
