@@ -166,17 +166,15 @@ class TaskProcesses:
         reader = child.sock.makefile("rb")
         while True:
             try:
-                nodeid, task_run, cause, secrets = _receive(reader)
+                nodeid, payload, secrets = _receive(reader)
             except (EOFError, OSError):
                 break
-            if cause is not None and task_run.error is not None:
-                task_run.error.__cause__ = cause
             if secrets:
                 self.run.add_secrets(secrets)
             with self._lock:
                 waiter = child.waiting.pop(nodeid, None)
             if waiter is not None:
-                waiter.run = task_run
+                waiter.run = _unpacked(waiter.task_id, payload)
                 waiter.done.set()
         self._died(child)
 
@@ -214,6 +212,18 @@ def _receive(reader: BinaryIO) -> Any:
     if not frame:
         raise EOFError
     return pickle.loads(frame)
+
+
+def _unpacked(task_id: str, payload: bytes) -> TaskRun:
+    """The run a task process sent for ``task_id``; an error run, never an exception, when it does not load
+    (the task process checked that it does: this is the last guard against a pool thread waiting forever)."""
+    try:
+        task_run, cause = pickle.loads(payload)
+    except Exception as e:
+        return TaskRun(error=TaskError(f"task {task_id!r}: its run could not be read back from its task process ({e})"))
+    if cause is not None and task_run.error is not None:
+        task_run.error.__cause__ = cause
+    return task_run
 
 
 def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
@@ -259,7 +269,7 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         with send_lock:
             new = run.secrets - sent_secrets
             sent_secrets.update(new)
-            connection.sendall(_framed(_packed(nodeid, task_run, sorted(new))))
+            connection.sendall(_framed(_packed(nodeid, item.task_id, task_run, sorted(new))))
 
     futures = []
     # Its threads are never joined: the process ends with os._exit once its tasks are answered (or past the grace).
@@ -284,26 +294,49 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         run.sandbox_provider.close_all()
 
 
-def _packed(nodeid: str, task_run: TaskRun, secrets: list[str]) -> bytes:
+def _packed(nodeid: str, task_id: str, task_run: TaskRun, secrets: list[str]) -> bytes:
     """The frame answering ``nodeid``: its run, and its error's cause (pickle drops ``__cause__`` and
-    tracebacks; the bench's traceback goes along as text). An error that does not survive pickling (an
-    exception whose ``__init__`` takes other arguments than its ``args``) is sent as a ``TaskError`` with
-    the same words."""
+    tracebacks; the bench's traceback goes along as text), pickled apart from ``nodeid`` so that the pytest
+    process can always tell which task a frame answers.
+
+    What does not survive pickling both ways (an exception whose ``__init__`` takes other arguments than its
+    ``args``; a lambda) is replaced rather than sent: a cause by a plain exception with the same words and
+    traceback, else the whole run by a ``TaskError`` saying so, with the run's usage."""
     error = task_run.error
     cause = error.__cause__ if error is not None else None
     if cause is not None and not isinstance(cause, BenchflowError):
         bench_traceback(cause)
-    try:
-        for sent in (error, cause):
-            if sent is not None:
-                pickle.loads(pickle.dumps(sent))
-        return pickle.dumps((nodeid, task_run, cause, secrets), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        shown = f"{type(error).__name__}: {error}" if error is not None else "its result could not be sent back"
+    payload, problem = _pickled(task_run, cause)
+    if problem is not None and cause is not None:
+        payload, _ = _pickled(task_run, _stand_in(cause))
+    if payload is None:
+        why = f"{type(problem).__name__} in its task process: {problem}"
+        if error is not None:
+            shown = f"{type(error).__name__}: {error} (sent back as text: {why})"
+        else:
+            shown = f"task {task_id!r}: its result could not be sent back ({why})"
         replaced = TaskRun(
-            error=TaskError(f"{shown} ({type(e).__name__} in its task process)"),
-            usage=task_run.usage,
-            duration=task_run.duration,
-            notes=task_run.notes,
+            error=TaskError(shown), usage=task_run.usage, duration=task_run.duration, notes=task_run.notes
         )
-        return pickle.dumps((nodeid, replaced, None, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((replaced, None), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((nodeid, payload, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickled(task_run: TaskRun, cause: BaseException | None) -> tuple[bytes | None, Exception | None]:
+    """``(task_run, cause)`` pickled, once it has been seen to load again (as the pytest process, with the
+    same classes, will load it); else None and why."""
+    try:
+        payload = pickle.dumps((task_run, cause), protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload)
+    except Exception as e:
+        return None, e
+    return payload, None
+
+
+def _stand_in(cause: BaseException) -> Exception:
+    """A cause that pickles, reported as ``cause`` is: the same words and the bench's traceback text."""
+    stand_in = Exception(str(cause))
+    traced = getattr(cause, "_benchflow_traceback", None)
+    if traced is not None:
+        stand_in._benchflow_traceback = traced  # type: ignore[attr-defined]
+    return stand_in
