@@ -9,7 +9,8 @@ settings are already theirs), each running up to ceil(N / P) tasks in threads, a
 tasks of container runners (they wait on containers, not on the CPU).
 
 Frames are pickles on one socket pair per process. This process sends ``("run", nodeid)`` and
-``("stop",)``; a task process answers ``(nodeid, TaskRun, secrets)``. It ignores Ctrl-C and SIGTERM (this
+``("stop",)``; a task process answers ``(nodeid, TaskRun, news)``, news being what the pytest process must know of
+it since its last answer (secrets found, cache lookups skipped). It ignores Ctrl-C and SIGTERM (this
 process stops it with ``stop``), and on end of file (this process ended, however) it stops its tasks and
 exits. A task process that dies takes only its own running tasks: they end as errors, and no task is
 sent to it again.
@@ -166,11 +167,10 @@ class TaskProcesses:
         reader = child.sock.makefile("rb")
         while True:
             try:
-                nodeid, payload, secrets = _receive(reader)
+                nodeid, payload, news = _receive(reader)
             except (EOFError, OSError):
                 break
-            if secrets:
-                self.run.add_secrets(secrets)
+            news.tell(self.run)
             with self._lock:
                 waiter = child.waiting.pop(nodeid, None)
             if waiter is not None:
@@ -193,6 +193,33 @@ class TaskProcesses:
                 ended = f"task {waiter.task_id!r}: its task process (pid {child.pid}) ended before the task finished"
                 waiter.run = TaskRun(error=InfraError(ended))
             waiter.done.set()
+
+
+class _News:
+    """What a task process learnt that the pytest process's reporting needs (it has its own copy of the run):
+    the secrets its tasks resolved, and the lookups and writes its copy of the cache skipped."""
+
+    def __init__(self, run: BenchflowRun) -> None:
+        self.secrets: set[str] = set(run.secrets)
+        self.cache_skipped = 0
+        self.cache_problem: str | None = None
+
+    def since_last(self, run: BenchflowRun) -> _News:
+        """What is new since the last call (in the task process; this object keeps the totals sent)."""
+        new = _News.__new__(_News)
+        new.secrets = run.secrets - self.secrets
+        self.secrets.update(new.secrets)
+        skipped = run.cache.skipped if run.cache is not None else 0
+        new.cache_skipped, self.cache_skipped = skipped - self.cache_skipped, skipped
+        new.cache_problem = run.cache.problem if run.cache is not None else None
+        return new
+
+    def tell(self, run: BenchflowRun) -> None:
+        """Add it to ``run`` (in the pytest process): masked from now on, counted in the session's cache note."""
+        if self.secrets:
+            run.add_secrets(sorted(self.secrets))
+        if self.cache_skipped and run.cache is not None:
+            run.cache.count_skipped(self.cache_skipped, self.cache_problem)
 
 
 def _send(child: _Child, message: tuple[Any, ...]) -> None:
@@ -250,7 +277,7 @@ def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.so
 def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
     stopped = threading.Event()
     send_lock = threading.Lock()
-    sent_secrets = set(run.secrets)
+    news = _News(run)
     provider = run.sandbox_provider
     if provider is not None:
         # A forked provider would share its parent's connections: this process makes its own.
@@ -267,9 +294,7 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         except BaseException as e:
             task_run = TaskRun(error=TaskError(f"task {item.task_id!r}: {type(e).__name__}: {e}"))
         with send_lock:
-            new = run.secrets - sent_secrets
-            sent_secrets.update(new)
-            connection.sendall(_framed(_packed(nodeid, item.task_id, task_run, sorted(new))))
+            connection.sendall(_framed(_packed(nodeid, item.task_id, task_run, news.since_last(run))))
 
     futures = []
     # Its threads are never joined: the process ends with os._exit once its tasks are answered (or past the grace).
@@ -294,7 +319,7 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         run.sandbox_provider.close_all()
 
 
-def _packed(nodeid: str, task_id: str, task_run: TaskRun, secrets: list[str]) -> bytes:
+def _packed(nodeid: str, task_id: str, task_run: TaskRun, news: _News) -> bytes:
     """The frame answering ``nodeid``: its run, and its error's cause (pickle drops ``__cause__`` and
     tracebacks; the bench's traceback goes along as text), pickled apart from ``nodeid`` so that the pytest
     process can always tell which task a frame answers.
@@ -319,7 +344,7 @@ def _packed(nodeid: str, task_id: str, task_run: TaskRun, secrets: list[str]) ->
             error=TaskError(shown), usage=task_run.usage, duration=task_run.duration, notes=task_run.notes
         )
         payload = pickle.dumps((replaced, None), protocol=pickle.HIGHEST_PROTOCOL)
-    return pickle.dumps((nodeid, payload, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((nodeid, payload, news), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _pickled(task_run: TaskRun, cause: BaseException | None) -> tuple[bytes | None, Exception | None]:
