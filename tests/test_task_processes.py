@@ -128,6 +128,8 @@ def test_ctrl_c_with_task_processes_leaves_a_record_per_started_task_and_no_proc
         time.sleep(0.1)
     children = _children_of(proc.pid)
     assert len(children) == 2
+    # Each holds its own connection only: one holding a sibling's would keep it from seeing that pytest ended.
+    assert [_sockets(pid) for pid in children] == [1, 1]
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
     (run,) = runs_by_start(starts)
@@ -135,6 +137,10 @@ def test_ctrl_c_with_task_processes_leaves_a_record_per_started_task_and_no_proc
     assert set(found) == set(started.read_text().split())
     assert {r["reason"] for r in found.values()} == {INTERRUPTED}
     assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+
+
+def _sockets(pid: int) -> int:
+    return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
 
 
 def _children_of(pid: int) -> list[int]:

@@ -96,9 +96,10 @@ class TaskProcesses:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's coverage is not collected
-                ours.close()
-                for child in self._children:
-                    child.sock.close()
+                # Closed for real: close() would keep a socket's descriptor while its reader (made by the
+                # receiving thread) exists, and a sibling holding it open never sees the end of file.
+                for sock in (ours, *(child.sock for child in self._children)):
+                    os.close(sock.detach())
                 _serve(run, by_id, theirs, threads)
             theirs.close()
             child = _Child(pid, ours)
@@ -245,9 +246,10 @@ def _unpacked(task_id: str, payload: bytes) -> TaskRun:
     """The run a task process sent for ``task_id``; an error run, never an exception, when it does not load
     (the task process checked that it does: this is the last guard against a pool thread waiting forever)."""
     try:
-        task_run, cause = pickle.loads(payload)
+        loaded: tuple[TaskRun, BaseException | None] = pickle.loads(payload)
     except Exception as e:
         return TaskRun(error=TaskError(f"task {task_id!r}: its run could not be read back from its task process ({e})"))
+    task_run, cause = loaded
     if cause is not None and task_run.error is not None:
         task_run.error.__cause__ = cause
     return task_run
