@@ -141,7 +141,10 @@ time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("xdist", [[], ["-n", "2"]])
+# Task processes (Linux): each counts what it skipped in its own copy of the cache; the session says it all.
+@pytest.mark.parametrize(
+    "xdist", [[], ["-n", "2"], ["--benchflow-concurrency=2", "--benchflow-task-processes=2", "-p", "no:randomly"]]
+)
 def test_a_cache_locked_by_another_process_loses_no_answer(
     toy: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
 ) -> None:

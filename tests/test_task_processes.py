@@ -128,6 +128,8 @@ def test_ctrl_c_with_task_processes_leaves_a_record_per_started_task_and_no_proc
         time.sleep(0.1)
     children = _children_of(proc.pid)
     assert len(children) == 2
+    # Each holds its own connection only: one holding a sibling's would keep it from seeing that pytest ended.
+    assert [_sockets(pid) for pid in children] == [1, 1]
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=120)
     (run,) = runs_by_start(starts)
@@ -135,6 +137,10 @@ def test_ctrl_c_with_task_processes_leaves_a_record_per_started_task_and_no_proc
     assert set(found) == set(started.read_text().split())
     assert {r["reason"] for r in found.values()} == {INTERRUPTED}
     assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+
+
+def _sockets(pid: int) -> int:
+    return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
 
 
 def _children_of(pid: int) -> list[int]:
@@ -187,3 +193,84 @@ def test_no_secret_leaves_a_task_process(pytester: pytest.Pytester, echo_agent: 
             assert SECRET not in text and "pw-Zq81xx" not in text, where
     (record,) = records_of(next(pytester.path.glob(".benchflow/*/")))
     assert record["metrics"]["echo"] == "used ***"
+
+
+UNSENDABLE = """
+import json, os
+from pytest_benchflow import BaseBench, BenchArgs
+
+
+class TwoArgs(Exception):  # pickles, but does not load again: __init__ wants two arguments
+    def __init__(self, a, b):
+        super().__init__(f"{a}/{b}")
+
+
+def evaluate(env):
+    if env["TEST_START_ID"] == "raises":
+        raise TwoArgs(1, 2)
+
+
+class Unsendable(BaseBench):
+    def get_args(self, task_id):
+        return BenchArgs(None)
+
+    def get_all_tasks(self, split):
+        return {"task_ids": json.loads(os.environ["UNSENDABLE_TASKS"]), "error_message": None}
+
+    def get_entrypoint(self):
+        return evaluate
+
+    def get_result(self, task_id):
+        if task_id == "result-raises":
+            raise TwoArgs("x", "y")
+        other = {"error": TwoArgs(3, 4)} if task_id == "other-holds-it" else {"lambda": lambda: 1}
+        return {"is_resolved": True, "metrics": {}, "other": other if task_id.startswith("other") else {}}
+"""
+
+
+@pytest.fixture
+def unsendable(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, echo_agent: str) -> pytest.Pytester:
+    pytester.makepyfile(unsendable_bench=UNSENDABLE)
+    monkeypatch.setenv("PYTHONPATH", f"{pytester.path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.setenv("INTELLIGENCE_URL", echo_agent)
+    return pytester
+
+
+UNSENDABLE_ARGS = [
+    "--benchflow=unsendable_bench.py:Unsendable",
+    "-p",
+    "no:randomly",
+    "--benchflow-runner=local",
+    "--benchflow-concurrency=2",
+]
+
+
+def test_a_bench_error_that_does_not_unpickle_is_recorded_as_in_a_thread(
+    unsendable: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNSENDABLE_TASKS", json.dumps(["raises", "result-raises", "fine"]))
+    unsendable.runpytest_subprocess(*UNSENDABLE_ARGS, timeout=120).assert_outcomes(passed=1, errors=2)
+    processes = unsendable.runpytest_subprocess(*UNSENDABLE_ARGS, "--benchflow-task-processes=2", timeout=120)
+    processes.assert_outcomes(passed=1, errors=2)
+    threads, forked = ({r["task_id"]: r for r in records_of(run)} for run in runs_by_start(unsendable))
+    assert "TwoArgs: 1/2" in forked["raises"]["details"] and "TwoArgs: x/y" in forked["result-raises"]["details"]
+    for task in ("raises", "result-raises"):
+        assert [forked[task][k] for k in ("outcome", "reason", "details", "error_kind")] == [
+            threads[task][k] for k in ("outcome", "reason", "details", "error_kind")
+        ]
+
+
+def test_a_result_that_does_not_travel_back_is_an_error_record_not_a_hang(
+    unsendable: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An object in `other` that pickles but does not load again, and one that does not pickle at all.
+    monkeypatch.setenv("UNSENDABLE_TASKS", json.dumps(["other-holds-it", "other-lambda", "fine"]))
+    result = unsendable.runpytest_subprocess(*UNSENDABLE_ARGS, "--benchflow-task-processes=2", timeout=120)
+    result.assert_outcomes(passed=1, errors=2)
+    (run,) = runs_by_start(unsendable)
+    found = {r["task_id"]: r for r in records_of(run)}
+    assert found["other-holds-it"]["reason"].startswith(
+        "task 'other-holds-it': its result could not be sent back (TypeError in its task process: "
+    )
+    assert "its result could not be sent back (" in found["other-lambda"]["reason"]
+    assert found["fine"]["outcome"] == "passed"

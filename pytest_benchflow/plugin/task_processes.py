@@ -9,7 +9,8 @@ settings are already theirs), each running up to ceil(N / P) tasks in threads, a
 tasks of container runners (they wait on containers, not on the CPU).
 
 Frames are pickles on one socket pair per process. This process sends ``("run", nodeid)`` and
-``("stop",)``; a task process answers ``(nodeid, TaskRun, secrets)``. It ignores Ctrl-C and SIGTERM (this
+``("stop",)``; a task process answers ``(nodeid, TaskRun, news)``, news being what the pytest process must know of
+it since its last answer (secrets found, cache lookups skipped). It ignores Ctrl-C and SIGTERM (this
 process stops it with ``stop``), and on end of file (this process ended, however) it stops its tasks and
 exits. A task process that dies takes only its own running tasks: they end as errors, and no task is
 sent to it again.
@@ -95,9 +96,10 @@ class TaskProcesses:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's coverage is not collected
-                ours.close()
-                for child in self._children:
-                    child.sock.close()
+                # Closed for real: close() would keep a socket's descriptor while its reader (made by the
+                # receiving thread) exists, and a sibling holding it open never sees the end of file.
+                for sock in (ours, *(child.sock for child in self._children)):
+                    os.close(sock.detach())
                 _serve(run, by_id, theirs, threads)
             theirs.close()
             child = _Child(pid, ours)
@@ -166,17 +168,14 @@ class TaskProcesses:
         reader = child.sock.makefile("rb")
         while True:
             try:
-                nodeid, task_run, cause, secrets = _receive(reader)
+                nodeid, payload, news = _receive(reader)
             except (EOFError, OSError):
                 break
-            if cause is not None and task_run.error is not None:
-                task_run.error.__cause__ = cause
-            if secrets:
-                self.run.add_secrets(secrets)
+            news.tell(self.run)
             with self._lock:
                 waiter = child.waiting.pop(nodeid, None)
             if waiter is not None:
-                waiter.run = task_run
+                waiter.run = _unpacked(waiter.task_id, payload)
                 waiter.done.set()
         self._died(child)
 
@@ -197,6 +196,33 @@ class TaskProcesses:
             waiter.done.set()
 
 
+class _News:
+    """What a task process learnt that the pytest process's reporting needs (it has its own copy of the run):
+    the secrets its tasks resolved, and the lookups and writes its copy of the cache skipped."""
+
+    def __init__(self, run: BenchflowRun) -> None:
+        self.secrets: set[str] = set(run.secrets)
+        self.cache_skipped = 0
+        self.cache_problem: str | None = None
+
+    def since_last(self, run: BenchflowRun) -> _News:
+        """What is new since the last call (in the task process; this object keeps the totals sent)."""
+        new = _News.__new__(_News)
+        new.secrets = run.secrets - self.secrets
+        self.secrets.update(new.secrets)
+        skipped = run.cache.skipped if run.cache is not None else 0
+        new.cache_skipped, self.cache_skipped = skipped - self.cache_skipped, skipped
+        new.cache_problem = run.cache.problem if run.cache is not None else None
+        return new
+
+    def tell(self, run: BenchflowRun) -> None:
+        """Add it to ``run`` (in the pytest process): masked from now on, counted in the session's cache note."""
+        if self.secrets:
+            run.add_secrets(sorted(self.secrets))
+        if self.cache_skipped and run.cache is not None:
+            run.cache.count_skipped(self.cache_skipped, self.cache_problem)
+
+
 def _send(child: _Child, message: tuple[Any, ...]) -> None:
     frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     with child.send_lock:
@@ -214,6 +240,19 @@ def _receive(reader: BinaryIO) -> Any:
     if not frame:
         raise EOFError
     return pickle.loads(frame)
+
+
+def _unpacked(task_id: str, payload: bytes) -> TaskRun:
+    """The run a task process sent for ``task_id``; an error run, never an exception, when it does not load
+    (the task process checked that it does: this is the last guard against a pool thread waiting forever)."""
+    try:
+        loaded: tuple[TaskRun, BaseException | None] = pickle.loads(payload)
+    except Exception as e:
+        return TaskRun(error=TaskError(f"task {task_id!r}: its run could not be read back from its task process ({e})"))
+    task_run, cause = loaded
+    if cause is not None and task_run.error is not None:
+        task_run.error.__cause__ = cause
+    return task_run
 
 
 def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.socket, threads: int) -> None:
@@ -243,7 +282,7 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
     run.progress = lambda bench, task: None
     stopped = threading.Event()
     send_lock = threading.Lock()
-    sent_secrets = set(run.secrets)
+    news = _News(run)
     provider = run.sandbox_provider
     if provider is not None:
         # A forked provider would share its parent's connections: this process makes its own.
@@ -260,9 +299,7 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         except BaseException as e:
             task_run = TaskRun(error=TaskError(f"task {item.task_id!r}: {type(e).__name__}: {e}"))
         with send_lock:
-            new = run.secrets - sent_secrets
-            sent_secrets.update(new)
-            connection.sendall(_framed(_packed(nodeid, task_run, sorted(new))))
+            connection.sendall(_framed(_packed(nodeid, item.task_id, task_run, news.since_last(run))))
 
     futures = []
     # Its threads are never joined: the process ends with os._exit once its tasks are answered (or past the grace).
@@ -287,26 +324,49 @@ def _run_tasks(run: BenchflowRun, items: dict[str, BenchItem], connection: socke
         run.sandbox_provider.close_all()
 
 
-def _packed(nodeid: str, task_run: TaskRun, secrets: list[str]) -> bytes:
+def _packed(nodeid: str, task_id: str, task_run: TaskRun, news: _News) -> bytes:
     """The frame answering ``nodeid``: its run, and its error's cause (pickle drops ``__cause__`` and
-    tracebacks; the bench's traceback goes along as text). An error that does not survive pickling (an
-    exception whose ``__init__`` takes other arguments than its ``args``) is sent as a ``TaskError`` with
-    the same words."""
+    tracebacks; the bench's traceback goes along as text), pickled apart from ``nodeid`` so that the pytest
+    process can always tell which task a frame answers.
+
+    What does not survive pickling both ways (an exception whose ``__init__`` takes other arguments than its
+    ``args``; a lambda) is replaced rather than sent: a cause by a plain exception with the same words and
+    traceback, else the whole run by a ``TaskError`` saying so, with the run's usage."""
     error = task_run.error
     cause = error.__cause__ if error is not None else None
     if cause is not None and not isinstance(cause, BenchflowError):
         bench_traceback(cause)
-    try:
-        for sent in (error, cause):
-            if sent is not None:
-                pickle.loads(pickle.dumps(sent))
-        return pickle.dumps((nodeid, task_run, cause, secrets), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as e:
-        shown = f"{type(error).__name__}: {error}" if error is not None else "its result could not be sent back"
+    payload, problem = _pickled(task_run, cause)
+    if problem is not None and cause is not None:
+        payload, _ = _pickled(task_run, _stand_in(cause))
+    if payload is None:
+        why = f"{type(problem).__name__} in its task process: {problem}"
+        if error is not None:
+            shown = f"{type(error).__name__}: {error} (sent back as text: {why})"
+        else:
+            shown = f"task {task_id!r}: its result could not be sent back ({why})"
         replaced = TaskRun(
-            error=TaskError(f"{shown} ({type(e).__name__} in its task process)"),
-            usage=task_run.usage,
-            duration=task_run.duration,
-            notes=task_run.notes,
+            error=TaskError(shown), usage=task_run.usage, duration=task_run.duration, notes=task_run.notes
         )
-        return pickle.dumps((nodeid, replaced, None, secrets), protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps((replaced, None), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps((nodeid, payload, news), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _pickled(task_run: TaskRun, cause: BaseException | None) -> tuple[bytes | None, Exception | None]:
+    """``(task_run, cause)`` pickled, once it has been seen to load again (as the pytest process, with the
+    same classes, will load it); else None and why."""
+    try:
+        payload = pickle.dumps((task_run, cause), protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload)
+    except Exception as e:
+        return None, e
+    return payload, None
+
+
+def _stand_in(cause: BaseException) -> Exception:
+    """A cause that pickles, reported as ``cause`` is: the same words and the bench's traceback text."""
+    stand_in = Exception(str(cause))
+    traced = getattr(cause, "_benchflow_traceback", None)
+    if traced is not None:
+        stand_in._benchflow_traceback = traced  # type: ignore[attr-defined]
+    return stand_in
