@@ -46,6 +46,8 @@ __all__ = ["TaskProcesses", "local_benches"]
 
 # How long a stopped or orphaned task process gives its running tasks to unwind before it exits anyway.
 _GRACE = 60.0
+# What stops a session; a task process ignores them and is stopped by the pytest process instead.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # How long the pytest process waits for a task process to exit once told to, before killing it.
 _EXIT_GRACE = 10.0
 
@@ -90,11 +92,15 @@ class TaskProcesses:
         threads = math.ceil(concurrency / count)
         for _ in range(count):
             ours, theirs = socket.socketpair()
+            # Held until the child ignores them: a Ctrl-C in between would run pytest's own ending in the child.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             with warnings.catch_warnings():
                 # Python 3.12+ warns of fork() beside other threads: those alive now (an agent served in-process,
                 # the progress display) hold no lock a task process takes, and the child never runs them.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 pid = os.fork()
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             if pid == 0:  # pragma: no cover - the child's coverage is not collected
                 # Closed for real: close() would keep a socket's descriptor while its reader (made by the
                 # receiving thread) exists, and a sibling holding it open never sees the end of file.
@@ -259,8 +265,9 @@ def _serve(run: BenchflowRun, items: dict[str, BenchItem], connection: socket.so
     """A task process: run each task it is sent, answer its ``TaskRun``; exit at end of file."""
     # This process decides when tasks stop: Ctrl-C reaches the whole process group, and a task process that
     # unwound by itself would leave its tasks without records.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for stop in _STOP_SIGNALS:
+        signal.signal(stop, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     status = 0
     try:
         _run_tasks(run, items, connection, threads)
