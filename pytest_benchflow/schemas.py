@@ -192,6 +192,19 @@ class BenchmarkResult(BaseModel):
     def _none_other(cls, v: Any) -> Any:
         return {} if v is None else v
 
+    @field_validator("log", "other")
+    @classmethod
+    def _json_only(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Written to results.jsonl and the report as they are: what JSON cannot hold (an object, a set, a cycle)
+        # is refused here, naming the field, not when the record is written (a pytest INTERNALERROR then).
+        try:
+            json.dumps(v, allow_nan=True)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"holds what JSON cannot: {e}") from None
+        except RecursionError:
+            pass  # nested past the stack: the writer cuts such a value (test_secrets, nested answers)
+        return v
+
     @field_validator("samples")
     @classmethod
     def _unique_samples(cls, v: list[SampleResult] | None) -> list[SampleResult] | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import in_process_bench
 from pytest_benchflow import ArgumentError, BenchArgs, BenchmarkResult, ResultError
 from pytest_benchflow.schemas import to_result
 
@@ -97,3 +98,26 @@ class TestBenchArgs:
         with pytest.raises(ArgumentError) as info:
             spec.resolve({"OPENAI_API_KEY": "k", "HOST_PASS": "p", "DB_TOKEN": "tok-leaked"})
         assert "tok-leaked" not in str(info.value) and "DB_TOKEN=***" in str(info.value)
+
+
+class _Thing:
+    pass
+
+
+@pytest.mark.parametrize("field", ["log", "other"])
+def test_a_result_holding_what_json_cannot_is_refused_naming_the_field(field: str) -> None:
+    with pytest.raises(
+        ResultError, match=rf"task 't': invalid result: field {field}: .*Object of type _Thing is not JSON"
+    ):
+        to_result({"is_resolved": True, "metrics": {}, field: {"thing": _Thing()}}, "t")
+
+
+def test_a_result_holding_an_object_is_an_error_record_not_an_internal_error(
+    pytester: pytest.Pytester, echo_agent: str
+) -> None:
+    result_body = 'return {"is_resolved": True, "metrics": {}, "other": {"when": {1, 2}}}'
+    pytester.makepyfile(odd=in_process_bench("Odd", "def evaluate(env):\n    pass", result_body))
+    result = pytester.runpytest("--benchflow=odd.py:Odd", f"--agent-url={echo_agent}")
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*invalid result: field other: *Object of type set is not JSON serializable*"])
