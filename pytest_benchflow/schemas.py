@@ -143,6 +143,19 @@ class BenchArgs(BaseModel):
         return self.resolve(runtime_args, allow_unknown=True)
 
 
+def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """``value``, when JSON can hold it. Results are written to results.jsonl, samples.jsonl and the report as they
+    are: an object, a set or a cycle is refused here, naming the field, not when the record is written (a pytest
+    INTERNALERROR then)."""
+    try:
+        json.dumps(value, allow_nan=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"holds what JSON cannot: {e}") from None
+    except RecursionError:
+        pass  # nested past the stack: the writers cut such a value (test_secrets, nested answers)
+    return value
+
+
 class SampleResult(BaseModel):
     """How one sample of a task went (a question, one exchange with the agent): its id and score.
 
@@ -158,6 +171,11 @@ class SampleResult(BaseModel):
     @classmethod
     def _id_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("metadata")
+    @classmethod
+    def _json_only(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _jsonable(v)
 
     @field_validator("score", mode="before")
     @classmethod
@@ -195,15 +213,7 @@ class BenchmarkResult(BaseModel):
     @field_validator("log", "other")
     @classmethod
     def _json_only(cls, v: dict[str, Any]) -> dict[str, Any]:
-        # Written to results.jsonl and the report as they are: what JSON cannot hold (an object, a set, a cycle)
-        # is refused here, naming the field, not when the record is written (a pytest INTERNALERROR then).
-        try:
-            json.dumps(v, allow_nan=True)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"holds what JSON cannot: {e}") from None
-        except RecursionError:
-            pass  # nested past the stack: the writer cuts such a value (test_secrets, nested answers)
-        return v
+        return _jsonable(v)
 
     @field_validator("samples")
     @classmethod

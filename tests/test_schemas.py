@@ -106,6 +106,15 @@ class _Thing:
 
 @pytest.mark.parametrize("field", ["log", "other"])
 def test_a_result_holding_what_json_cannot_is_refused_naming_the_field(field: str) -> None:
+    with pytest.raises(ResultError, match=r"field samples\.0\.metadata: .*Object of type _Thing is not JSON"):
+        to_result(
+            {
+                "is_resolved": True,
+                "metrics": {},
+                "samples": [{"sample_id": 1, "score": 1, "metadata": {"x": _Thing()}}],
+            },
+            "t",
+        )
     with pytest.raises(
         ResultError, match=rf"task 't': invalid result: field {field}: .*Object of type _Thing is not JSON"
     ):
