@@ -71,9 +71,11 @@ class ConcurrentTasks:
                 runner.interrupt()
             if processes is not None:
                 processes.interrupt()
-        left = pool.stop()
-        if processes is not None:
-            processes.close()
+        try:
+            left = pool.stop()
+        finally:
+            if processes is not None:
+                processes.close()
         records = [self.run.unreported_record(item, task_run) for item, task_run in left]
         if not records:
             return
