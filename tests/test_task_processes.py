@@ -263,14 +263,14 @@ def test_a_bench_error_that_does_not_unpickle_is_recorded_as_in_a_thread(
 def test_a_result_that_does_not_travel_back_is_an_error_record_not_a_hang(
     unsendable: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An object in `other` that pickles but does not load again, and one that does not pickle at all.
+    # An object in `other` that pickles but does not load again, and one that does not pickle at all: the
+    # result is refused where it is made (JSON cannot hold either), and no pool thread waits for a lost run.
     monkeypatch.setenv("UNSENDABLE_TASKS", json.dumps(["other-holds-it", "other-lambda", "fine"]))
     result = unsendable.runpytest_subprocess(*UNSENDABLE_ARGS, "--benchflow-task-processes=2", timeout=120)
     result.assert_outcomes(passed=1, errors=2)
     (run,) = runs_by_start(unsendable)
     found = {r["task_id"]: r for r in records_of(run)}
-    assert found["other-holds-it"]["reason"].startswith(
-        "task 'other-holds-it': its result could not be sent back (TypeError in its task process: "
-    )
-    assert "its result could not be sent back (" in found["other-lambda"]["reason"]
+    for task, kind in (("other-holds-it", "TwoArgs"), ("other-lambda", "function")):
+        assert found[task]["reason"].startswith(f"task {task!r}: invalid result: field other: ")
+        assert f"Object of type {kind} is not JSON serializable" in found[task]["reason"]
     assert found["fine"]["outcome"] == "passed"
