@@ -360,11 +360,13 @@ def _packed(nodeid: str, task_id: str, task_run: TaskRun, news: _News) -> bytes:
 
 
 def _pickled(task_run: TaskRun, cause: BaseException | None) -> tuple[bytes | None, Exception | None]:
-    """``(task_run, cause)`` pickled, once it has been seen to load again (as the pytest process, with the
-    same classes, will load it); else None and why."""
+    """``(task_run, cause)`` pickled, with an error seen to load again (as the pytest process, with the same
+    classes, will load it); else None and why. A result holds only what JSON can (schemas), so it loads as
+    it pickles: only exceptions are loaded here, and the pytest process's ``_unpacked`` guards the rest."""
     try:
         payload = pickle.dumps((task_run, cause), protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.loads(payload)
+        if task_run.error is not None:
+            pickle.loads(payload)
     except Exception as e:
         return None, e
     return payload, None
