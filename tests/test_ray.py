@@ -137,6 +137,18 @@ def _labelled(run: Path) -> list[dict[str, Any]]:
     return found
 
 
+def _over_ray(bench: str, agent_url: str, address: str) -> list[str]:
+    """The arguments running ``bench`` (a ``file.py:Class`` beside the test) on the cluster at ``address``."""
+    return [
+        f"--benchflow={bench}",
+        f"--agent-url={agent_url}",
+        "--benchflow-runner=ray",
+        f"--benchflow-ray-address={address}",
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
 def _toy_over_ray(docker_toy: pytest.Pytester, ray_cluster: RayCluster, *extra: str) -> list[str]:
     """The pytest command running the container toy on the cluster (the toy's code reaches the nodes by runtime_env)."""
     runtime_env = json.dumps({"env_vars": {"PYTHONPATH": str(docker_toy.path)}})
@@ -458,14 +470,7 @@ def test_get_result_runs_on_the_node_where_the_entrance_ran(
     pytester: pytest.Pytester, ray_cluster: RayCluster, echo_agent: str
 ) -> None:
     pytester.makepyfile(where_bench=WHERE_BENCH)
-    result = pytester.runpytest_subprocess(
-        "--benchflow=where_bench.py:WhereBench",
-        f"--agent-url={echo_agent}",
-        "--benchflow-runner=ray",
-        f"--benchflow-ray-address={ray_cluster.address}",
-        "-p",
-        "no:cacheprovider",
-    )
+    result = pytester.runpytest_subprocess(*_over_ray("where_bench.py:WhereBench", echo_agent, ray_cluster.address))
     result.assert_outcomes(passed=1, errors=1)
     done = {r["task_id"]: r for r in records(runs_by_start(pytester)[-1])}
     metrics = done["where"]["metrics"]
@@ -511,14 +516,9 @@ def test_an_in_process_task_on_a_node_drives_its_sandboxes_and_a_timeout_leaves_
         sys.executable,
         "-m",
         "pytest",
-        "--benchflow=node_sandbox_bench.py:NodeSandboxBench",
-        f"--agent-url={echo_agent}",
-        "--benchflow-runner=ray",
+        *_over_ray("node_sandbox_bench.py:NodeSandboxBench", echo_agent, ray_cluster.address),
         "--benchflow-sandbox=ray",
-        f"--benchflow-ray-address={ray_cluster.address}",
         "--benchflow-timeout=20",
-        "-p",
-        "no:cacheprovider",
     ]
     proc = pytester.popen(command, **INTERRUPTIBLE)
     hung = False  # the timed-out task's sandbox was seen running before its timeout
@@ -575,14 +575,7 @@ def test_a_cluster_without_a_docker_node_is_refused_for_a_container_bench_before
     bare = Cluster(initialize_head=True, head_node_args={**_NODE, "include_dashboard": False})
     try:
         pytester.makepyfile(container_only=CONTAINER_ONLY_BENCH)
-        result = pytester.runpytest_subprocess(
-            "--benchflow=container_only.py:ContainerOnly",
-            f"--agent-url={echo_agent}",
-            "--benchflow-runner=ray",
-            f"--benchflow-ray-address={bare.address}",
-            "-p",
-            "no:cacheprovider",
-        )
+        result = pytester.runpytest_subprocess(*_over_ray("container_only.py:ContainerOnly", echo_agent, bare.address))
     finally:
         bare.shutdown()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -612,13 +605,7 @@ def test_bad_ray_settings_are_one_line_usage_errors_before_any_cluster(
 ) -> None:
     pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.makepyfile(container_only=CONTAINER_ONLY_BENCH)
-    result = pytester.runpytest(
-        "--benchflow=container_only.py:ContainerOnly",
-        f"--agent-url={echo_agent}",
-        "--benchflow-runner=ray",
-        "--benchflow-ray-address=127.0.0.1:9",  # never reached: the settings are refused first
-        "-p",
-        "no:cacheprovider",
-    )
+    # The address is never reached: the settings are refused first.
+    result = pytester.runpytest(*_over_ray("container_only.py:ContainerOnly", echo_agent, "127.0.0.1:9"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: *{message}"])

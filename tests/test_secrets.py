@@ -59,6 +59,15 @@ def texts(root: Path) -> dict[str, str]:
     return {str(p): p.read_text(errors="replace") for p in root.rglob("*") if p.is_file() and ".py" not in p.suffix}
 
 
+def assert_no_secret(shown: str, root: Path) -> None:
+    """Neither the key nor the agent URL's password in ``shown`` (the terminal) or in a file under ``root``,
+    but the bench's own results (get_result must read what it wrote)."""
+    for where, text in [("terminal", shown), *texts(root).items()]:
+        if not where.endswith("r.json"):
+            assert SECRET not in text, where
+            assert "pw-Zq81xx" not in text, where
+
+
 def test_no_boundary_lets_a_secret_through(leaky: tuple[pytest.Pytester, str]) -> None:
     pytester, url = leaky
     result = pytester.runpytest_subprocess(
@@ -76,11 +85,7 @@ def test_no_boundary_lets_a_secret_through(leaky: tuple[pytest.Pytester, str]) -
     assert "calling http://alice:***@127.0.0.1" in shown or "calling http://***@127.0.0.1" in shown  # live logging ran
     files = texts(pytester.path)
     assert any(name.endswith("trace.txt") for name in files) and any(name.endswith("pytest.log") for name in files)
-    for where, text in [("terminal", shown), *files.items()]:
-        if where.endswith("r.json"):
-            continue  # the bench's own results: get_result must read what it wrote
-        assert SECRET not in text, where
-        assert "pw-Zq81xx" not in text, where
+    assert_no_secret(shown, pytester.path)
     (record,) = [
         json.loads(line) for line in next(pytester.path.glob(".benchflow/*/results.jsonl")).read_text().splitlines()
     ]
@@ -95,9 +100,7 @@ def test_secrets_under_xdist(leaky: tuple[pytest.Pytester, str]) -> None:
         "--benchflow=leaky.py:Leaky", f"--agent-url={url}", f"--benchflow-arg=LEAKY_API_KEY={SECRET}", "-n", "2", "-rA"
     )
     result.assert_outcomes(failed=1)
-    for where, text in [("terminal", result.stdout.str()), *texts(pytester.path / ".benchflow").items()]:
-        if not where.endswith("r.json"):
-            assert SECRET not in text and "pw-Zq81xx" not in text, where
+    assert_no_secret(result.stdout.str(), pytester.path / ".benchflow")
 
 
 def test_redact_data_masks_keys_values_and_nested_lists() -> None:
